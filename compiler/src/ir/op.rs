@@ -1,0 +1,397 @@
+//! The op set: every operation a backbone may use, with its attributes and its token-axis behaviour.
+//!
+//! Why this granularity: small enough that a new backbone needs no Rust (linear, norms, attention,
+//! activations, broadcasting add/mul, chunk/concat/unsqueeze, patchify, embeddings, a token conv),
+//! big enough that a DiT block reads like the paper (attention is one op with its projections).
+//! Each op declares how it treats the token axis; the route pass reasons with that, not names.
+
+use std::fmt;
+
+/// How an op treats the token axis of its inputs. The route pass uses this to decide whether
+/// a region may be routed and whether kept indices must be sorted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenBehaviour {
+    /// Acts on each token independently (linear, norms, activations, elementwise ops).
+    PerToken,
+    /// Mixes tokens but is equivariant under permutation of tokens (attention without
+    /// positional bias): any subset in any order is fine.
+    PermutationEquivariant,
+    /// Mixes tokens in an order-dependent way (scans, convolutions over tokens): routing keeps
+    /// the kept tokens in their original order.
+    OrderSensitive,
+    /// Depends on absolute token positions or on the full token count (patchify, unpatchify,
+    /// slicing or concatenating along tokens, position tables): cannot run on a token subset.
+    Positional,
+    /// Has no token axis at all (conditioning, embeddings of labels and timesteps).
+    NoTokenAxis,
+}
+
+impl TokenBehaviour {
+    /// Short name for dumps and diagnostics.
+    pub fn name(self) -> &'static str {
+        match self {
+            TokenBehaviour::PerToken => "per-token",
+            TokenBehaviour::PermutationEquivariant => "permutation-equivariant",
+            TokenBehaviour::OrderSensitive => "order-sensitive",
+            TokenBehaviour::Positional => "positional",
+            TokenBehaviour::NoTokenAxis => "no-token-axis",
+        }
+    }
+}
+
+/// What a graph input carries; the runtime feeds inputs by role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum InputRole {
+    /// The noisy image or latent `[B, C, H, W]`.
+    Image,
+    /// The noise level / timestep `[B]`.
+    NoiseLevel,
+    /// The class label `[B]` (integer; `classes` is the null label).
+    Label,
+}
+
+impl InputRole {
+    /// Name used in model.json.
+    pub fn name(self) -> &'static str {
+        match self {
+            InputRole::Image => "image",
+            InputRole::NoiseLevel => "noise_level",
+            InputRole::Label => "label",
+        }
+    }
+
+    /// All roles, for error messages and parsing.
+    pub const ALL: [InputRole; 3] = [InputRole::Image, InputRole::NoiseLevel, InputRole::Label];
+}
+
+/// GELU flavour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GeluApprox {
+    /// Exact, with erf.
+    None,
+    /// The tanh approximation (DiT's MLP).
+    Tanh,
+}
+
+/// How a learned tensor is initialised (the runtime implements these).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ParamInit {
+    /// All zeros.
+    Zeros,
+    /// Normal with the given standard deviation (stored as micro-units to keep `Eq`).
+    Normal { std_micro: u64 },
+}
+
+/// One operation with its attributes. Inputs are graph edges, not attributes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    /// A graph input; its type is declared in model.json.
+    Input { role: InputRole },
+    /// A learned tensor with no inputs (e.g. a learned, token-indexed position embedding).
+    Param {
+        shape: Vec<u64>,
+        token_axis: Option<usize>,
+        init: ParamInit,
+    },
+    /// `y = x·W + b` over the last axis.
+    Linear { out: u64, bias: bool },
+    /// LayerNorm over the last axis.
+    LayerNorm { eps: f64, affine: bool },
+    /// RMSNorm over the last axis.
+    RmsNorm { eps: f64, affine: bool },
+    /// Multi-head self-attention over the token axis, with its qkv and output projections.
+    Attention { heads: u64, qkv_bias: bool },
+    /// GELU.
+    Gelu { approximate: GeluApprox },
+    /// SiLU (x·sigmoid(x)).
+    Silu,
+    /// Elementwise add with numpy broadcasting.
+    Add,
+    /// Elementwise multiply with numpy broadcasting.
+    Mul,
+    /// adaLN modulation `x·(1 + scale) + shift`; inputs `(x, shift, scale)`.
+    Modulate,
+    /// The `index`-th of `chunks` equal slices along `axis`.
+    Chunk {
+        axis: usize,
+        chunks: u64,
+        index: u64,
+    },
+    /// Concatenation along `axis`.
+    Concat { axis: usize },
+    /// Inserts a size-1 axis at `axis`.
+    Unsqueeze { axis: usize },
+    /// `[B, C, H, W] → [B, (H/p)·(W/p), p·p·C]`, tokens row-major over the patch grid, each patch
+    /// vector ordered (row in patch, column in patch, channel).
+    Patchify { patch: u64 },
+    /// Inverse of `Patchify` for an image of `height × width`.
+    Unpatchify { patch: u64, height: u64, width: u64 },
+    /// Fixed 2-D sin-cos position table `[1, h·w, dim]` (first half columns, second half rows).
+    PosEmbed2d { height: u64, width: u64, dim: u64 },
+    /// Sinusoidal timestep features `[B] → [B, dim]`, ordered `[cos, sin]`.
+    TimestepEmbed { dim: u64, max_period: u64 },
+    /// Class embedding table with `classes + 1` rows (the last is the null label).
+    ClassEmbed { classes: u64, dim: u64 },
+    /// Depthwise convolution over tokens (order-sensitive, Mamba/RWKV-like local mixing).
+    TokenConv { kernel: u64, causal: bool },
+    /// Route `route`: draws per-sample kept token indices `[B, keep]` from the trunk value.
+    RouteSelect {
+        route: usize,
+        rate: f64,
+        keep: u64,
+        sorted: bool,
+    },
+    /// Route `route`: gathers the kept tokens of a token-indexed value; inputs `(x, indices)`.
+    GatherTokens { route: usize },
+    /// Route `route`: scatters processed kept tokens into the saved full value;
+    /// inputs `(base, kept, indices)`. Positions not kept keep `base` (identity bypass).
+    MergeTokens { route: usize },
+}
+
+impl Op {
+    /// The op's name in model.json and dumps.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Input { .. } => "input",
+            Op::Param { .. } => "param",
+            Op::Linear { .. } => "linear",
+            Op::LayerNorm { .. } => "layer_norm",
+            Op::RmsNorm { .. } => "rms_norm",
+            Op::Attention { .. } => "attention",
+            Op::Gelu { .. } => "gelu",
+            Op::Silu => "silu",
+            Op::Add => "add",
+            Op::Mul => "mul",
+            Op::Modulate => "modulate",
+            Op::Chunk { .. } => "chunk",
+            Op::Concat { .. } => "concat",
+            Op::Unsqueeze { .. } => "unsqueeze",
+            Op::Patchify { .. } => "patchify",
+            Op::Unpatchify { .. } => "unpatchify",
+            Op::PosEmbed2d { .. } => "pos_embed_2d",
+            Op::TimestepEmbed { .. } => "timestep_embed",
+            Op::ClassEmbed { .. } => "class_embed",
+            Op::TokenConv { .. } => "token_conv",
+            Op::RouteSelect { .. } => "route_select",
+            Op::GatherTokens { .. } => "gather_tokens",
+            Op::MergeTokens { .. } => "merge_tokens",
+        }
+    }
+
+    /// The route this op belongs to, for the nodes the route pass inserts.
+    pub fn route(&self) -> Option<usize> {
+        match self {
+            Op::RouteSelect { route, .. }
+            | Op::GatherTokens { route }
+            | Op::MergeTokens { route } => Some(*route),
+            _ => None,
+        }
+    }
+
+    /// How many inputs the op takes (`None` = one or more).
+    pub fn arity(&self) -> Option<usize> {
+        match self {
+            Op::Input { .. } | Op::Param { .. } | Op::PosEmbed2d { .. } => Some(0),
+            Op::Add | Op::Mul | Op::GatherTokens { .. } => Some(2),
+            Op::Modulate | Op::MergeTokens { .. } => Some(3),
+            Op::Concat { .. } => None,
+            _ => Some(1),
+        }
+    }
+
+    /// Token-axis behaviour given the token axis of the op's first input (`None` if it has none).
+    pub fn token_behaviour(&self, input_token_axis: Option<usize>) -> TokenBehaviour {
+        use TokenBehaviour::*;
+        let has_tokens = input_token_axis.is_some();
+        match self {
+            Op::Input { .. } | Op::TimestepEmbed { .. } | Op::ClassEmbed { .. } => NoTokenAxis,
+            Op::Param { token_axis, .. } => {
+                if token_axis.is_some() {
+                    Positional
+                } else {
+                    NoTokenAxis
+                }
+            }
+            Op::Patchify { .. } | Op::Unpatchify { .. } | Op::PosEmbed2d { .. } => Positional,
+            Op::Attention { .. } => PermutationEquivariant,
+            Op::TokenConv { .. } => OrderSensitive,
+            Op::Chunk { axis, .. } | Op::Concat { axis } if input_token_axis == Some(*axis) => {
+                Positional
+            }
+            Op::RouteSelect { .. } | Op::GatherTokens { .. } | Op::MergeTokens { .. } => Positional,
+            _ if has_tokens => PerToken,
+            _ => NoTokenAxis,
+        }
+    }
+
+    /// Attributes as `key=value` pairs, in a fixed order, for dumps.
+    pub fn attrs(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Op::Input { role } => vec![("role", role.name().into())],
+            Op::Param {
+                shape,
+                token_axis,
+                init,
+            } => {
+                let mut v = vec![("shape", format!("{shape:?}"))];
+                if let Some(a) = token_axis {
+                    v.push(("token_axis", a.to_string()));
+                }
+                v.push(("init", init.to_string()));
+                v
+            }
+            Op::Linear { out, bias } => {
+                let mut v = vec![("out", out.to_string())];
+                if !bias {
+                    v.push(("bias", "false".into()));
+                }
+                v
+            }
+            Op::LayerNorm { eps, affine } | Op::RmsNorm { eps, affine } => {
+                vec![("eps", format!("{eps:e}")), ("affine", affine.to_string())]
+            }
+            Op::Attention { heads, qkv_bias } => {
+                let mut v = vec![("heads", heads.to_string())];
+                if !qkv_bias {
+                    v.push(("qkv_bias", "false".into()));
+                }
+                v
+            }
+            Op::Gelu { approximate } => vec![(
+                "approximate",
+                match approximate {
+                    GeluApprox::None => "none",
+                    GeluApprox::Tanh => "tanh",
+                }
+                .into(),
+            )],
+            Op::Silu | Op::Add | Op::Mul | Op::Modulate => vec![],
+            Op::Chunk {
+                axis,
+                chunks,
+                index,
+            } => vec![
+                ("axis", axis.to_string()),
+                ("chunks", chunks.to_string()),
+                ("index", index.to_string()),
+            ],
+            Op::Concat { axis } | Op::Unsqueeze { axis } => vec![("axis", axis.to_string())],
+            Op::Patchify { patch } => vec![("patch", patch.to_string())],
+            Op::Unpatchify {
+                patch,
+                height,
+                width,
+            } => vec![
+                ("patch", patch.to_string()),
+                ("height", height.to_string()),
+                ("width", width.to_string()),
+            ],
+            Op::PosEmbed2d { height, width, dim } => vec![
+                ("height", height.to_string()),
+                ("width", width.to_string()),
+                ("dim", dim.to_string()),
+            ],
+            Op::TimestepEmbed { dim, max_period } => vec![
+                ("dim", dim.to_string()),
+                ("max_period", max_period.to_string()),
+            ],
+            Op::ClassEmbed { classes, dim } => {
+                vec![("classes", classes.to_string()), ("dim", dim.to_string())]
+            }
+            Op::TokenConv { kernel, causal } => vec![
+                ("kernel", kernel.to_string()),
+                ("causal", causal.to_string()),
+            ],
+            Op::RouteSelect {
+                route,
+                rate,
+                keep,
+                sorted,
+            } => vec![
+                ("route", route.to_string()),
+                ("rate", rate.to_string()),
+                ("keep", keep.to_string()),
+                ("sorted", sorted.to_string()),
+            ],
+            Op::GatherTokens { route } | Op::MergeTokens { route } => {
+                vec![("route", route.to_string())]
+            }
+        }
+    }
+}
+
+impl fmt::Display for ParamInit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParamInit::Zeros => f.write_str("zeros"),
+            ParamInit::Normal { std_micro } => {
+                write!(f, "normal({})", *std_micro as f64 / 1e6)
+            }
+        }
+    }
+}
+
+impl fmt::Display for Op {
+    /// `linear[out=384]`, `silu`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())?;
+        let attrs = self.attrs();
+        if !attrs.is_empty() {
+            f.write_str("[")?;
+            for (i, (k, v)) in attrs.iter().enumerate() {
+                if i > 0 {
+                    f.write_str(", ")?;
+                }
+                write!(f, "{k}={v}")?;
+            }
+            f.write_str("]")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_behaviour_depends_on_axis() {
+        let chunk = Op::Chunk {
+            axis: 1,
+            chunks: 2,
+            index: 0,
+        };
+        assert_eq!(chunk.token_behaviour(Some(1)), TokenBehaviour::Positional);
+        assert_eq!(chunk.token_behaviour(Some(0)), TokenBehaviour::PerToken);
+        assert_eq!(chunk.token_behaviour(None), TokenBehaviour::NoTokenAxis);
+        let conv = Op::TokenConv {
+            kernel: 4,
+            causal: true,
+        };
+        assert_eq!(
+            conv.token_behaviour(Some(1)),
+            TokenBehaviour::OrderSensitive
+        );
+        let attn = Op::Attention {
+            heads: 6,
+            qkv_bias: true,
+        };
+        assert_eq!(
+            attn.token_behaviour(Some(1)),
+            TokenBehaviour::PermutationEquivariant
+        );
+    }
+
+    #[test]
+    fn display_lists_attrs() {
+        assert_eq!(
+            Op::Linear {
+                out: 384,
+                bias: true
+            }
+            .to_string(),
+            "linear[out=384]"
+        );
+        assert_eq!(Op::Silu.to_string(), "silu");
+    }
+}

@@ -1,0 +1,9 @@
+//! The model.json reader: syntax (line and column), then structure and semantics (JSON paths),
+//! then block expansion, shape inference and verification. Format: `docs/model-format.md`.
+
+pub mod fields;
+mod model;
+mod ops;
+
+pub use model::{parse_model, Model, FORMAT};
+pub use ops::USER_OPS;

@@ -1,0 +1,195 @@
+//! The compile report: a human summary and a JSON object for scripts
+//! (`{"params", "gflops": {"dense", "routed"}, "routes": [...], ...}`).
+
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use crate::compile::Compiled;
+
+/// One route in the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteReport {
+    /// Fraction of tokens routed (skipping the blocks).
+    pub rate: f64,
+    /// First routed block.
+    pub start: usize,
+    /// Last routed block (inclusive).
+    pub end: usize,
+    /// Tokens entering the region.
+    pub tokens: u64,
+    /// Tokens processed by the region.
+    pub keep: u64,
+    /// Whether kept indices are sorted (order-sensitive mixer inside).
+    pub sorted: bool,
+}
+
+/// One block in the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct BlockReport {
+    /// Block index.
+    pub block: usize,
+    /// Tokens processed, dense.
+    pub tokens_dense: u64,
+    /// Tokens processed, routed.
+    pub tokens_routed: u64,
+    /// Forward GFLOPs per sample, dense.
+    pub gflops_dense: f64,
+    /// Forward GFLOPs per sample, routed.
+    pub gflops_routed: f64,
+}
+
+/// Dense and routed GFLOPs.
+#[derive(Debug, Clone, Serialize)]
+pub struct Gflops {
+    /// Dense forward GFLOPs per sample.
+    pub dense: f64,
+    /// Routed forward GFLOPs per sample.
+    pub routed: f64,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Model name.
+    pub model: String,
+    /// Source file.
+    pub file: String,
+    /// Number of trunk blocks.
+    pub depth: usize,
+    /// All parameters, including fixed tables (the DiT paper's count).
+    pub params: u64,
+    /// Trainable parameters.
+    pub trainable_params: u64,
+    /// Fixed, non-trainable tensors (sin-cos position table).
+    pub fixed_params: u64,
+    /// Forward GFLOPs per sample (multiply-add = 1).
+    pub gflops: Gflops,
+    /// routed / dense FLOPs.
+    pub flops_ratio: f64,
+    /// Routes applied.
+    pub routes: Vec<RouteReport>,
+    /// Per block.
+    pub blocks: Vec<BlockReport>,
+}
+
+impl Report {
+    /// Builds the report of a compiled model.
+    pub fn new(c: &Compiled) -> Self {
+        let d = &c.dense_analysis;
+        let r = &c.routed_analysis;
+        let g = |f: u64| f as f64 / 1e9;
+        Report {
+            model: c.model.graph.name.clone(),
+            file: c.model.file.clone(),
+            depth: c.model.graph.depth(),
+            params: d.total.params + d.total.fixed,
+            trainable_params: d.total.params,
+            fixed_params: d.total.fixed,
+            gflops: Gflops {
+                dense: g(d.total.flops),
+                routed: g(r.total.flops),
+            },
+            flops_ratio: r.total.flops as f64 / d.total.flops.max(1) as f64,
+            routes: c
+                .routed
+                .routes
+                .iter()
+                .map(|x| RouteReport {
+                    rate: x.rate,
+                    start: x.start,
+                    end: x.end,
+                    tokens: x.tokens,
+                    keep: x.keep,
+                    sorted: x.sorted,
+                })
+                .collect(),
+            blocks: d
+                .blocks
+                .iter()
+                .zip(&r.blocks)
+                .map(|(a, b)| BlockReport {
+                    block: a.block,
+                    tokens_dense: a.tokens,
+                    tokens_routed: b.tokens,
+                    gflops_dense: g(a.cost.flops),
+                    gflops_routed: g(b.cost.flops),
+                })
+                .collect(),
+        }
+    }
+
+    /// The human summary.
+    pub fn to_text(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "{} ({}): {} blocks", self.model, self.file, self.depth);
+        let _ = writeln!(
+            s,
+            "params: {} ({} trainable + {} fixed)",
+            group(self.params),
+            group(self.trainable_params),
+            group(self.fixed_params)
+        );
+        if self.routes.is_empty() {
+            let _ = writeln!(s, "routes: none (dense); try --route paper");
+        }
+        for (k, r) in self.routes.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "route {k}: rate {} over blocks {}..={}: {} of {} tokens skip, {} kept{}",
+                r.rate,
+                r.start,
+                r.end,
+                r.tokens - r.keep,
+                r.tokens,
+                r.keep,
+                if r.sorted {
+                    " (sorted: order-sensitive mixer)"
+                } else {
+                    ""
+                }
+            );
+        }
+        let _ = writeln!(
+            s,
+            "tokens per block: {}",
+            self.blocks
+                .iter()
+                .map(|b| b.tokens_routed.to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        let _ = writeln!(
+            s,
+            "forward GFLOPs per sample: dense {:.2} -> routed {:.2} (x{:.3}, predicted saving {:.1}%)",
+            self.gflops.dense,
+            self.gflops.routed,
+            self.flops_ratio,
+            (1.0 - self.flops_ratio) * 100.0
+        );
+        s
+    }
+}
+
+/// `32957200` → `32,957,200`.
+pub fn group(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn groups_digits() {
+        assert_eq!(super::group(32957200), "32,957,200");
+        assert_eq!(super::group(999), "999");
+        assert_eq!(super::group(1000), "1,000");
+    }
+}

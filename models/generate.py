@@ -1,0 +1,267 @@
+#!/usr/bin/env python3
+"""Writes the preset model files in this folder (models/*.json).
+
+The presets are data: the compiler reads them and the tests compile each one. They are generated
+so that every family shares one block definition; edit this script and rerun
+`python3 models/generate.py` rather than editing the JSON by hand. Format: docs/model-format.md.
+"""
+import json
+import os
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def dumps(v):
+    return json.dumps(v, ensure_ascii=False)
+
+
+def node(name, op, ins=None, **attrs):
+    n = {"name": name, "op": op}
+    if ins:
+        n["in"] = ins
+    n.update(attrs)
+    return n
+
+
+def chunks(src, prefix_names, axis):
+    k = len(prefix_names)
+    return [node(n, "chunk", [src], axis=axis, chunks=k, index=i) for i, n in enumerate(prefix_names)]
+
+
+def image_inputs(labelled=True):
+    inputs = {
+        "x": {"shape": ["B", "C", "S", "S"], "role": "image"},
+        "t": {"shape": ["B"], "role": "noise_level"},
+    }
+    if labelled:
+        inputs["y"] = {"shape": ["B"], "dtype": "i64", "role": "label"}
+    return inputs
+
+
+def dit_stem():
+    return [
+        node("patches", "patchify", ["x"], patch="P"),
+        node("x_embed", "linear", ["patches"], out="D"),
+        node("pos", "pos_embed_2d", height="S/P", width="S/P", dim="D"),
+        node("tokens", "add", ["x_embed", "pos"]),
+        node("t_freq", "timestep_embed", ["t"], dim=256),
+        node("t_hidden", "linear", ["t_freq"], out="D"),
+        node("t_act", "silu", ["t_hidden"]),
+        node("t_emb", "linear", ["t_act"], out="D"),
+        node("y_emb", "class_embed", ["y"], classes="K", dim="D"),
+        node("c", "add", ["t_emb", "y_emb"]),
+        node("c_act", "silu", ["c"]),
+    ]
+
+
+def adaln(n_chunks, names):
+    return [
+        node("ada", "linear", ["c"], out=f"{n_chunks}*D"),
+        node("ada_t", "unsqueeze", ["ada"], axis=1),
+    ] + chunks("ada_t", names, axis=2)
+
+
+def dit_block():
+    """DiT block: adaLN-Zero with gates, pre-LN attention and MLP (tread.md §2)."""
+    return {
+        "params": ["x", "c"],
+        "nodes": adaln(6, ["shift_msa", "scale_msa", "gate_msa", "shift_mlp", "scale_mlp", "gate_mlp"]) + [
+            node("norm1", "layer_norm", ["x"], eps=1e-6),
+            node("mod1", "modulate", ["norm1", "shift_msa", "scale_msa"]),
+            node("attn", "attention", ["mod1"], heads="H"),
+            node("gated_attn", "mul", ["gate_msa", "attn"]),
+            node("res1", "add", ["x", "gated_attn"]),
+            node("norm2", "layer_norm", ["res1"], eps=1e-6),
+            node("mod2", "modulate", ["norm2", "shift_mlp", "scale_mlp"]),
+            node("fc1", "linear", ["mod2"], out="4*D"),
+            node("act", "gelu", ["fc1"], approximate="tanh"),
+            node("fc2", "linear", ["act"], out="D"),
+            node("gated_mlp", "mul", ["gate_mlp", "fc2"]),
+            node("out", "add", ["res1", "gated_mlp"]),
+        ],
+        "output": "out",
+    }
+
+
+def dit_head(trunk="trunk"):
+    return [
+        node("final_ada", "linear", ["c_act"], out="2*D"),
+        node("final_ada_t", "unsqueeze", ["final_ada"], axis=1),
+    ] + chunks("final_ada_t", ["final_shift", "final_scale"], axis=2) + [
+        node("final_norm", "layer_norm", [trunk], eps=1e-6),
+        node("final_mod", "modulate", ["final_norm", "final_shift", "final_scale"]),
+        node("final_linear", "linear", ["final_mod"], out="P*P*C"),
+        node("image", "unpatchify", ["final_linear"], patch="P", height="S", width="S"),
+    ]
+
+
+def dit(name, depth, d, heads, patch, objective="edm", size=32, channels=4, classes=1000,
+        description=None, training=None, routes="paper"):
+    train = {"objective": objective, "init": "xavier", "lr": 1e-4, "weight_decay": 0.0,
+             "ema_decay": 0.9999, "ema_warmup": False, "class_dropout": 0.1, "batch": 256}
+    train.update(training or {})
+    return {
+        "format": "treadc.model/1",
+        "name": name,
+        "description": description or (
+            f"{name}: DiT as the official TREAD code builds it (tread.md §2) on "
+            f"{channels}x{size}x{size} latents, {classes} classes, no learned sigma. "
+            + ("Trained with the EDM objective." if objective == "edm" else
+               "SiT: the same network trained with a rectified-flow objective.")),
+        "dims": {"S": size, "C": channels, "P": patch, "D": d, "H": heads, "K": classes},
+        "inputs": image_inputs(),
+        "stem": dit_stem(),
+        "blocks": {"dit": dit_block()},
+        "trunk": {"input": "tokens", "blocks": [{"block": "dit", "repeat": depth, "args": {"c": "c_act"}}]},
+        "head": dit_head(),
+        "outputs": {"out": "image"},
+        "routes": routes,
+        "training": train,
+    }
+
+
+def uvit_s():
+    """U-ViT-style: plain pre-LN transformer blocks, conditioning added to the tokens once,
+    long skips from in-block k to out-block depth-1-k joined by concat + linear."""
+    in_block = {
+        "params": ["x"],
+        "nodes": [
+            node("norm1", "layer_norm", ["x"], eps=1e-6, affine=True),
+            node("attn", "attention", ["norm1"], heads="H"),
+            node("res1", "add", ["x", "attn"]),
+            node("norm2", "layer_norm", ["res1"], eps=1e-6, affine=True),
+            node("fc1", "linear", ["norm2"], out="4*D"),
+            node("act", "gelu", ["fc1"]),
+            node("fc2", "linear", ["act"], out="D"),
+            node("out", "add", ["res1", "fc2"]),
+        ],
+        "output": "out",
+    }
+    out_block = {
+        "params": ["h", "skip"],
+        "nodes": [node("joined", "concat", ["h", "skip"], axis=2),
+                  node("x", "linear", ["joined"], out="D")] + in_block["nodes"],
+        "output": "out",
+    }
+    half = 6
+    trunk = [{"block": "plain", "repeat": half + 1}]
+    for k in range(half + 1, 2 * half + 1):
+        trunk.append({"block": "skip_join", "args": {"skip": f"blocks.{2 * half - k}"}})
+    return {
+        "format": "treadc.model/1",
+        "name": "U-ViT-S/2",
+        "description": "U-ViT-style backbone (13 blocks: 6 in, 1 mid, 6 out) with long skip "
+                       "connections (concat + linear) from block k to block 12-k. Conditioning is "
+                       "added to every token once before the trunk (U-ViT proper prepends it as "
+                       "extra tokens); no final 3x3 conv.",
+        "dims": {"S": 32, "C": 4, "P": 2, "D": 512, "H": 8, "K": 1000},
+        "inputs": image_inputs(),
+        "stem": [
+            node("patches", "patchify", ["x"], patch="P"),
+            node("x_embed", "linear", ["patches"], out="D"),
+            node("pos", "param", shape=[1, "(S/P)*(S/P)", "D"], token_axis=1, init="normal", std=0.02),
+            node("t_freq", "timestep_embed", ["t"], dim="D"),
+            node("t_hidden", "linear", ["t_freq"], out="4*D"),
+            node("t_act", "silu", ["t_hidden"]),
+            node("t_emb", "linear", ["t_act"], out="D"),
+            node("y_emb", "class_embed", ["y"], classes="K", dim="D"),
+            node("c", "add", ["t_emb", "y_emb"]),
+            node("c_tok", "unsqueeze", ["c"], axis=1),
+            node("pos_tokens", "add", ["x_embed", "pos"]),
+            node("tokens", "add", ["pos_tokens", "c_tok"]),
+        ],
+        "blocks": {"plain": in_block, "skip_join": out_block},
+        "trunk": {"input": "tokens", "blocks": trunk},
+        "head": [
+            node("final_norm", "layer_norm", ["trunk"], eps=1e-6, affine=True),
+            node("final_linear", "linear", ["final_norm"], out="P*P*C"),
+            node("image", "unpatchify", ["final_linear"], patch="P", height="S", width="S"),
+        ],
+        "outputs": {"out": "image"},
+        "routes": "paper",
+        "training": {"objective": "edm", "init": "xavier", "batch": 256},
+    }
+
+
+def gated_conv_s2():
+    """Order-sensitive backbone: DiT-S/2 whose attention is replaced by a gated causal depthwise
+    convolution over the token sequence (Mamba/RWKV-like local mixing without a scan)."""
+    block = {
+        "params": ["x", "c"],
+        "nodes": adaln(6, ["shift_mix", "scale_mix", "gate_mix", "shift_mlp", "scale_mlp", "gate_mlp"]) + [
+            node("norm1", "layer_norm", ["x"], eps=1e-6),
+            node("mod1", "modulate", ["norm1", "shift_mix", "scale_mix"]),
+            node("in_proj", "linear", ["mod1"], out="2*D"),
+            node("u", "chunk", ["in_proj"], axis=2, chunks=2, index=0),
+            node("z", "chunk", ["in_proj"], axis=2, chunks=2, index=1),
+            node("u_conv", "token_conv", ["u"], kernel=4, causal=True),
+            node("u_act", "silu", ["u_conv"]),
+            node("z_act", "silu", ["z"]),
+            node("mixed", "mul", ["u_act", "z_act"]),
+            node("out_proj", "linear", ["mixed"], out="D"),
+            node("gated_mix", "mul", ["gate_mix", "out_proj"]),
+            node("res1", "add", ["x", "gated_mix"]),
+            node("norm2", "layer_norm", ["res1"], eps=1e-6),
+            node("mod2", "modulate", ["norm2", "shift_mlp", "scale_mlp"]),
+            node("fc1", "linear", ["mod2"], out="4*D"),
+            node("act", "gelu", ["fc1"], approximate="tanh"),
+            node("fc2", "linear", ["act"], out="D"),
+            node("gated_mlp", "mul", ["gate_mlp", "fc2"]),
+            node("out", "add", ["res1", "gated_mlp"]),
+        ],
+        "output": "out",
+    }
+    m = dit("GatedConv-S/2", 12, 384, 6, 2)
+    m["description"] = ("Order-sensitive backbone: DiT-S/2 with attention replaced by a gated causal "
+                        "depthwise convolution over the token sequence (kernel 4; Mamba/RWKV-like "
+                        "local mixing, no selective scan). Routing must keep kept tokens in order.")
+    m["blocks"] = {"gated_conv": block}
+    m["trunk"]["blocks"][0]["block"] = "gated_conv"
+    return m
+
+
+def write(fname, model):
+    with open(os.path.join(HERE, fname), "w", encoding="utf-8") as f:
+        f.write(compact_nodes(model))
+
+
+def compact_nodes(model):
+    """JSON with 2-space indent, but each node object (and each short list) on one line."""
+    def enc(v, ind):
+        pad = "  " * ind
+        if isinstance(v, dict):
+            if "op" in v or (len(dumps(v)) < 90 and ind > 1):
+                return dumps(v)
+            items = [f'{pad}  {dumps(k)}: {enc(x, ind + 1)}' for k, x in v.items()]
+            return "{\n" + ",\n".join(items) + f"\n{pad}}}"
+        if isinstance(v, list):
+            if len(dumps(v)) < 90 and not any(isinstance(x, dict) and "op" in x for x in v):
+                return dumps(v)
+            items = [f"{pad}  {enc(x, ind + 1)}" for x in v]
+            return "[\n" + ",\n".join(items) + f"\n{pad}]"
+        return dumps(v)
+    return enc(model, 0) + "\n"
+
+
+def main():
+    sizes = {"s": (12, 384, 6), "b": (12, 768, 12), "l": (24, 1024, 16), "xl": (28, 1152, 16)}
+    for key, (depth, d, heads) in sizes.items():
+        for patch in (2, 4):
+            name = f"DiT-{key.upper()}/{patch}"
+            write(f"dit-{key}{patch}.json", dit(name, depth, d, heads, patch))
+    for key in ("b", "xl"):
+        depth, d, heads = sizes[key]
+        write(f"sit-{key}2.json", dit(f"SiT-{key.upper()}/2", depth, d, heads, 2, objective="flow"))
+    write("uvit-s2.json", uvit_s())
+    write("gated-conv-s2.json", gated_conv_s2())
+    write("mnist-dit.json", dit(
+        "MNIST-DiT", 8, 192, 6, 4, size=32, channels=1, classes=10,
+        description="A small DiT for 32x32 one-channel images (MNIST padded from 28 to 32), "
+                    "8 blocks of width 192 on a 8x8 grid of 4x4 patches (64 tokens): sized to "
+                    "train on two CPU cores in minutes. The runtime's default model. The training "
+                    "recipe here is provisional until the runtime is tuned on it.",
+        training={"ema_decay": 0.999, "ema_warmup": True, "batch": 128}))
+
+
+if __name__ == "__main__":
+    main()
