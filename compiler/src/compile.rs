@@ -71,8 +71,11 @@ pub fn compile_str(text: &str, file: &str, opts: &CompileOptions) -> Result<Comp
                     crate::route_spec::RouteOrigin::File(p) => (file.to_string(), p.clone()),
                 };
                 let index = *index;
-                d.with_location(Location::Route { index, given: src.1 })
-                    .in_file(src.0)
+                d.with_location(Location::Route {
+                    index,
+                    given: src.1,
+                })
+                .in_file(src.0)
             }
             _ => d.in_file(file),
         }

@@ -37,14 +37,6 @@ pub fn verify(g: &Graph) -> Result<()> {
             _ => {}
         }
     }
-    // Types must be a fixed point of inference.
-    let mut again = g.clone();
-    crate::shape::infer(&mut again)?;
-    for &id in &order {
-        if again.node(id).ty != g.node(id).ty {
-            return Err(bug(g, id, "stored type differs from the inferred type"));
-        }
-    }
     for (k, r) in g.routes.iter().enumerate() {
         let inside = |id: NodeId| matches!(g.node(id).place, Place::Block(b) if (r.start..=r.end).contains(&b));
         for &id in &order {
@@ -78,6 +70,14 @@ pub fn verify(g: &Graph) -> Result<()> {
                     }
                 }
             }
+        }
+    }
+    // Types must be a fixed point of inference.
+    let mut again = g.clone();
+    crate::shape::infer(&mut again)?;
+    for &id in &order {
+        if again.node(id).ty != g.node(id).ty {
+            return Err(bug(g, id, "stored type differs from the inferred type"));
         }
     }
     for (name, id) in &g.outputs {

@@ -282,14 +282,40 @@ impl Graph {
         if order.len() == self.len() {
             Ok(order)
         } else {
-            let mut on_cycle: Vec<String> = indeg
-                .iter()
-                .filter(|(_, &d)| d > 0)
-                .map(|(&i, _)| self.storage[i].name.clone())
-                .collect();
-            on_cycle.sort();
-            Err(on_cycle)
+            Err(self.find_cycle())
         }
+    }
+
+    /// Names of the nodes of one cycle, in edge order, starting at the lowest storage index.
+    fn find_cycle(&self) -> Vec<String> {
+        let sccs = petgraph::algo::tarjan_scc(&self.storage);
+        let Some(mut scc) = sccs
+            .into_iter()
+            .find(|c| c.len() > 1 || self.storage.find_edge(c[0], c[0]).is_some())
+        else {
+            return vec![];
+        };
+        scc.sort();
+        let members: std::collections::HashSet<_> = scc.iter().copied().collect();
+        let start = scc[0];
+        let mut path = vec![start];
+        let mut cur = start;
+        loop {
+            let next = self
+                .storage
+                .neighbors_directed(cur, Direction::Outgoing)
+                .filter(|n| members.contains(n))
+                .min()
+                .expect("every node of a cycle has a successor on it");
+            if next == start || path.contains(&next) {
+                break;
+            }
+            path.push(next);
+            cur = next;
+        }
+        path.into_iter()
+            .map(|i| self.storage[i].name.clone())
+            .collect()
     }
 }
 
@@ -332,6 +358,13 @@ mod tests {
         g.connect(a, b, 0);
         g.connect(b, a, 0);
         assert_eq!(g.topo_order().unwrap_err(), ["a", "b"]);
+        let c = g.add_node(node("c", Place::Stem));
+        g.connect(b, c, 0);
+        assert_eq!(
+            g.topo_order().unwrap_err(),
+            ["a", "b"],
+            "descendants are not on the cycle"
+        );
     }
 
     #[test]

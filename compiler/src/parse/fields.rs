@@ -86,16 +86,23 @@ impl<'a> Fields<'a> {
     /// The value at `key`, or an error naming the missing key.
     pub fn req(&self, key: &str, expected: &str) -> Result<&'a Value> {
         self.get(key).ok_or_else(|| {
-            Diagnostic::at_path(&self.path, format!("missing required key `{key}`"))
-                .expected(format!("`{key}`: {expected}"))
-                .found(format!(
-                    "keys {}",
-                    self.map
-                        .keys()
-                        .map(|k| format!("`{k}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))
+            let near = self
+                .map
+                .keys()
+                .find(|k| k.as_str() != key && edit_distance(k, key) <= 2);
+            let d = Diagnostic::at_path(&self.path, format!("missing required key `{key}`"));
+            let d = match near {
+                Some(k) => d.help(format!("`{k}` looks like a misspelling of `{key}`")),
+                None => d,
+            };
+            d.expected(format!("`{key}`: {expected}")).found(format!(
+                "keys {}",
+                self.map
+                    .keys()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
         })
     }
 
@@ -170,6 +177,21 @@ impl<'a> Fields<'a> {
     }
 }
 
+/// Levenshtein distance, for "did you mean" hints on misspelt keys.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
 /// Reads a string.
 pub fn as_str<'a>(v: &'a Value, path: &str) -> Result<&'a str> {
     v.as_str().ok_or_else(|| {
@@ -220,5 +242,35 @@ pub fn as_size(v: &Value, path: &str, table: &DimTable) -> Result<u64> {
         other => Err(Diagnostic::at_path(path, "wrong type")
             .expected("an integer or a dims expression string")
             .found(describe(other))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edit_distance_counts_edits() {
+        assert_eq!(edit_distance("head", "heads"), 1);
+        assert_eq!(edit_distance("heads", "heads"), 0);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn unknown_keys_are_reported_with_the_allowed_ones() {
+        let v: Value = serde_json::from_str(r#"{"a": 1, "zz": 2}"#).unwrap();
+        let f = Fields::new(&v, "$.x", "test").unwrap();
+        f.get("a");
+        let e = f.finish(&["a", "b"]).unwrap_err();
+        assert_eq!(e.location, crate::diag::Location::Path("$.x.zz".into()));
+        assert!(e.expected.as_deref().unwrap().contains("`b`"));
+    }
+
+    #[test]
+    fn misspelt_required_key_gets_a_hint() {
+        let v: Value = serde_json::from_str(r#"{"head": 6}"#).unwrap();
+        let f = Fields::new(&v, "$", "test").unwrap();
+        let e = f.req("heads", "a number").unwrap_err();
+        assert!(e.help.as_deref().unwrap().contains("`head`"));
     }
 }

@@ -151,7 +151,7 @@ fn parse_inner(text: &str) -> Result<Model> {
             "the graph has a cycle",
         )
         .expected("an acyclic graph: no node may depend on itself")
-        .found(format!("a cycle through {}", cycle.join(", "))));
+        .found(format!("a cycle {} → {}", cycle.join(" → "), cycle[0])));
     }
     crate::shape::infer(&mut g)?;
     crate::verify::verify(&g)?;

@@ -1,0 +1,147 @@
+//! The `treadc` binary: exit codes, the JSON report, emitted files and help texts.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::*;
+
+fn treadc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_treadc"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("treadc runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn report_json_has_the_documented_fields() {
+    let o = treadc(&[
+        "compile",
+        "models/dit-b2.json",
+        "--route",
+        "paper",
+        "--report",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("one JSON object");
+    assert_eq!(v["params"].as_u64(), Some(130_500_112));
+    let dense = v["gflops"]["dense"].as_f64().unwrap();
+    let routed = v["gflops"]["routed"].as_f64().unwrap();
+    assert!((dense - 23.01).abs() / 23.01 < 0.01);
+    assert!((routed - 16.13).abs() < 0.01);
+    let r = &v["routes"][0];
+    assert_eq!(
+        (r["rate"].as_f64(), r["start"].as_u64(), r["end"].as_u64()),
+        (Some(0.5), Some(2), Some(8))
+    );
+}
+
+#[test]
+fn every_bad_model_exits_2_naming_the_file_without_a_panic() {
+    let mut files: Vec<_> = std::fs::read_dir(root().join("tests/bad"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for f in files {
+        let name = rel(&f);
+        let o = treadc(&["compile", &name]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{name}: {err}");
+        assert!(err.starts_with("error: "), "{name}: {err}");
+        assert!(err.contains(&name), "{name}: {err}");
+        assert!(!err.contains("panicked"), "{name}: {err}");
+    }
+}
+
+#[test]
+fn bad_route_flags_exit_2() {
+    for flag in ["0.5", "1.5:2-8", "0.5:8-2", "0.5:2-99", "abc"] {
+        let o = treadc(&["compile", "models/dit-s2.json", "--route", flag]);
+        assert_eq!(o.status.code(), Some(2), "{flag}: {}", stderr(&o));
+        assert!(stderr(&o).contains(flag), "{flag}: {}", stderr(&o));
+        assert!(!stderr(&o).contains("panicked"));
+    }
+    let o = treadc(&["compile", "models/dit-s2.json", "--rate", "1.2"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn emits_text_dot_and_json_to_files_atomically() {
+    let dir = std::env::temp_dir().join(format!("treadc-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (kind, check) in [
+        ("text", "-- route 0: partition before block 1"),
+        ("dot", "digraph"),
+        ("json", "\"treadc.graph/1\""),
+    ] {
+        let out = dir.join(format!("tiny.{kind}"));
+        let o = treadc(&[
+            "compile",
+            "tests/models/tiny.json",
+            "--emit",
+            kind,
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let text = std::fs::read_to_string(&out).unwrap();
+        assert!(text.contains(check), "{kind}: {text}");
+        if kind == "json" {
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            assert!(v["nodes"].as_array().unwrap().len() > 50);
+        }
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn an_unwritable_output_fails_cleanly() {
+    let o = treadc(&[
+        "compile",
+        "tests/models/tiny.json",
+        "-o",
+        "/nonexistent-dir/x.txt",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("/nonexistent-dir/x.txt"));
+}
+
+#[test]
+fn help_teaches_the_route_syntax_with_an_example() {
+    let top = stdout(&treadc(&["--help"]));
+    assert!(top.contains("--route paper"), "{top}");
+    let compile = stdout(&treadc(&["compile", "--help"]));
+    assert!(compile.contains("RATE:START-END"), "{compile}");
+    assert!(compile.contains("--route 0.5:2-8"), "{compile}");
+}
+
+#[test]
+fn dense_flag_ignores_the_file_routes() {
+    let o = treadc(&[
+        "compile",
+        "models/dit-s2.json",
+        "--dense",
+        "--report",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["routes"].as_array().unwrap().len(), 0);
+    assert_eq!(v["gflops"]["dense"], v["gflops"]["routed"]);
+}

@@ -1,0 +1,67 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use tread_compiler::compile::{compile_file, CompileOptions, Compiled};
+use tread_compiler::route_spec::parse_flag;
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Every preset in models/, sorted.
+pub fn presets() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(root().join("models"))
+        .expect("models/ exists")
+        .map(|e| e.expect("readable dir entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// A path relative to the root, as shown in diagnostics.
+pub fn rel(p: &Path) -> String {
+    p.strip_prefix(root()).unwrap_or(p).display().to_string()
+}
+
+/// Compiles `path` with the given `--route` flags (empty: the file's own routes).
+pub fn compile(path: &Path, routes: &[&str]) -> Compiled {
+    try_compile(path, routes).unwrap_or_else(|d| panic!("{d}"))
+}
+
+/// Like `compile` but returns the diagnostic.
+pub fn try_compile(path: &Path, routes: &[&str]) -> tread_compiler::Result<Compiled> {
+    let mut opts = CompileOptions::default();
+    for (i, r) in routes.iter().enumerate() {
+        opts.routes.push(parse_flag(r, i)?);
+    }
+    compile_file(path, &opts)
+}
+
+/// Compiles the dense graph only.
+pub fn compile_dense(path: &Path) -> Compiled {
+    let opts = CompileOptions {
+        dense: true,
+        ..Default::default()
+    };
+    compile_file(path, &opts).unwrap_or_else(|d| panic!("{d}"))
+}
+
+/// Asserts a snapshot stored under snapshots/ at the repository root.
+pub fn snapshot(name: &str, value: &str) {
+    insta::with_settings!({
+        snapshot_path => root().join("snapshots"),
+        prepend_module_to_snapshot => false,
+        omit_expression => true,
+    }, {
+        insta::assert_snapshot!(name, value);
+    });
+}
+
+/// Runs diagnostics-producing code from the repository root so paths print relative.
+pub fn in_root() {
+    std::env::set_current_dir(root()).expect("cd to the repository root");
+}

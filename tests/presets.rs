@@ -1,0 +1,71 @@
+//! Every preset compiles dense and with its declared routes; their text dumps are snapshots;
+//! stripping the routes gives back the dense graph.
+
+mod common;
+
+use common::*;
+use tread_compiler::emit::to_text;
+use tread_compiler::passes::strip_routes;
+
+#[test]
+fn every_preset_compiles_dense_and_routed_with_snapshots() {
+    let presets = presets();
+    assert!(
+        presets.len() >= 13,
+        "expected the full preset set, found {presets:?}"
+    );
+    for p in presets {
+        let stem = p.file_stem().unwrap().to_string_lossy().into_owned();
+        let dense = compile_dense(&p);
+        assert!(dense.routed.routes.is_empty());
+        snapshot(&format!("preset-{stem}-dense"), &to_text(&dense.routed));
+        let routed = compile(&p, &[]);
+        assert!(
+            !routed.routed.routes.is_empty(),
+            "{stem}: every preset declares routes"
+        );
+        snapshot(&format!("preset-{stem}-routed"), &to_text(&routed.routed));
+    }
+}
+
+#[test]
+fn strip_of_route_is_the_dense_graph_for_every_preset() {
+    for p in presets() {
+        let routed = compile(&p, &[]);
+        let stripped = strip_routes(&routed.routed).unwrap();
+        assert_eq!(
+            to_text(&stripped),
+            to_text(&routed.model.graph),
+            "{}",
+            rel(&p)
+        );
+    }
+}
+
+#[test]
+fn sit_presets_record_the_flow_objective_and_dit_presets_edm() {
+    use tread_compiler::config::Objective;
+    for p in presets() {
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        let m = compile_dense(&p).model;
+        let want = if name.starts_with("sit-") {
+            Objective::Flow
+        } else {
+            Objective::Edm
+        };
+        assert_eq!(m.training.objective, want, "{name}");
+    }
+}
+
+#[test]
+fn mnist_preset_fits_the_bundled_data() {
+    let m = compile_dense(&root().join("models/mnist-dit.json")).model;
+    let image = m
+        .graph
+        .inputs
+        .iter()
+        .find(|(n, _)| n == "x")
+        .map(|(_, id)| m.graph.ty(*id).to_string());
+    assert_eq!(image.as_deref(), Some("f32[B, 1, 32, 32]"));
+    assert_eq!(m.dims["K"], 10);
+}
