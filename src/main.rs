@@ -118,6 +118,14 @@ fn run_compile(args: CompileArgs) -> Result<(), Failure> {
     for (i, r) in args.routes.iter().enumerate() {
         opts.routes.push(parse_flag(r, i).map_err(Failure::Input)?);
     }
+    if args.rate.is_some() && args.dense {
+        return Err(Failure::Input(
+            Diagnostic::new(Location::File, "--rate has no effect with --dense")
+                .expected("--rate with routes (from the file or --route)")
+                .found("--dense")
+                .in_file("<command line>"),
+        ));
+    }
     if let Some(r) = args.rate {
         if !(0.0..1.0).contains(&r) {
             return Err(Failure::Input(

@@ -128,7 +128,7 @@ impl TrainingConfig {
                 d.weight_decay,
                 false,
             )?,
-            ema_decay: unit("ema_decay", f.opt_f64("ema_decay")?, d.ema_decay, false)?,
+            ema_decay: unit("ema_decay", f.opt_f64("ema_decay")?, d.ema_decay, true)?,
             ema_warmup: f.opt_bool("ema_warmup")?.unwrap_or(d.ema_warmup),
             class_dropout: unit(
                 "class_dropout",

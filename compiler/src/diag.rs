@@ -19,6 +19,8 @@ pub enum Location {
     Node { name: String, path: Option<String> },
     /// A route, named by where it was given (`--route 0.5:2-9` or `$.routes[0]`).
     Route { index: usize, given: String },
+    /// A place in a data or checkpoint file (`header`, `image 17`, `tensor model/blocks.0.ada.weight`).
+    Item(String),
 }
 
 /// A user-facing error: where, what went wrong, what was expected and what was found.
@@ -138,6 +140,7 @@ impl fmt::Display for Diagnostic {
             Location::Route { index, given } => {
                 writeln!(f, "  --> {file}, route {index} (given as {given})")?
             }
+            Location::Item(what) => writeln!(f, "  --> {file}, {what}")?,
         }
         if let Some(e) = &self.expected {
             writeln!(f, "   expected: {e}")?;

@@ -14,6 +14,7 @@ pub mod dims;
 pub mod emit;
 pub mod ir;
 pub mod parse;
+pub mod params;
 pub mod passes;
 pub mod report;
 pub mod route_spec;

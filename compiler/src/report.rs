@@ -131,7 +131,8 @@ impl Report {
             group(self.fixed_params)
         );
         if self.routes.is_empty() {
-            let _ = writeln!(s, "routes: none (dense); try --route paper");
+            let hint = if self.depth >= 6 { "; try --route paper" } else { "" };
+            let _ = writeln!(s, "routes: none (dense){hint}");
         }
         for (k, r) in self.routes.iter().enumerate() {
             let _ = writeln!(
@@ -161,13 +162,22 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "forward GFLOPs per sample: dense {:.2} -> routed {:.2} (x{:.3}, predicted saving {:.1}%)",
-            self.gflops.dense,
-            self.gflops.routed,
+            "forward GFLOPs per sample: dense {} -> routed {} (x{:.3}, predicted saving {:.1}%)",
+            gflops(self.gflops.dense),
+            gflops(self.gflops.routed),
             self.flops_ratio,
             (1.0 - self.flops_ratio) * 100.0
         );
         s
+    }
+}
+
+/// Two decimals, or four significant digits below 1 GFLOP (small models).
+fn gflops(g: f64) -> String {
+    if g >= 1.0 {
+        format!("{g:.2}")
+    } else {
+        format!("{g:.4}")
     }
 }
 

@@ -74,12 +74,12 @@ pub enum GeluApprox {
 }
 
 /// How a learned tensor is initialised (the runtime implements these).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ParamInit {
     /// All zeros.
     Zeros,
-    /// Normal with the given standard deviation (stored as micro-units to keep `Eq`).
-    Normal { std_micro: u64 },
+    /// Normal with the given standard deviation.
+    Normal { std: f64 },
 }
 
 /// One operation with its attributes. Inputs are graph edges, not attributes.
@@ -324,9 +324,7 @@ impl fmt::Display for ParamInit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ParamInit::Zeros => f.write_str("zeros"),
-            ParamInit::Normal { std_micro } => {
-                write!(f, "normal({})", *std_micro as f64 / 1e6)
-            }
+            ParamInit::Normal { std } => write!(f, "normal({std})"),
         }
     }
 }

@@ -151,6 +151,27 @@ impl<'a> Fields<'a> {
             .transpose()
     }
 
+    /// Fails on the first key outside `allowed` (checked before reading, so that a misspelt
+    /// section is reported as such rather than as a missing reference elsewhere).
+    pub fn check_known(&self, allowed: &[&str]) -> Result<()> {
+        for k in self.map.keys() {
+            if !allowed.contains(&k.as_str()) {
+                let near = allowed.iter().find(|a| edit_distance(a, k) <= 2);
+                let d = Diagnostic::at_path(self.at(k), format!("unknown key `{k}`"))
+                    .expected(format!(
+                        "one of {}",
+                        allowed.iter().map(|a| format!("`{a}`")).collect::<Vec<_>>().join(", ")
+                    ))
+                    .found(format!("`{k}`"));
+                return Err(match near {
+                    Some(a) => d.help(format!("did you mean `{a}`?")),
+                    None => d,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Fails on any key not read so far, listing the keys that are allowed.
     pub fn finish(&self, allowed: &[&str]) -> Result<()> {
         let used = self.used.borrow();

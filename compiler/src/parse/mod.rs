@@ -1,6 +1,7 @@
 //! The model.json reader: syntax (line and column), then structure and semantics (JSON paths),
 //! then block expansion, shape inference and verification. Format: `docs/model-format.md`.
 
+mod dupkeys;
 pub mod fields;
 mod model;
 mod ops;

@@ -72,10 +72,13 @@ pub fn parse_model(text: &str, file: &str) -> Result<Model> {
 }
 
 fn parse_inner(text: &str) -> Result<Model> {
-    let root: Value = serde_json::from_str(text).map_err(|e| {
+    let root: Value = serde_json::from_str::<super::dupkeys::NoDuplicateKeys>(text)
+        .and_then(|_| serde_json::from_str(text))
+        .map_err(|e| {
         let what = match e.classify() {
             serde_json::error::Category::Eof => "the file ends early (truncated or empty JSON)",
             serde_json::error::Category::Syntax => "invalid JSON syntax",
+            serde_json::error::Category::Data => "invalid JSON: duplicate key",
             _ => "unreadable JSON",
         };
         Diagnostic::new(
@@ -89,6 +92,7 @@ fn parse_inner(text: &str) -> Result<Model> {
         .found(e.to_string())
     })?;
     let top = Fields::new(&root, "$", "the model file")?;
+    top.check_known(&TOP_KEYS)?;
     let format = top.req("format", &format!("\"{FORMAT}\""))?;
     if format.as_str() != Some(FORMAT) {
         return Err(Diagnostic::at_path("$.format", "not a treadc model file")
@@ -208,10 +212,22 @@ fn parse_inputs(
         for (i, d) in arr.iter().enumerate() {
             let p = elem(&inp.at("shape"), i);
             shape.push(match d {
-                Value::String(s) if dims::is_identifier(s) && !dims.contains_key(s) => {
+                Value::String(s) if i == 0 && dims::is_identifier(s) && !dims.contains_key(s) => {
                     Dim::Sym(s.clone())
                 }
-                other => Dim::Known(as_size(other, &p, dims)?),
+                other => match as_size(other, &p, dims) {
+                    Ok(0) => {
+                        return Err(Diagnostic::at_path(&p, "empty dimension")
+                            .expected("a size ≥ 1")
+                            .found("0"))
+                    }
+                    Ok(n) => Dim::Known(n),
+                    Err(e) => {
+                        return Err(e.help(
+                            "only the batch axis (the first) may be a run-time symbol such as \"B\"",
+                        ))
+                    }
+                },
             });
         }
         let dtype = match inp.opt_str("dtype")?.unwrap_or("f32") {
@@ -404,6 +420,11 @@ fn parse_templates(top: &Fields, dims: &DimTable) -> Result<BTreeMap<String, Tem
             let pp = elem(&t.at("params"), i);
             let s = as_str(p, &pp)?;
             check_name(s, &pp)?;
+            if params.iter().any(|q| q == s) {
+                return Err(Diagnostic::at_path(&pp, format!("duplicate block parameter `{s}`"))
+                    .expected("distinct parameter names")
+                    .found(format!("`{s}` twice")));
+            }
             params.push(s.to_string());
         }
         if params.is_empty() {
@@ -443,7 +464,7 @@ fn parse_templates(top: &Fields, dims: &DimTable) -> Result<BTreeMap<String, Tem
             }
         }
         let output = t.str("output")?.to_string();
-        if !nodes.iter().any(|n| n.name == output) && !params.contains(&output) {
+        if !nodes.iter().any(|n| n.name == output) {
             return Err(Diagnostic::at_path(
                 t.at("output"),
                 format!("unknown block output `{output}`"),
@@ -491,14 +512,14 @@ fn parse_trunk(
         let tname = e.str("block")?;
         let t = templates.get(tname).ok_or_else(|| {
             Diagnostic::at_path(e.at("block"), format!("unknown block template `{tname}`"))
-                .expected(format!(
-                    "one of {}",
-                    templates
-                        .keys()
-                        .map(|k| format!("`{k}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))
+                .expected(if templates.is_empty() {
+                    "a template declared under `blocks` (the file has none)".to_string()
+                } else {
+                    format!(
+                        "one of {}",
+                        templates.keys().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+                    )
+                })
                 .found(format!("`{tname}`"))
         })?;
         let repeat = match e.get("repeat") {
@@ -581,7 +602,10 @@ fn instantiate_block(
     for (p, (src, path)) in bound {
         let id = lookup(scope, src, path).map_err(|d| {
             if src.starts_with("blocks.") {
-                d.help(format!("block {k} can only use outputs of blocks 0..{k}"))
+                d.help(match k {
+                    0 => "block 0 cannot read the output of any block".to_string(),
+                    _ => format!("block {k} can read the outputs of blocks 0 to {}", k - 1),
+                })
             } else {
                 d
             }
@@ -619,6 +643,11 @@ fn parse_routes(top: &Fields) -> Result<Vec<GivenRoute>> {
     };
     if v.as_str() == Some("paper") {
         return Ok(vec![paper("$.routes".into())]);
+    }
+    if let Value::String(s) = v {
+        return Err(Diagnostic::at_path("$.routes", "unknown route shorthand")
+            .expected("\"paper\" or an array of {\"rate\", \"start\", \"end\"}")
+            .found(format!("\"{s}\"")));
     }
     let arr = as_array(v, "$.routes", "`routes`")?;
     let mut out = vec![];

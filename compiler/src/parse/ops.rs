@@ -44,11 +44,14 @@ pub fn parse_op(f: &Fields, op_name: &str, dims: &DimTable) -> Result<Op> {
             let arr = super::fields::as_array(shape_v, &f.at("shape"), "`shape`")?;
             let mut shape = vec![];
             for (i, d) in arr.iter().enumerate() {
-                shape.push(super::fields::as_size(
-                    d,
-                    &super::fields::elem(&f.at("shape"), i),
-                    dims,
-                )?);
+                let p = super::fields::elem(&f.at("shape"), i);
+                let n = super::fields::as_size(d, &p, dims)?;
+                if n == 0 {
+                    return Err(Diagnostic::at_path(p, "empty dimension")
+                        .expected("a size ≥ 1")
+                        .found("0"));
+                }
+                shape.push(n);
             }
             let token_axis = f.opt_size("token_axis", dims)?.map(|a| a as usize);
             if let Some(a) = token_axis {
@@ -61,7 +64,14 @@ pub fn parse_op(f: &Fields, op_name: &str, dims: &DimTable) -> Result<Op> {
                 }
             }
             let init = match f.opt_str("init")?.unwrap_or("normal") {
-                "zeros" => ParamInit::Zeros,
+                "zeros" => {
+                    if f.get("std").is_some() {
+                        return Err(Diagnostic::at_path(f.at("std"), "`std` applies only to `\"init\": \"normal\"`")
+                            .expected("no `std` with `\"init\": \"zeros\"`")
+                            .found("a `std`"));
+                    }
+                    ParamInit::Zeros
+                }
                 "normal" => {
                     let std = f.opt_f64("std")?.unwrap_or(0.02);
                     if std < 0.0 {
@@ -69,9 +79,7 @@ pub fn parse_op(f: &Fields, op_name: &str, dims: &DimTable) -> Result<Op> {
                             .expected("std ≥ 0")
                             .found(std.to_string()));
                     }
-                    ParamInit::Normal {
-                        std_micro: (std * 1e6).round() as u64,
-                    }
+                    ParamInit::Normal { std }
                 }
                 other => {
                     return Err(Diagnostic::at_path(f.at("init"), "unknown init")
@@ -191,7 +199,10 @@ pub fn parse_op(f: &Fields, op_name: &str, dims: &DimTable) -> Result<Op> {
             attrs = &["dim", "max_period"];
             Op::TimestepEmbed {
                 dim: positive(f, "dim", dims)?,
-                max_period: f.opt_size("max_period", dims)?.unwrap_or(10_000),
+                max_period: match f.get("max_period") {
+                    None => 10_000,
+                    Some(_) => positive(f, "max_period", dims)?,
+                },
             }
         }
         "class_embed" => {
