@@ -12,7 +12,11 @@ use crate::ir::{Graph, NodeId, Op, ParamInit};
 pub enum InitRole {
     /// A linear weight `[in, out]`: Xavier-uniform, or zero under adaLN-Zero when the linear is a
     /// modulation / output projection (`zero_under_adaln`).
-    LinearWeight { fan_in: u64, fan_out: u64, zero_under_adaln: bool },
+    LinearWeight {
+        fan_in: u64,
+        fan_out: u64,
+        zero_under_adaln: bool,
+    },
     /// A bias or a norm shift: zeros.
     Zeros,
     /// A norm scale: ones.
@@ -45,16 +49,12 @@ impl ParamSpec {
 
 /// Every learned tensor of `g`, in topological order (deterministic).
 pub fn param_specs(g: &Graph) -> Vec<ParamSpec> {
-    let order = g
-        .topo_order()
-        .expect("param_specs runs on verified graphs");
+    let order = g.topo_order().expect("param_specs runs on verified graphs");
     let mut out = vec![];
     for id in order {
         let n = g.node(id);
         let ins = g.inputs_of(id);
-        let last = |i: usize| -> u64 {
-            g.ty(ins[i]).last().and_then(|d| d.known()).unwrap_or(1)
-        };
+        let last = |i: usize| -> u64 { g.ty(ins[i]).last().and_then(|d| d.known()).unwrap_or(1) };
         let mut push = |suffix: &str, shape: Vec<u64>, init: InitRole| {
             out.push(ParamSpec {
                 name: format!("{}.{suffix}", n.name),
@@ -70,7 +70,11 @@ pub fn param_specs(g: &Graph) -> Vec<ParamSpec> {
                 push(
                     "weight",
                     vec![i, *o],
-                    InitRole::LinearWeight { fan_in: i, fan_out: *o, zero_under_adaln: zero },
+                    InitRole::LinearWeight {
+                        fan_in: i,
+                        fan_out: *o,
+                        zero_under_adaln: zero,
+                    },
                 );
                 if *bias {
                     push("bias", vec![*o], InitRole::Zeros);
@@ -86,7 +90,11 @@ pub fn param_specs(g: &Graph) -> Vec<ParamSpec> {
                 push(
                     "qkv.weight",
                     vec![d, 3 * d],
-                    InitRole::LinearWeight { fan_in: d, fan_out: 3 * d, zero_under_adaln: false },
+                    InitRole::LinearWeight {
+                        fan_in: d,
+                        fan_out: 3 * d,
+                        zero_under_adaln: false,
+                    },
                 );
                 if *qkv_bias {
                     push("qkv.bias", vec![3 * d], InitRole::Zeros);
@@ -94,15 +102,25 @@ pub fn param_specs(g: &Graph) -> Vec<ParamSpec> {
                 push(
                     "proj.weight",
                     vec![d, d],
-                    InitRole::LinearWeight { fan_in: d, fan_out: d, zero_under_adaln: false },
+                    InitRole::LinearWeight {
+                        fan_in: d,
+                        fan_out: d,
+                        zero_under_adaln: false,
+                    },
                 );
                 push("proj.bias", vec![d], InitRole::Zeros);
             }
-            Op::ClassEmbed { classes, dim } => {
-                push("table", vec![classes + 1, *dim], InitRole::Normal { std: 0.02 })
-            }
+            Op::ClassEmbed { classes, dim } => push(
+                "table",
+                vec![classes + 1, *dim],
+                InitRole::Normal { std: 0.02 },
+            ),
             Op::TokenConv { kernel, .. } => {
-                push("weight", vec![*kernel, last(0)], InitRole::ConvKernel { kernel: *kernel });
+                push(
+                    "weight",
+                    vec![*kernel, last(0)],
+                    InitRole::ConvKernel { kernel: *kernel },
+                );
                 push("bias", vec![last(0)], InitRole::Zeros);
             }
             Op::Param { shape, init, .. } => push(
@@ -157,10 +175,17 @@ mod tests {
 
     fn dit_s2() -> Graph {
         let text = include_str!("../../models/dit-s2.json");
-        compile_str(text, "dit-s2.json", &CompileOptions { dense: true, ..Default::default() })
-            .unwrap()
-            .model
-            .graph
+        compile_str(
+            text,
+            "dit-s2.json",
+            &CompileOptions {
+                dense: true,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .model
+        .graph
     }
 
     #[test]
@@ -176,7 +201,15 @@ mod tests {
         let g = dit_s2();
         let zeroed: Vec<String> = param_specs(&g)
             .into_iter()
-            .filter(|p| matches!(p.init, InitRole::LinearWeight { zero_under_adaln: true, .. }))
+            .filter(|p| {
+                matches!(
+                    p.init,
+                    InitRole::LinearWeight {
+                        zero_under_adaln: true,
+                        ..
+                    }
+                )
+            })
             .map(|p| p.name)
             .collect();
         assert_eq!(zeroed.len(), 12 + 2, "{zeroed:?}");

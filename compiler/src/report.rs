@@ -131,7 +131,11 @@ impl Report {
             group(self.fixed_params)
         );
         if self.routes.is_empty() {
-            let hint = if self.depth >= 6 { "; try --route paper" } else { "" };
+            let hint = if self.depth >= 6 {
+                "; try --route paper"
+            } else {
+                ""
+            };
             let _ = writeln!(s, "routes: none (dense){hint}");
         }
         for (k, r) in self.routes.iter().enumerate() {

@@ -66,7 +66,9 @@ mod tests {
 
     #[test]
     fn finds_duplicates_at_any_depth() {
-        assert!(serde_json::from_str::<NoDuplicateKeys>(r#"{"a": [1, {"b": 2}], "c": null}"#).is_ok());
+        assert!(
+            serde_json::from_str::<NoDuplicateKeys>(r#"{"a": [1, {"b": 2}], "c": null}"#).is_ok()
+        );
         let e = serde_json::from_str::<NoDuplicateKeys>("{\"a\": {\"D\": 1,\n \"D\": 2}}")
             .err()
             .unwrap();

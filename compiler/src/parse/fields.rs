@@ -160,7 +160,11 @@ impl<'a> Fields<'a> {
                 let d = Diagnostic::at_path(self.at(k), format!("unknown key `{k}`"))
                     .expected(format!(
                         "one of {}",
-                        allowed.iter().map(|a| format!("`{a}`")).collect::<Vec<_>>().join(", ")
+                        allowed
+                            .iter()
+                            .map(|a| format!("`{a}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ))
                     .found(format!("`{k}`"));
                 return Err(match near {

@@ -75,22 +75,22 @@ fn parse_inner(text: &str) -> Result<Model> {
     let root: Value = serde_json::from_str::<super::dupkeys::NoDuplicateKeys>(text)
         .and_then(|_| serde_json::from_str(text))
         .map_err(|e| {
-        let what = match e.classify() {
-            serde_json::error::Category::Eof => "the file ends early (truncated or empty JSON)",
-            serde_json::error::Category::Syntax => "invalid JSON syntax",
-            serde_json::error::Category::Data => "invalid JSON: duplicate key",
-            _ => "unreadable JSON",
-        };
-        Diagnostic::new(
-            Location::LineCol {
-                line: e.line(),
-                column: e.column(),
-            },
-            what,
-        )
-        .expected("a JSON object (see docs/model-format.md)")
-        .found(e.to_string())
-    })?;
+            let what = match e.classify() {
+                serde_json::error::Category::Eof => "the file ends early (truncated or empty JSON)",
+                serde_json::error::Category::Syntax => "invalid JSON syntax",
+                serde_json::error::Category::Data => "invalid JSON: duplicate key",
+                _ => "unreadable JSON",
+            };
+            Diagnostic::new(
+                Location::LineCol {
+                    line: e.line(),
+                    column: e.column(),
+                },
+                what,
+            )
+            .expected("a JSON object (see docs/model-format.md)")
+            .found(e.to_string())
+        })?;
     let top = Fields::new(&root, "$", "the model file")?;
     top.check_known(&TOP_KEYS)?;
     let format = top.req("format", &format!("\"{FORMAT}\""))?;
@@ -222,11 +222,9 @@ fn parse_inputs(
                             .found("0"))
                     }
                     Ok(n) => Dim::Known(n),
-                    Err(e) => {
-                        return Err(e.help(
-                            "only the batch axis (the first) may be a run-time symbol such as \"B\"",
-                        ))
-                    }
+                    Err(e) => return Err(e.help(
+                        "only the batch axis (the first) may be a run-time symbol such as \"B\"",
+                    )),
                 },
             });
         }
@@ -421,9 +419,11 @@ fn parse_templates(top: &Fields, dims: &DimTable) -> Result<BTreeMap<String, Tem
             let s = as_str(p, &pp)?;
             check_name(s, &pp)?;
             if params.iter().any(|q| q == s) {
-                return Err(Diagnostic::at_path(&pp, format!("duplicate block parameter `{s}`"))
-                    .expected("distinct parameter names")
-                    .found(format!("`{s}` twice")));
+                return Err(
+                    Diagnostic::at_path(&pp, format!("duplicate block parameter `{s}`"))
+                        .expected("distinct parameter names")
+                        .found(format!("`{s}` twice")),
+                );
             }
             params.push(s.to_string());
         }
@@ -517,7 +517,11 @@ fn parse_trunk(
                 } else {
                     format!(
                         "one of {}",
-                        templates.keys().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+                        templates
+                            .keys()
+                            .map(|k| format!("`{k}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     )
                 })
                 .found(format!("`{tname}`"))

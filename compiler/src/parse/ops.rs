@@ -66,9 +66,12 @@ pub fn parse_op(f: &Fields, op_name: &str, dims: &DimTable) -> Result<Op> {
             let init = match f.opt_str("init")?.unwrap_or("normal") {
                 "zeros" => {
                     if f.get("std").is_some() {
-                        return Err(Diagnostic::at_path(f.at("std"), "`std` applies only to `\"init\": \"normal\"`")
-                            .expected("no `std` with `\"init\": \"zeros\"`")
-                            .found("a `std`"));
+                        return Err(Diagnostic::at_path(
+                            f.at("std"),
+                            "`std` applies only to `\"init\": \"normal\"`",
+                        )
+                        .expected("no `std` with `\"init\": \"zeros\"`")
+                        .found("a `std`"));
                     }
                     ParamInit::Zeros
                 }

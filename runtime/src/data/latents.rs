@@ -1,0 +1,903 @@
+//! Precomputed latents: train in a VAE's latent space without running the encoder every step.
+//!
+//! Why: latent diffusion (DiT, and the TREAD paper's ImageNet runs) trains on VAE latents that
+//! are encoded once, offline, by whatever tool the user has (usually Python); these are the two
+//! file layouts such tools write most easily.
+//!
+//! Expected layout, either:
+//! - **`FILE.safetensors`** with (other tensors and metadata are ignored)
+//!   - `latents`: shape `[N, C, H, W]`, dtype `F32` (`F16` and `BF16` are accepted and widened
+//!     to f32), row-major as safetensors always is;
+//!   - `labels`: shape `[N]`, dtype `I64` or `I32`, one class index `>= 0` per latent.
+//! - **`FILE.npy`** holding the latents, and **`labels.npy`** in the same directory holding the
+//!   labels (the latents file may have any other name):
+//!   - NPY format version 1.0, 2.0 or 3.0 (what `numpy.save` writes);
+//!   - latents: dtype `'<f4'` (little-endian float32), `fortran_order: False` (C order),
+//!     shape `(N, C, H, W)`;
+//!   - labels: dtype `'<i8'` or `'<i4'`, C order, shape `(N,)`.
+//!
+//! For example: `np.save("z.npy", z.astype("<f4")); np.save("labels.npy", y.astype("<i8"))`.
+//!
+//! Values are loaded as stored: no VAE scaling factor is applied (scale them before saving if
+//! the model expects it). Every value must be finite. A latents file with twice the model's
+//! channel count is read as the encoder's `mean || logvar` moments (the first `C/2` channels
+//! the mean, the rest the log-variance) and sampled once by [`super::fit_to_model`].
+
+use std::path::Path;
+
+use safetensors::{Dtype, SafeTensors};
+use tread_compiler::diag::{Diagnostic, Location};
+
+use super::Dataset;
+
+/// Whether `path` names a latents file by its extension (`.safetensors` or `.npy`, any case).
+pub fn is_latents_file(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|x| x.eq_ignore_ascii_case("safetensors") || x.eq_ignore_ascii_case("npy"))
+}
+
+/// Loads a `.safetensors` or `.npy` latents file (see the module doc for the layout).
+pub fn load(path: &Path) -> Result<Dataset, Diagnostic> {
+    let file = path.display().to_string();
+    let ext = path
+        .extension()
+        .map(|x| x.to_string_lossy().to_ascii_lowercase());
+    let (shape, images, labels) = match ext.as_deref() {
+        Some("safetensors") => load_safetensors(path)?,
+        Some("npy") => load_npy(path)?,
+        _ => {
+            return Err(Diagnostic::new(Location::File, "not a latents file")
+                .expected("a file ending in .safetensors or .npy")
+                .found(format!("extension {:?}", ext.unwrap_or_default()))
+                .in_file(file))
+        }
+    };
+    let [n, channels, height, width] = shape;
+    Ok(Dataset {
+        images,
+        labels,
+        n,
+        channels,
+        height,
+        width,
+        source: format!("latents:{file}"),
+    })
+}
+
+/// Latents shape, values and labels, checked.
+type Loaded = ([usize; 4], Vec<f32>, Vec<i64>);
+
+/// Reads `latents` and `labels` from a safetensors file.
+fn load_safetensors(path: &Path) -> Result<Loaded, Diagnostic> {
+    let file = path.display().to_string();
+    let bytes = read_file(path)?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| {
+        Diagnostic::new(
+            Location::Item("header".into()),
+            "cannot parse the safetensors file",
+        )
+        .expected("an 8-byte little-endian header length, a JSON header, then tensor data")
+        .found(e.to_string())
+        .in_file(&file)
+    })?;
+    let tensor = |name: &str, want: &str| {
+        st.tensor(name).map_err(|_| {
+            let mut names = st.names();
+            names.sort();
+            Diagnostic::new(
+                Location::Item(format!("tensor `{name}`")),
+                format!("no tensor named `{name}`"),
+            )
+            .expected(format!("a tensor `{name}` {want}"))
+            .found(if names.is_empty() {
+                "no tensors".to_string()
+            } else {
+                format!("tensors {}", names.join(", "))
+            })
+            .in_file(&file)
+        })
+    };
+
+    let lat = tensor("latents", "[N, C, H, W] of F32, F16 or BF16")?;
+    let at = Location::Item("tensor `latents`".into());
+    let shape = latents_shape(lat.shape(), &at, &file)?;
+    let images: Vec<f32> = match lat.dtype() {
+        Dtype::F32 => lat
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        Dtype::F16 => lat
+            .data()
+            .chunks_exact(2)
+            .map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]])))
+            .collect(),
+        Dtype::BF16 => lat
+            .data()
+            .chunks_exact(2)
+            .map(|b| f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16))
+            .collect(),
+        other => {
+            return Err(Diagnostic::new(at, "unsupported latents dtype")
+                .expected("F32 (or F16 / BF16, widened to f32)")
+                .found(other.to_string())
+                .in_file(&file))
+        }
+    };
+    check_finite(&images, &shape, "tensor `latents`", &file)?;
+
+    let lab = tensor("labels", "[N] of I64 or I32")?;
+    let at = Location::Item("tensor `labels`".into());
+    check_labels_shape(lab.shape(), shape[0], &at, &file)?;
+    let labels: Vec<i64> = match lab.dtype() {
+        Dtype::I64 => lab
+            .data()
+            .chunks_exact(8)
+            .map(|b| i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+            .collect(),
+        Dtype::I32 => lab
+            .data()
+            .chunks_exact(4)
+            .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64)
+            .collect(),
+        other => {
+            return Err(Diagnostic::new(at, "unsupported labels dtype")
+                .expected("I64 or I32")
+                .found(other.to_string())
+                .in_file(&file))
+        }
+    };
+    check_labels_non_negative(&labels, "tensor `labels`", &file)?;
+    Ok((shape, images, labels))
+}
+
+/// Reads a `.npy` latents file and its sibling `labels.npy`.
+fn load_npy(path: &Path) -> Result<Loaded, Diagnostic> {
+    let file = path.display().to_string();
+    let labels_path = path.with_file_name("labels.npy");
+    if path.file_name().is_some_and(|n| n == "labels.npy") {
+        return Err(
+            Diagnostic::new(Location::File, "the latents file is the labels file")
+                .expected(
+                    "latents in a .npy file not named labels.npy, labels in labels.npy beside it",
+                )
+                .found(file)
+                .in_file(path.display().to_string()),
+        );
+    }
+    let npy = read_npy(
+        path,
+        &["<f4"],
+        "dtype '<f4' (little-endian float32)",
+        "save with `arr.astype('<f4')`",
+    )?;
+    let header = Location::Item("header".into());
+    let shape = latents_shape(&npy.shape, &header, &file)?;
+    let images: Vec<f32> = npy
+        .data
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    check_finite(&images, &shape, "data", &file)?;
+
+    let labels_file = labels_path.display().to_string();
+    if !labels_path.is_file() {
+        return Err(
+            Diagnostic::new(Location::File, "no labels.npy beside the latents")
+                .expected(format!("the labels as {labels_file}"))
+                .found("no such file")
+                .in_file(&file),
+        );
+    }
+    let lab = read_npy(
+        &labels_path,
+        &["<i8", "<i4"],
+        "dtype '<i8' or '<i4' (little-endian int64 / int32)",
+        "save with `labels.astype('<i8')`",
+    )?;
+    let header = Location::Item("header".into());
+    let labels: Vec<i64> = if lab.descr == "<i8" {
+        lab.data
+            .chunks_exact(8)
+            .map(|b| i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+            .collect()
+    } else {
+        lab.data
+            .chunks_exact(4)
+            .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64)
+            .collect()
+    };
+    check_labels_shape(&lab.shape, shape[0], &header, &labels_file)?;
+    check_labels_non_negative(&labels, "data", &labels_file)?;
+    Ok((shape, images, labels))
+}
+
+/// Reads a whole file, as a diagnostic on failure.
+fn read_file(path: &Path) -> Result<Vec<u8>, Diagnostic> {
+    std::fs::read(path).map_err(|e| {
+        Diagnostic::new(Location::File, "cannot read the latents file")
+            .expected("a readable file")
+            .found(e.to_string())
+            .in_file(path.display().to_string())
+    })
+}
+
+/// Checks a latents shape is `[N, C, H, W]` with `C`, `H`, `W` > 0.
+fn latents_shape(shape: &[usize], at: &Location, file: &str) -> Result<[usize; 4], Diagnostic> {
+    match *shape {
+        [n, c, h, w] if c > 0 && h > 0 && w > 0 => Ok([n, c, h, w]),
+        _ => Err(Diagnostic::new(at.clone(), "latents have the wrong shape")
+            .expected("shape [N, C, H, W] with C, H, W > 0")
+            .found(format!("shape {shape:?}"))
+            .in_file(file)),
+    }
+}
+
+/// Checks a labels shape is `[n]`.
+fn check_labels_shape(
+    shape: &[usize],
+    n: usize,
+    at: &Location,
+    file: &str,
+) -> Result<(), Diagnostic> {
+    if shape == [n] {
+        return Ok(());
+    }
+    Err(
+        Diagnostic::new(at.clone(), "labels do not match the latents")
+            .expected(format!("shape [{n}] (one label per latent)"))
+            .found(format!("shape {shape:?}"))
+            .in_file(file),
+    )
+}
+
+/// Checks every latent value is finite; the error names the latent and the element.
+fn check_finite(
+    values: &[f32],
+    shape: &[usize; 4],
+    what: &str,
+    file: &str,
+) -> Result<(), Diagnostic> {
+    let per = shape[1] * shape[2] * shape[3];
+    match values.iter().position(|v| !v.is_finite()) {
+        None => Ok(()),
+        Some(j) => Err(Diagnostic::new(
+            Location::Item(format!("{what}, latent {}", j / per)),
+            "latent value is not finite",
+        )
+        .expected("finite values")
+        .found(format!(
+            "{} at element {} of that latent",
+            values[j],
+            j % per
+        ))
+        .in_file(file)),
+    }
+}
+
+/// Checks every label is a class index (`>= 0`).
+fn check_labels_non_negative(labels: &[i64], what: &str, file: &str) -> Result<(), Diagnostic> {
+    match labels.iter().position(|&l| l < 0) {
+        None => Ok(()),
+        Some(i) => Err(Diagnostic::new(
+            Location::Item(format!("{what}, label {i}")),
+            "negative label",
+        )
+        .expected("a class index >= 0")
+        .found(labels[i].to_string())
+        .in_file(file)),
+    }
+}
+
+/// IEEE half precision to single (exact: every f16 is an f32).
+fn f16_to_f32(h: u16) -> f32 {
+    let sign = ((h >> 15) as u32) << 31;
+    let exp = ((h >> 10) & 0x1f) as u32;
+    let mant = (h & 0x3ff) as u32;
+    match exp {
+        0 => {
+            // Zero or subnormal: mant * 2^-24.
+            let v = mant as f32 * f32::from_bits(0x3380_0000);
+            if sign != 0 {
+                -v
+            } else {
+                v
+            }
+        }
+        0x1f => f32::from_bits(sign | 0x7f80_0000 | (mant << 13)),
+        _ => f32::from_bits(sign | ((exp + 112) << 23) | (mant << 13)),
+    }
+}
+
+/// An array read from a `.npy` file: its dtype string, shape and raw data.
+struct Npy {
+    descr: String,
+    shape: Vec<usize>,
+    data: Vec<u8>,
+}
+
+/// Reads a `.npy` file (format 1.0, 2.0 or 3.0): checks the magic, parses the header dict,
+/// refuses Fortran order and any dtype not in `accept` (each `<` + kind + byte size, such as
+/// `<f4`; `expected` and `help` word that error), and checks the data length against the shape.
+fn read_npy(path: &Path, accept: &[&str], expected: &str, help: &str) -> Result<Npy, Diagnostic> {
+    let file = path.display().to_string();
+    let bytes = read_file(path)?;
+    let header_err = |message: &str, expected: &str, found: String| {
+        Diagnostic::new(Location::Item("header".into()), message)
+            .expected(expected)
+            .found(found)
+            .in_file(&file)
+    };
+    if !bytes.starts_with(b"\x93NUMPY") || bytes.len() < 10 {
+        let head: Vec<String> = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        return Err(header_err(
+            "not a .npy file",
+            "the .npy magic \\x93NUMPY, a version and a header",
+            format!("bytes {}", head.join(" ")),
+        ));
+    }
+    let (major, minor) = (bytes[6], bytes[7]);
+    let (len, start) = match major {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
+        _ => {
+            return Err(header_err(
+                "unsupported .npy format version",
+                "version 1.0, 2.0 or 3.0",
+                format!("version {major}.{minor}"),
+            ))
+        }
+    };
+    let Some(text) = bytes.get(start..start + len) else {
+        return Err(header_err(
+            "the file ends inside its header",
+            &format!("a {len}-byte header after byte {start}"),
+            format!("{} bytes in all", bytes.len()),
+        ));
+    };
+    let text = String::from_utf8_lossy(text);
+    let dict = parse_header(&text).map_err(|why| {
+        header_err(
+            "cannot parse the .npy header",
+            "a dict {'descr': ..., 'fortran_order': ..., 'shape': (...)}",
+            format!("{why} in {}", text.trim_end()),
+        )
+    })?;
+    let field = |key: &str| dict.iter().find(|(k, _)| k == key).map(|(_, v)| v);
+    let Some(PyVal::Str(descr)) = field("descr") else {
+        return Err(header_err(
+            "the .npy header has no dtype",
+            "a string 'descr' such as '<f4'",
+            text.trim_end().to_string(),
+        ));
+    };
+    if !accept.contains(&descr.as_str()) {
+        return Err(
+            header_err("unsupported dtype", expected, format!("dtype '{descr}'")).help(help),
+        );
+    }
+    match field("fortran_order") {
+        Some(PyVal::Bool(false)) => {}
+        Some(PyVal::Bool(true)) => {
+            return Err(header_err(
+                "Fortran-order arrays are not supported",
+                "'fortran_order': False (C order)",
+                "'fortran_order': True".into(),
+            )
+            .help("save `np.ascontiguousarray(arr)` instead"))
+        }
+        _ => {
+            return Err(header_err(
+                "the .npy header has no fortran_order",
+                "'fortran_order': False",
+                text.trim_end().to_string(),
+            ))
+        }
+    }
+    let shape: Option<Vec<usize>> = match field("shape") {
+        Some(PyVal::Tuple(items)) => items
+            .iter()
+            .map(|v| match v {
+                PyVal::Int(i) => usize::try_from(*i).ok(),
+                _ => None,
+            })
+            .collect(),
+        _ => None,
+    };
+    let Some(shape) = shape else {
+        return Err(header_err(
+            "the .npy header has no shape",
+            "'shape': a tuple of integers",
+            text.trim_end().to_string(),
+        ));
+    };
+    // Every accepted descr is `<` + kind letter + byte size.
+    let item = descr
+        .get(2..)
+        .and_then(|s| s.parse::<usize>().ok())
+        .unwrap_or(1);
+    let data_start = start + len;
+    let Some(data_len) = shape.iter().try_fold(item, |acc, &d| acc.checked_mul(d)) else {
+        return Err(header_err(
+            "the shape is too large",
+            "a shape whose size fits in memory",
+            format!("shape {shape:?}"),
+        ));
+    };
+    let found = bytes.len() - data_start;
+    if found != data_len {
+        let place = if found < data_len {
+            format!("element {}", found / item)
+        } else {
+            format!("byte {}", data_start + data_len)
+        };
+        return Err(Diagnostic::new(
+            Location::Item(place),
+            if found < data_len {
+                "the file is shorter than its header says (truncated?)"
+            } else {
+                "data after the last element"
+            },
+        )
+        .expected(format!(
+            "{data_len} data bytes after the {data_start}-byte header (shape {shape:?}, dtype '{descr}')"
+        ))
+        .found(format!("{found} data bytes"))
+        .in_file(&file));
+    }
+    Ok(Npy {
+        descr: descr.clone(),
+        shape,
+        data: bytes[data_start..].to_vec(),
+    })
+}
+
+/// A Python literal in a `.npy` header.
+#[derive(Debug, Clone, PartialEq)]
+enum PyVal {
+    Str(String),
+    Bool(bool),
+    Int(i64),
+    Tuple(Vec<PyVal>),
+}
+
+/// Parses the header dict (`{'key': value, ...}` with string keys) into (key, value) pairs.
+fn parse_header(text: &str) -> Result<Vec<(String, PyVal)>, String> {
+    let mut p = Parser {
+        s: text.as_bytes(),
+        i: 0,
+    };
+    p.expect(b'{')?;
+    let mut out = Vec::new();
+    loop {
+        if p.eat(b'}') {
+            break;
+        }
+        let PyVal::Str(key) = p.value()? else {
+            return Err(format!("a non-string key at character {}", p.i));
+        };
+        p.expect(b':')?;
+        let value = p.value()?;
+        out.push((key, value));
+        if !p.eat(b',') {
+            p.expect(b'}')?;
+            break;
+        }
+    }
+    if p.peek().is_some() {
+        return Err(format!("unexpected text at character {}", p.i));
+    }
+    Ok(out)
+}
+
+/// A tiny cursor over the header text.
+struct Parser<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl Parser<'_> {
+    /// The next non-space byte, without consuming it.
+    fn peek(&mut self) -> Option<u8> {
+        while self.s.get(self.i).is_some_and(|b| b.is_ascii_whitespace()) {
+            self.i += 1;
+        }
+        self.s.get(self.i).copied()
+    }
+
+    /// Consumes `b` if it is next.
+    fn eat(&mut self, b: u8) -> bool {
+        if self.peek() == Some(b) {
+            self.i += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Consumes `b` or fails.
+    fn expect(&mut self, b: u8) -> Result<(), String> {
+        if self.eat(b) {
+            Ok(())
+        } else {
+            Err(format!("expected `{}` at character {}", b as char, self.i))
+        }
+    }
+
+    /// One literal: a quoted string, True/False, an integer or a tuple.
+    fn value(&mut self) -> Result<PyVal, String> {
+        match self.peek() {
+            Some(q @ (b'\'' | b'"')) => {
+                let start = self.i + 1;
+                let len = self.s[start..]
+                    .iter()
+                    .position(|&b| b == q)
+                    .ok_or_else(|| format!("an unterminated string at character {}", self.i))?;
+                self.i = start + len + 1;
+                Ok(PyVal::Str(
+                    String::from_utf8_lossy(&self.s[start..start + len]).into_owned(),
+                ))
+            }
+            Some(b'(') => {
+                self.i += 1;
+                let mut items = Vec::new();
+                loop {
+                    if self.eat(b')') {
+                        break;
+                    }
+                    items.push(self.value()?);
+                    if !self.eat(b',') {
+                        self.expect(b')')?;
+                        break;
+                    }
+                }
+                Ok(PyVal::Tuple(items))
+            }
+            Some(b) if b.is_ascii_alphanumeric() || b == b'-' => {
+                let start = self.i;
+                while self
+                    .s
+                    .get(self.i)
+                    .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'-')
+                {
+                    self.i += 1;
+                }
+                // Python 2 era files may write `3L`.
+                let word = std::str::from_utf8(&self.s[start..self.i]).unwrap_or_default();
+                match word {
+                    "True" => Ok(PyVal::Bool(true)),
+                    "False" => Ok(PyVal::Bool(false)),
+                    w => w
+                        .trim_end_matches('L')
+                        .parse()
+                        .map(PyVal::Int)
+                        .map_err(|_| format!("an unknown value `{w}` at character {start}")),
+                }
+            }
+            _ => Err(format!("expected a value at character {}", self.i)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_util::TempDir;
+    use super::*;
+    use safetensors::tensor::TensorView;
+
+    /// The bytes of a `.npy` file (`version` 1 or 2).
+    fn npy_bytes(descr: &str, shape: &[usize], fortran: bool, data: &[u8], version: u8) -> Vec<u8> {
+        let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
+        let tuple = if shape.len() == 1 {
+            format!("({},)", dims[0])
+        } else {
+            format!("({})", dims.join(", "))
+        };
+        let fortran = if fortran { "True" } else { "False" };
+        let mut header =
+            format!("{{'descr': '{descr}', 'fortran_order': {fortran}, 'shape': {tuple}, }}");
+        let prefix = if version == 1 { 10 } else { 12 };
+        while (prefix + header.len() + 1) % 64 != 0 {
+            header.push(' ');
+        }
+        header.push('\n');
+        let mut out = b"\x93NUMPY".to_vec();
+        out.extend_from_slice(&[version, 0]);
+        if version == 1 {
+            out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        } else {
+            out.extend_from_slice(&(header.len() as u32).to_le_bytes());
+        }
+        out.extend_from_slice(header.as_bytes());
+        out.extend_from_slice(data);
+        out
+    }
+
+    fn f32_bytes(v: &[f32]) -> Vec<u8> {
+        v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    fn i64_bytes(v: &[i64]) -> Vec<u8> {
+        v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    fn i32_bytes(v: &[i32]) -> Vec<u8> {
+        v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    /// 2 latents of 2x1x2.
+    const VALUES: [f32; 8] = [0.5, -1.5, 2.0, 3.0, -0.25, 0.0, 7.0, -8.0];
+
+    fn write_safetensors(path: &Path, tensors: Vec<(&str, Dtype, Vec<usize>, Vec<u8>)>) {
+        let views: Vec<(String, TensorView)> = tensors
+            .iter()
+            .map(|(n, d, s, b)| (n.to_string(), TensorView::new(*d, s.clone(), b).unwrap()))
+            .collect();
+        std::fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
+    }
+
+    #[test]
+    fn reads_npy_latents_and_labels() {
+        for (version, label_descr, label_bytes) in [
+            (1, "<i8", i64_bytes(&[3, 0])),
+            (2, "<i4", i32_bytes(&[3, 0])),
+        ] {
+            let tmp = TempDir::new("npy-ok");
+            let z = tmp.path().join("z.npy");
+            std::fs::write(
+                &z,
+                npy_bytes("<f4", &[2, 2, 1, 2], false, &f32_bytes(&VALUES), version),
+            )
+            .unwrap();
+            std::fs::write(
+                tmp.path().join("labels.npy"),
+                npy_bytes(label_descr, &[2], false, &label_bytes, version),
+            )
+            .unwrap();
+            assert!(is_latents_file(&z));
+            let ds = load(&z).unwrap();
+            assert_eq!((ds.n, ds.channels, ds.height, ds.width), (2, 2, 1, 2));
+            assert_eq!(ds.images, VALUES);
+            assert_eq!(ds.labels, vec![3, 0]);
+            assert!(ds.is_latents());
+        }
+    }
+
+    #[test]
+    fn npy_bad_inputs_are_errors() {
+        let tmp = TempDir::new("npy-bad");
+        let z = tmp.path().join("z.npy");
+        let labels = tmp.path().join("labels.npy");
+        let good = f32_bytes(&VALUES);
+
+        std::fs::write(&z, npy_bytes("<f4", &[2, 2, 1, 2], false, &good, 1)).unwrap();
+        let d = load(&z).unwrap_err();
+        assert!(d.expected.as_deref().unwrap().contains("labels.npy"), "{d}");
+
+        std::fs::write(&labels, npy_bytes("<f8", &[2], false, &[0; 16], 1)).unwrap();
+        let d = load(&z).unwrap_err();
+        assert_eq!(d.found.as_deref(), Some("dtype '<f8'"), "{d}");
+        assert!(d.file.ends_with("labels.npy"));
+
+        std::fs::write(
+            &labels,
+            npy_bytes("<i8", &[3], false, &i64_bytes(&[1, 2, 3]), 1),
+        )
+        .unwrap();
+        let d = load(&z).unwrap_err();
+        assert_eq!(d.found.as_deref(), Some("shape [3]"), "{d}");
+
+        std::fs::write(
+            &labels,
+            npy_bytes("<i8", &[2], false, &i64_bytes(&[1, -2]), 1),
+        )
+        .unwrap();
+        let d = load(&z).unwrap_err();
+        assert_eq!(d.location, Location::Item("data, label 1".into()), "{d}");
+
+        std::fs::write(
+            &labels,
+            npy_bytes("<i8", &[2], false, &i64_bytes(&[1, 2]), 1),
+        )
+        .unwrap();
+        assert!(load(&z).is_ok());
+
+        let d8: Vec<u8> = VALUES
+            .iter()
+            .flat_map(|x| (*x as f64).to_le_bytes())
+            .collect();
+        std::fs::write(&z, npy_bytes("<f8", &[2, 2, 1, 2], false, &d8, 1)).unwrap();
+        let d = load(&z).unwrap_err();
+        assert_eq!(d.found.as_deref(), Some("dtype '<f8'"), "{d}");
+        assert!(d.file.ends_with("z.npy"));
+
+        std::fs::write(&z, npy_bytes("<f4", &[2, 2, 1, 2], true, &good, 1)).unwrap();
+        let d = load(&z).unwrap_err();
+        assert!(d.message.contains("Fortran"), "{d}");
+
+        std::fs::write(&z, npy_bytes("<f4", &[2, 4], false, &good, 1)).unwrap();
+        let d = load(&z).unwrap_err();
+        assert_eq!(d.found.as_deref(), Some("shape [2, 4]"), "{d}");
+
+        let full = npy_bytes("<f4", &[2, 2, 1, 2], false, &good, 1);
+        std::fs::write(&z, &full[..full.len() - 6]).unwrap();
+        let d = load(&z).unwrap_err();
+        assert_eq!(d.location, Location::Item("element 6".into()), "{d}");
+        let mut long = full.clone();
+        long.push(0);
+        std::fs::write(&z, &long).unwrap();
+        let d = load(&z).unwrap_err();
+        assert_eq!(d.location, Location::Item("byte 160".into()), "{d}");
+        std::fs::write(&z, &full[..40]).unwrap();
+        assert!(load(&z).unwrap_err().message.contains("inside its header"));
+
+        std::fs::write(&z, b"PK\x03\x04 not npy").unwrap();
+        let d = load(&z).unwrap_err();
+        assert_eq!(d.message, "not a .npy file", "{d}");
+
+        let mut nan = VALUES;
+        nan[5] = f32::NAN;
+        std::fs::write(
+            &z,
+            npy_bytes("<f4", &[2, 2, 1, 2], false, &f32_bytes(&nan), 1),
+        )
+        .unwrap();
+        let d = load(&z).unwrap_err();
+        assert_eq!(d.location, Location::Item("data, latent 1".into()), "{d}");
+
+        let d = load(&labels).unwrap_err();
+        assert!(d.message.contains("labels file"), "{d}");
+    }
+
+    #[test]
+    fn parses_header_variants() {
+        let h = parse_header("{'descr': '<f4', 'fortran_order': False, 'shape': (3L, 4), }  \n")
+            .unwrap();
+        assert_eq!(
+            h[2],
+            (
+                "shape".into(),
+                PyVal::Tuple(vec![PyVal::Int(3), PyVal::Int(4)])
+            )
+        );
+        let h = parse_header("{\"descr\":\"<i8\",\"fortran_order\":True,\"shape\":()}").unwrap();
+        assert_eq!(h[1].1, PyVal::Bool(true));
+        assert_eq!(h[2].1, PyVal::Tuple(vec![]));
+        for bad in [
+            "",
+            "{",
+            "{'a' 1}",
+            "{'a': 'x}",
+            "{'a': (1, 2}",
+            "{'a': 1} extra",
+            "{1: 2}",
+            "{'a': nope}",
+        ] {
+            assert!(parse_header(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn reads_safetensors_in_each_float_dtype() {
+        let tmp = TempDir::new("st-ok");
+        let path = tmp.path().join("z.safetensors");
+        let f16: Vec<u8> = [
+            0x3800u16, 0xbe00, 0x4000, 0x4200, 0xb400, 0x0000, 0x4700, 0xc800,
+        ]
+        .iter()
+        .flat_map(|h| h.to_le_bytes())
+        .collect();
+        let bf16: Vec<u8> = VALUES
+            .iter()
+            .flat_map(|v| ((v.to_bits() >> 16) as u16).to_le_bytes())
+            .collect();
+        for (dtype, data) in [
+            (Dtype::F32, f32_bytes(&VALUES)),
+            (Dtype::F16, f16),
+            (Dtype::BF16, bf16),
+        ] {
+            write_safetensors(
+                &path,
+                vec![
+                    ("latents", dtype, vec![2, 2, 1, 2], data),
+                    ("labels", Dtype::I32, vec![2], i32_bytes(&[5, 1])),
+                    ("extra", Dtype::U8, vec![1], vec![0]),
+                ],
+            );
+            let ds = load(&path).unwrap();
+            assert_eq!(
+                (ds.n, ds.channels, ds.height, ds.width),
+                (2, 2, 1, 2),
+                "{dtype}"
+            );
+            assert_eq!(ds.images, VALUES, "{dtype}");
+            assert_eq!(ds.labels, vec![5, 1]);
+            assert_eq!(ds.num_classes(), 6);
+        }
+    }
+
+    #[test]
+    fn safetensors_bad_inputs_are_errors() {
+        let tmp = TempDir::new("st-bad");
+        let path = tmp.path().join("z.safetensors");
+        let lat = || ("latents", Dtype::F32, vec![2, 2, 1, 2], f32_bytes(&VALUES));
+
+        write_safetensors(&path, vec![lat()]);
+        let d = load(&path).unwrap_err();
+        assert_eq!(d.location, Location::Item("tensor `labels`".into()), "{d}");
+        assert_eq!(d.found.as_deref(), Some("tensors latents"));
+
+        write_safetensors(
+            &path,
+            vec![("labels", Dtype::I64, vec![2], i64_bytes(&[0, 1]))],
+        );
+        let d = load(&path).unwrap_err();
+        assert_eq!(d.location, Location::Item("tensor `latents`".into()), "{d}");
+
+        write_safetensors(
+            &path,
+            vec![
+                lat(),
+                ("labels", Dtype::I64, vec![3], i64_bytes(&[0, 1, 2])),
+            ],
+        );
+        let d = load(&path).unwrap_err();
+        assert!(d.expected.as_deref().unwrap().contains("[2]"), "{d}");
+
+        write_safetensors(
+            &path,
+            vec![
+                lat(),
+                ("labels", Dtype::F32, vec![2], f32_bytes(&[0.0, 1.0])),
+            ],
+        );
+        let d = load(&path).unwrap_err();
+        assert_eq!(d.found.as_deref(), Some("F32"), "{d}");
+
+        let f64s: Vec<u8> = VALUES
+            .iter()
+            .flat_map(|v| (*v as f64).to_le_bytes())
+            .collect();
+        write_safetensors(
+            &path,
+            vec![
+                ("latents", Dtype::F64, vec![2, 2, 1, 2], f64s),
+                ("labels", Dtype::I64, vec![2], i64_bytes(&[0, 1])),
+            ],
+        );
+        let d = load(&path).unwrap_err();
+        assert_eq!(d.found.as_deref(), Some("F64"), "{d}");
+
+        write_safetensors(
+            &path,
+            vec![
+                ("latents", Dtype::F32, vec![8], f32_bytes(&VALUES)),
+                ("labels", Dtype::I64, vec![2], i64_bytes(&[0, 1])),
+            ],
+        );
+        let d = load(&path).unwrap_err();
+        assert_eq!(d.found.as_deref(), Some("shape [8]"), "{d}");
+
+        std::fs::write(&path, b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all").unwrap();
+        let d = load(&path).unwrap_err();
+        assert_eq!(d.location, Location::Item("header".into()), "{d}");
+        assert_eq!(d.file, path.display().to_string());
+
+        let d = load(&tmp.path().join("missing.safetensors")).unwrap_err();
+        assert!(d.message.contains("cannot read"), "{d}");
+    }
+
+    #[test]
+    fn f16_conversion_is_exact() {
+        assert_eq!(f16_to_f32(0x3c00), 1.0);
+        assert_eq!(f16_to_f32(0xc000), -2.0);
+        assert_eq!(f16_to_f32(0x7bff), 65504.0);
+        assert_eq!(f16_to_f32(0x0001), 2f32.powi(-24));
+        assert_eq!(f16_to_f32(0x8000).to_bits(), (-0.0f32).to_bits());
+        assert_eq!(f16_to_f32(0x7c00), f32::INFINITY);
+        assert!(f16_to_f32(0x7e00).is_nan());
+    }
+}

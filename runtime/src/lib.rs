@@ -1,0 +1,11 @@
+//! tread-runtime: runs treadc graphs on burn (training with TREAD routing, sampling,
+//! checkpoints) and loads the training data.
+//!
+//! Only `lower` names burn types; data loading, init values, route index draws, tables,
+//! checkpoint files and image grids work on host buffers.
+
+pub mod data;
+pub mod init;
+pub mod lower;
+pub mod routing;
+pub mod tables;

@@ -1,0 +1,91 @@
+//! The graph interpreter: evaluates nodes in topological order on burn tensors.
+
+use std::collections::HashMap;
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor};
+use tread_compiler::ir::{Graph, InputRole, NodeId, Op};
+
+use super::ops::{eval, OpCtx};
+use super::store::ParamStore;
+use super::value::{OpResult, Value};
+use crate::routing::RouteSource;
+
+/// The graph inputs, by role.
+#[derive(Debug, Clone)]
+pub struct Inputs<B: Backend> {
+    /// `[B, C, H, W]`.
+    pub image: Tensor<B, 4>,
+    /// `[B]`.
+    pub noise_level: Tensor<B, 1>,
+    /// `[B]`, absent for unconditional models.
+    pub label: Option<Tensor<B, 1, Int>>,
+}
+
+/// Runs `g` and returns the value of its first output. Route nodes draw from `routes`.
+pub fn forward<B: Backend>(
+    g: &Graph,
+    params: &ParamStore<B>,
+    inputs: &Inputs<B>,
+    routes: &mut dyn RouteSource,
+) -> OpResult<Value<B>> {
+    let (_, out) = g.outputs.first().ok_or("graph without outputs")?;
+    let mut vals = forward_all(g, params, inputs, routes, &[*out])?;
+    vals.remove(out)
+        .ok_or_else(|| "output not computed".to_string())
+}
+
+/// Runs `g` and returns the values of `keep` (for tests that inspect intermediate values).
+/// Values are dropped as soon as their last consumer has run.
+pub fn forward_all<B: Backend>(
+    g: &Graph,
+    params: &ParamStore<B>,
+    inputs: &Inputs<B>,
+    routes: &mut dyn RouteSource,
+    keep: &[NodeId],
+) -> OpResult<HashMap<NodeId, Value<B>>> {
+    let order = g.topo_order().map_err(|c| format!("cycle through {c:?}"))?;
+    let mut remaining: HashMap<NodeId, usize> =
+        order.iter().map(|&id| (id, g.users_of(id).len())).collect();
+    let device = inputs.image.device();
+    let mut ctx = OpCtx {
+        params,
+        routes,
+        device: &device,
+    };
+    let mut vals: HashMap<NodeId, Value<B>> = HashMap::new();
+    for id in order {
+        let node = g.node(id);
+        let v = if let Op::Input { role } = node.op {
+            match role {
+                InputRole::Image => Value::F4(inputs.image.clone()),
+                InputRole::NoiseLevel => Value::F1(inputs.noise_level.clone()),
+                InputRole::Label => Value::I1(
+                    inputs
+                        .label
+                        .clone()
+                        .ok_or("the model needs labels; none were given")?,
+                ),
+            }
+        } else {
+            let ins = g.inputs_of(id);
+            let mut args = Vec::with_capacity(ins.len());
+            for i in &ins {
+                let v = vals
+                    .get(i)
+                    .cloned()
+                    .ok_or_else(|| format!("`{}` read before it was computed", g.node(*i).name))?;
+                args.push(v);
+                let r = remaining.get_mut(i).ok_or("unknown node")?;
+                *r -= 1;
+                if *r == 0 && !keep.contains(i) {
+                    vals.remove(i);
+                }
+            }
+            eval(&node.op, &node.name, args, &mut ctx)
+                .map_err(|e| format!("node `{}`: {e}", node.name))?
+        };
+        vals.insert(id, v);
+    }
+    Ok(vals)
+}

@@ -1,0 +1,16 @@
+//! Everything that touches burn's API lives under this module: values, the op lowering, the
+//! interpreter, parameters, optimiser and EMA, objectives and samplers. burn's API moves between
+//! releases (we pin 0.21.0 because its `cuda` feature builds offline); keeping it in one room
+//! keeps an upgrade to one room.
+
+pub mod forward;
+pub mod ops;
+pub mod store;
+pub mod value;
+
+pub use forward::{forward, forward_all, Inputs};
+pub use store::ParamStore;
+pub use value::Value;
+
+#[cfg(test)]
+mod tests;

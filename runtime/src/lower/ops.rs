@@ -1,0 +1,391 @@
+//! One function per IR op, on burn tensors. Shapes were checked by the compiler; the only
+//! failures here are internal bugs, reported as strings.
+
+use burn::tensor::activation;
+use burn::tensor::backend::Backend;
+use burn::tensor::module::{attention, linear};
+use burn::tensor::{IndexingUpdateOp, Int, Tensor, TensorData};
+use tread_compiler::ir::{GeluApprox, Op};
+
+use super::store::ParamStore;
+use super::value::{OpResult, Value};
+use crate::routing::RouteSource;
+
+/// Everything an op may need besides its inputs.
+pub struct OpCtx<'a, B: Backend> {
+    /// Learned and fixed tensors.
+    pub params: &'a ParamStore<B>,
+    /// Source of kept indices for route nodes.
+    pub routes: &'a mut dyn RouteSource,
+    /// Device for created tensors.
+    pub device: &'a B::Device,
+}
+
+/// Evaluates node `name` with op `op` on `x`.
+pub fn eval<B: Backend>(
+    op: &Op,
+    name: &str,
+    x: Vec<Value<B>>,
+    ctx: &mut OpCtx<B>,
+) -> OpResult<Value<B>> {
+    let p = |suffix: &str| format!("{name}.{suffix}");
+    let mut x = x.into_iter();
+    let mut next = || x.next().ok_or_else(|| format!("`{name}`: missing input"));
+    Ok(match op {
+        Op::Input { .. } => return Err("inputs are bound, not evaluated".into()),
+        Op::Param { shape, .. } => {
+            let flat = ctx.params.flat(&p("value"))?;
+            let shape: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
+            reshape_value(flat, &shape)?
+        }
+        Op::Linear { bias, .. } => {
+            let w = ctx.params.get::<2>(&p("weight"))?;
+            let b = if *bias {
+                Some(ctx.params.get::<1>(&p("bias"))?)
+            } else {
+                None
+            };
+            map_float(
+                next()?,
+                |t| linear(t, w.clone(), b.clone()),
+                |t| linear(t, w.clone(), b.clone()),
+            )?
+        }
+        Op::LayerNorm { eps, affine } => {
+            let v = next()?;
+            let eps = *eps;
+            let out = map_float(v, |t| layer_norm(t, eps), |t| layer_norm(t, eps))?;
+            if *affine {
+                let w = ctx.params.get::<1>(&p("weight"))?;
+                let b = ctx.params.get::<1>(&p("bias"))?;
+                map_float(
+                    out,
+                    |t| t * w.clone().unsqueeze() + b.clone().unsqueeze(),
+                    |t| t * w.clone().unsqueeze() + b.clone().unsqueeze(),
+                )?
+            } else {
+                out
+            }
+        }
+        Op::RmsNorm { eps, affine } => {
+            let eps = *eps;
+            let out = map_float(next()?, |t| rms_norm(t, eps), |t| rms_norm(t, eps))?;
+            if *affine {
+                let w = ctx.params.get::<1>(&p("weight"))?;
+                map_float(
+                    out,
+                    |t| t * w.clone().unsqueeze(),
+                    |t| t * w.clone().unsqueeze(),
+                )?
+            } else {
+                out
+            }
+        }
+        Op::Attention { heads, qkv_bias } => {
+            let t = next()?.f3()?;
+            let [b, n, d] = t.dims();
+            let h = *heads as usize;
+            let wqkv = ctx.params.get::<2>(&p("qkv.weight"))?;
+            let bqkv = if *qkv_bias {
+                Some(ctx.params.get::<1>(&p("qkv.bias"))?)
+            } else {
+                None
+            };
+            let qkv = linear(t, wqkv, bqkv);
+            let split = |i: usize| {
+                qkv.clone()
+                    .narrow(2, i * d, d)
+                    .reshape([b, n, h, d / h])
+                    .swap_dims(1, 2)
+            };
+            let o = attention(split(0), split(1), split(2), None, None, Default::default());
+            let o = o.swap_dims(1, 2).reshape([b, n, d]);
+            let wp = ctx.params.get::<2>(&p("proj.weight"))?;
+            let bp = ctx.params.get::<1>(&p("proj.bias"))?;
+            Value::F3(linear(o, wp, Some(bp)))
+        }
+        Op::Gelu { approximate } => match approximate {
+            GeluApprox::Tanh => map_float(
+                next()?,
+                activation::gelu_approximate,
+                activation::gelu_approximate,
+            )?,
+            GeluApprox::None => map_float(next()?, activation::gelu, activation::gelu)?,
+        },
+        Op::Silu => map_float(next()?, activation::silu, activation::silu)?,
+        Op::Add => binary(
+            next()?,
+            next()?,
+            |a, b| a + b,
+            |a, b| a + b,
+            |a, b| a + b,
+            |a, b| a + b,
+        )?,
+        Op::Mul => binary(
+            next()?,
+            next()?,
+            |a, b| a * b,
+            |a, b| a * b,
+            |a, b| a * b,
+            |a, b| a * b,
+        )?,
+        Op::Modulate => {
+            let (v, shift, scale) = (next()?, next()?, next()?);
+            let scaled = binary(
+                v,
+                scale,
+                |a, s| a.clone() + a * s,
+                |a, s| a.clone() + a * s,
+                |a, s| a.clone() + a * s,
+                |a, s| a.clone() + a * s,
+            )?;
+            binary(
+                scaled,
+                shift,
+                |a, b| a + b,
+                |a, b| a + b,
+                |a, b| a + b,
+                |a, b| a + b,
+            )?
+        }
+        Op::Chunk {
+            axis,
+            chunks,
+            index,
+        } => {
+            let v = next()?;
+            let size = v.shape()[*axis] / *chunks as usize;
+            let start = size * *index as usize;
+            let a = *axis;
+            match v {
+                Value::F1(t) => Value::F1(t.narrow(a, start, size)),
+                Value::F2(t) => Value::F2(t.narrow(a, start, size)),
+                Value::F3(t) => Value::F3(t.narrow(a, start, size)),
+                Value::F4(t) => Value::F4(t.narrow(a, start, size)),
+                _ => return Err("chunk of an integer tensor".into()),
+            }
+        }
+        Op::Concat { axis } => {
+            let vs: Vec<Value<B>> = std::iter::once(next()?).chain(x).collect();
+            let a = *axis;
+            match vs[0].rank() {
+                2 => Value::F2(Tensor::cat(
+                    vs.into_iter().map(Value::f2).collect::<OpResult<_>>()?,
+                    a,
+                )),
+                3 => Value::F3(Tensor::cat(
+                    vs.into_iter().map(Value::f3).collect::<OpResult<_>>()?,
+                    a,
+                )),
+                4 => Value::F4(Tensor::cat(
+                    vs.into_iter().map(Value::f4).collect::<OpResult<_>>()?,
+                    a,
+                )),
+                r => return Err(format!("concat of rank {r}")),
+            }
+        }
+        Op::Unsqueeze { axis } => match next()? {
+            Value::F1(t) => Value::F2(t.unsqueeze_dim(*axis)),
+            Value::F2(t) => Value::F3(t.unsqueeze_dim(*axis)),
+            Value::F3(t) => Value::F4(t.unsqueeze_dim(*axis)),
+            v => return Err(format!("unsqueeze of rank {}", v.rank())),
+        },
+        Op::Patchify { patch } => Value::F3(patchify(next()?.f4()?, *patch as usize)),
+        Op::Unpatchify {
+            patch,
+            height,
+            width,
+        } => Value::F4(unpatchify(
+            next()?.f3()?,
+            *patch as usize,
+            *height as usize,
+            *width as usize,
+        )),
+        Op::PosEmbed2d { .. } => Value::F3(ctx.params.fixed(name)?.unsqueeze::<3>()),
+        Op::TimestepEmbed { .. } => {
+            let t = next()?.f1()?;
+            let freqs = ctx.params.fixed(name)?;
+            let args = t.unsqueeze_dim::<2>(1) * freqs;
+            Value::F2(Tensor::cat(vec![args.clone().cos(), args.sin()], 1))
+        }
+        Op::ClassEmbed { .. } => {
+            let y = next()?.i1()?;
+            let table = ctx.params.get::<2>(&p("table"))?;
+            Value::F2(table.select(0, y))
+        }
+        Op::TokenConv { kernel, causal } => {
+            let t = next()?.f3()?;
+            let w = ctx.params.get::<2>(&p("weight"))?;
+            let bias = ctx.params.get::<1>(&p("bias"))?;
+            Value::F3(token_conv(t, w, bias, *kernel as usize, *causal))
+        }
+        Op::RouteSelect {
+            route,
+            keep,
+            sorted,
+            ..
+        } => {
+            let t = next()?;
+            let shape = t.shape();
+            let (b, n, k) = (shape[0], shape[1], *keep as usize);
+            let idx = ctx.routes.indices(*route, b, n, k, *sorted);
+            Value::I2(Tensor::<B, 2, Int>::from_data(
+                TensorData::new(idx, [b, k]),
+                ctx.device,
+            ))
+        }
+        Op::GatherTokens { .. } => {
+            let (v, idx) = (next()?, next()?.i2()?);
+            gather_tokens(v, idx)?
+        }
+        Op::MergeTokens { .. } => {
+            let (base, kept, idx) = (next()?, next()?, next()?.i2()?);
+            merge_tokens(base, kept, idx)?
+        }
+    })
+}
+
+fn reshape_value<B: Backend>(flat: Tensor<B, 1>, shape: &[usize]) -> OpResult<Value<B>> {
+    Ok(match shape.len() {
+        1 => Value::F1(flat),
+        2 => Value::F2(flat.reshape([shape[0], shape[1]])),
+        3 => Value::F3(flat.reshape([shape[0], shape[1], shape[2]])),
+        4 => Value::F4(flat.reshape([shape[0], shape[1], shape[2], shape[3]])),
+        r => return Err(format!("param of rank {r}")),
+    })
+}
+
+/// Applies a rank-generic op to rank-2 and rank-3 floats (the ranks of token and
+/// conditioning values).
+fn map_float<B: Backend>(
+    v: Value<B>,
+    f2: impl FnOnce(Tensor<B, 2>) -> Tensor<B, 2>,
+    f3: impl FnOnce(Tensor<B, 3>) -> Tensor<B, 3>,
+) -> OpResult<Value<B>> {
+    Ok(match v {
+        Value::F2(t) => Value::F2(f2(t)),
+        Value::F3(t) => Value::F3(f3(t)),
+        other => return Err(format!("op on rank {} not supported", other.rank())),
+    })
+}
+
+/// numpy-broadcasting binary op: both sides brought to the larger rank with leading 1s.
+fn binary<B: Backend>(
+    a: Value<B>,
+    b: Value<B>,
+    f1: impl FnOnce(Tensor<B, 1>, Tensor<B, 1>) -> Tensor<B, 1>,
+    f2: impl FnOnce(Tensor<B, 2>, Tensor<B, 2>) -> Tensor<B, 2>,
+    f3: impl FnOnce(Tensor<B, 3>, Tensor<B, 3>) -> Tensor<B, 3>,
+    f4: impl FnOnce(Tensor<B, 4>, Tensor<B, 4>) -> Tensor<B, 4>,
+) -> OpResult<Value<B>> {
+    Ok(match a.rank().max(b.rank()) {
+        1 => Value::F1(f1(a.f1()?, b.f1()?)),
+        2 => Value::F2(f2(a.f2()?, b.f2()?)),
+        3 => Value::F3(f3(a.f3()?, b.f3()?)),
+        4 => Value::F4(f4(a.f4()?, b.f4()?)),
+        r => return Err(format!("binary op of rank {r}")),
+    })
+}
+
+/// LayerNorm over the last axis, without affine.
+pub fn layer_norm<B: Backend, const D: usize>(x: Tensor<B, D>, eps: f64) -> Tensor<B, D> {
+    let (var, mean) = x.clone().var_mean_bias(D - 1);
+    (x - mean) / (var + eps).sqrt()
+}
+
+/// RMSNorm over the last axis, without affine.
+pub fn rms_norm<B: Backend, const D: usize>(x: Tensor<B, D>, eps: f64) -> Tensor<B, D> {
+    let ms = x.clone().powi_scalar(2).mean_dim(D - 1);
+    x / (ms + eps).sqrt()
+}
+
+/// `[B, C, H, W] → [B, (H/p)(W/p), p·p·C]`, tokens row-major, patch vectors (row, col, channel).
+pub fn patchify<B: Backend>(x: Tensor<B, 4>, p: usize) -> Tensor<B, 3> {
+    let [b, c, h, w] = x.dims();
+    let (gh, gw) = (h / p, w / p);
+    x.reshape([b, c, gh, p, gw, p])
+        .permute([0, 2, 4, 3, 5, 1])
+        .reshape([b, gh * gw, p * p * c])
+}
+
+/// Inverse of [`patchify`].
+pub fn unpatchify<B: Backend>(x: Tensor<B, 3>, p: usize, h: usize, w: usize) -> Tensor<B, 4> {
+    let [b, _, f] = x.dims();
+    let c = f / (p * p);
+    let (gh, gw) = (h / p, w / p);
+    x.reshape([b, gh, gw, p, p, c])
+        .permute([0, 5, 1, 3, 2, 4])
+        .reshape([b, c, h, w])
+}
+
+/// Depthwise convolution over tokens: `out[n] = Σ_j w[j] · x[n − (k−1) + j] + bias` (causal,
+/// zero-padded before the first token), or centred (left pad ⌊(k−1)/2⌋) when not causal.
+pub fn token_conv<B: Backend>(
+    x: Tensor<B, 3>,
+    w: Tensor<B, 2>,
+    bias: Tensor<B, 1>,
+    k: usize,
+    causal: bool,
+) -> Tensor<B, 3> {
+    let [b, n, d] = x.dims();
+    let left = if causal { k - 1 } else { (k - 1) / 2 };
+    let right = k - 1 - left;
+    let device = x.device();
+    let mut parts = vec![];
+    if left > 0 {
+        parts.push(Tensor::zeros([b, left, d], &device));
+    }
+    parts.push(x);
+    if right > 0 {
+        parts.push(Tensor::zeros([b, right, d], &device));
+    }
+    let padded = Tensor::cat(parts, 1);
+    let mut out = bias.unsqueeze::<3>();
+    for j in 0..k {
+        let wj = w.clone().narrow(0, j, 1).unsqueeze::<3>();
+        out = out + padded.clone().narrow(1, j, n) * wj;
+    }
+    out
+}
+
+/// Token indices `[B, keep]` expanded over the trailing axes of a `[B, N, F]` value.
+fn expand_idx<B: Backend>(idx: Tensor<B, 2, Int>, features: usize) -> Tensor<B, 3, Int> {
+    let [b, k] = idx.dims();
+    idx.unsqueeze_dim::<3>(2).expand([b, k, features])
+}
+
+/// Gathers the kept tokens of a `[b, N, F]` value (`b` may be 1 for parameters).
+pub fn gather_tokens<B: Backend>(v: Value<B>, idx: Tensor<B, 2, Int>) -> OpResult<Value<B>> {
+    let t = v.f3()?;
+    let [b, _, f] = t.dims();
+    let [bi, _] = idx.dims();
+    let t = if b == 1 && bi > 1 {
+        let [_, n, _] = t.dims();
+        t.expand([bi, n, f])
+    } else {
+        t
+    };
+    Ok(Value::F3(t.gather(1, expand_idx(idx, f))))
+}
+
+/// Scatters the processed kept tokens into the saved full value. burn 0.21's float scatter
+/// supports only `Add`, so this writes `base + scatter(kept − base[idx])`, which equals an
+/// assignment in value and gradient: kept rows come from `kept`, the rest from `base`.
+pub fn merge_tokens<B: Backend>(
+    base: Value<B>,
+    kept: Value<B>,
+    idx: Tensor<B, 2, Int>,
+) -> OpResult<Value<B>> {
+    let base = base.f3()?;
+    let kept = kept.f3()?;
+    let [b, n, f] = base.dims();
+    let [bi, _] = idx.dims();
+    let base = if b == 1 && bi > 1 {
+        base.expand([bi, n, f])
+    } else {
+        base
+    };
+    let i = expand_idx(idx, f);
+    let delta = kept - base.clone().gather(1, i.clone());
+    Ok(Value::F3(base.scatter(1, i, delta, IndexingUpdateOp::Add)))
+}

@@ -1,0 +1,58 @@
+//! Fixed tables computed on the host, identical on every backend: the 2-D sin-cos position
+//! embedding and the timestep frequencies (tread.md §2).
+
+/// 2-D sin-cos position table, row-major `[height·width, dim]`. For token `n = row·width + col`
+/// the first `dim/2` channels encode the column and the last `dim/2` the row; each half is
+/// `[sin(pos·ω), cos(pos·ω)]` with `ω_k = 1 / 10000^(k / (dim/4))`.
+pub fn pos_embed_2d(height: usize, width: usize, dim: usize) -> Vec<f32> {
+    let quarter = dim / 4;
+    let omega: Vec<f64> = (0..quarter)
+        .map(|k| 1.0 / 10000f64.powf(k as f64 / quarter as f64))
+        .collect();
+    let mut out = Vec::with_capacity(height * width * dim);
+    for row in 0..height {
+        for col in 0..width {
+            for pos in [col as f64, row as f64] {
+                out.extend(omega.iter().map(|w| (pos * w).sin() as f32));
+                out.extend(omega.iter().map(|w| (pos * w).cos() as f32));
+            }
+        }
+    }
+    out
+}
+
+/// Timestep frequencies `exp(−ln(max_period)·k / half)` for `k < dim/2`.
+pub fn timestep_freqs(dim: usize, max_period: f64) -> Vec<f32> {
+    let half = dim / 2;
+    (0..half)
+        .map(|k| (-(max_period.ln()) * k as f64 / half as f64).exp() as f32)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pos_embed_layout() {
+        let (h, w, d) = (2, 3, 8);
+        let t = pos_embed_2d(h, w, d);
+        assert_eq!(t.len(), h * w * d);
+        // Token (row 1, col 2): column half first: sin(2·ω0)=sin(2), sin(2·ω1)=sin(0.02), cos...
+        let tok = &t[(w + 2) * d..(w + 3) * d];
+        let close = |a: f32, b: f64| (a as f64 - b).abs() < 1e-6;
+        assert!(close(tok[0], 2f64.sin()));
+        assert!(close(tok[1], (2.0 / 100.0f64).sin()));
+        assert!(close(tok[2], 2f64.cos()));
+        assert!(close(tok[4], 1f64.sin()), "row half");
+        assert!(close(tok[6], 1f64.cos()));
+    }
+
+    #[test]
+    fn timestep_freqs_span_one_to_one_over_max_period() {
+        let f = timestep_freqs(256, 10000.0);
+        assert_eq!(f.len(), 128);
+        assert_eq!(f[0], 1.0);
+        assert!((f[127] as f64 - (-(10000f64.ln()) * 127.0 / 128.0).exp()).abs() < 1e-9);
+    }
+}
