@@ -12,6 +12,10 @@ use tread_compiler::diag::{Diagnostic, Location};
 use tread_compiler::emit;
 use tread_compiler::report::Report;
 use tread_compiler::route_spec::{parse_flag, ROUTE_SYNTAX};
+use tread_runtime::bench::BenchMode;
+use tread_runtime::checkpoint::Checkpoint;
+use tread_runtime::lower::backends::{bench_on, sample_on, train_on, BackendKind, SampleRequest};
+use tread_runtime::run::{RunError, RunSettings};
 
 const ROUTE_HELP: &str = "A route RATE:START-END: the fraction RATE of tokens (chosen at random \
 per sample, per step) skips blocks START..=END (END inclusive) and re-enters unchanged after END. \
@@ -44,6 +48,129 @@ skip blocks 2..=8), or --route paper.\nExamples:\n  treadc compile models/dit-b2
 treadc compile models/dit-s2.json --route 0.5:2-5 --route 0.3:7-9 --emit text -o routed.txt"
     )]
     Compile(CompileArgs),
+    /// Train a model with TREAD routing on real data (CPU by default).
+    #[command(after_help = "Example (the default run, ~15 min on 2 cores):\n  \
+treadc train models/mnist-dit.json --data mnist --steps 2000 --batch 64 --out runs/mnist\n\
+Resume: treadc train --resume runs/mnist --steps 3000")]
+    Train(TrainArgs),
+    /// Draw images from a checkpoint (dense; CFG or sparse guidance optional).
+    Sample(SampleArgs),
+    /// Time dense vs routed training steps, interleaved, and compare with the FLOPs prediction.
+    Bench(BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct TrainArgs {
+    /// The model file (omit with --resume).
+    model: Option<PathBuf>,
+    /// A route RATE:START-END or `paper` (repeatable; default: the file's routes).
+    #[arg(long = "route", value_name = "RATE:START-END|paper", long_help = ROUTE_HELP)]
+    routes: Vec<String>,
+    /// Training data: `mnist` (bundled), `idx:DIR`, `png:DIR` (one folder per class) or
+    /// `latents:FILE` (.safetensors or .npy).
+    #[arg(long, default_value = "mnist")]
+    data: String,
+    /// Total training steps.
+    #[arg(long, default_value_t = 1000)]
+    steps: u64,
+    /// Batch size (default: the model file's `training.batch`).
+    #[arg(long)]
+    batch: Option<usize>,
+    /// The run folder (checkpoint, metrics.jsonl, samples/).
+    #[arg(long, value_name = "RUN_DIR")]
+    out: Option<PathBuf>,
+    /// Continue the run in RUN_DIR from its checkpoint (up to --steps in total).
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["model", "out", "routes", "batch"])]
+    resume: Option<PathBuf>,
+    /// Seed of everything random (init, data order, noise, routes).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Write an EMA sample grid every K steps (0: at the end only).
+    #[arg(long, default_value_t = 500)]
+    sample_every: u64,
+    /// Write a checkpoint every K steps (0: at the end only).
+    #[arg(long, default_value_t = 500)]
+    ckpt_every: u64,
+    /// Sampler steps for the grids.
+    #[arg(long, default_value_t = 18)]
+    sample_steps: usize,
+    /// burn backend: flex (default), ndarray, or cuda (with --features cuda).
+    #[arg(long, default_value = "flex")]
+    backend: String,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(clap::Args)]
+struct SampleArgs {
+    /// A run folder or a checkpoint file.
+    run: PathBuf,
+    /// Number of images.
+    #[arg(long, default_value_t = 64)]
+    n: usize,
+    /// Classifier-free guidance scale.
+    #[arg(long, conflicts_with = "sparse_guidance")]
+    cfg: Option<f64>,
+    /// Sparse guidance STRONG,WEAK,SCALE: two conditional routed passes at routing rates STRONG
+    /// (e.g. 0.3) and WEAK (e.g. 0.7), combined as weak + SCALE·(strong − weak).
+    #[arg(long, value_name = "STRONG,WEAK,SCALE")]
+    sparse_guidance: Option<String>,
+    /// Sampler steps (EDM Heun default 40; Euler for flow models).
+    #[arg(long, default_value_t = 40)]
+    steps: usize,
+    /// Seed of the initial noise.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// One class for every image (default: cycle through the classes).
+    #[arg(long)]
+    class: Option<i64>,
+    /// Use the raw weights instead of the EMA.
+    #[arg(long)]
+    raw: bool,
+    /// Output PNG grid.
+    #[arg(short = 'o', long = "output", default_value = "samples.png")]
+    output: PathBuf,
+    /// Also write the samples as a float32 .npy [n, C, H, W].
+    #[arg(long)]
+    npy: Option<PathBuf>,
+    /// burn backend.
+    #[arg(long, default_value = "flex")]
+    backend: String,
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// The model file.
+    model: PathBuf,
+    /// A route RATE:START-END or `paper` (repeatable; default: the file's routes).
+    #[arg(long = "route", value_name = "RATE:START-END|paper")]
+    routes: Vec<String>,
+    /// Batch size.
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    /// Timed steps of each kind.
+    #[arg(long, default_value_t = 5)]
+    steps: usize,
+    /// Untimed warm-up steps of each kind.
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
+    /// Time both (interleaved), or one kind only (for its peak memory).
+    #[arg(long, value_enum, default_value = "both")]
+    only: BenchOnly,
+    /// burn backend.
+    #[arg(long, default_value = "flex")]
+    backend: String,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum BenchOnly {
+    Both,
+    Dense,
+    Routed,
 }
 
 #[derive(clap::Args)]
@@ -95,6 +222,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Compile(args) => run_compile(args),
+        Command::Train(args) => run_train(args),
+        Command::Sample(args) => run_sample(args),
+        Command::Bench(args) => run_bench(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -191,4 +321,201 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
         let _ = std::fs::remove_file(&tmp);
         fail(e)
     })
+}
+
+fn from_run(e: RunError) -> Failure {
+    match e {
+        RunError::Input(d) => Failure::Input(d),
+        RunError::Failed(m) => Failure::Other(m),
+    }
+}
+
+fn cli_error(what: &str, expected: &str, found: String) -> Failure {
+    Failure::Input(
+        Diagnostic::new(Location::Item(what.to_string()), "bad argument")
+            .expected(expected)
+            .found(found)
+            .in_file("<command line>"),
+    )
+}
+
+/// The bundled MNIST folder: `data/mnist` under the working directory, else in the source tree.
+fn bundled_mnist() -> PathBuf {
+    let local = PathBuf::from("data/mnist");
+    if local.is_dir() {
+        local
+    } else {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist")
+    }
+}
+
+fn read_model(path: &Path) -> Result<String, Failure> {
+    std::fs::read_to_string(path).map_err(|e| {
+        Failure::Input(
+            Diagnostic::new(Location::File, "cannot read the model file")
+                .expected("a readable model.json")
+                .found(e.to_string())
+                .in_file(path.display().to_string()),
+        )
+    })
+}
+
+fn run_train(args: TrainArgs) -> Result<(), Failure> {
+    let kind = BackendKind::parse(&args.backend).map_err(Failure::Input)?;
+    let (settings, text, out, resume) = if let Some(dir) = &args.resume {
+        let ck = dir.join("checkpoint.safetensors");
+        let c = Checkpoint::load(&ck).map_err(Failure::Input)?;
+        let mut s: RunSettings =
+            serde_json::from_str(c.meta("train", &ck).map_err(Failure::Input)?).map_err(|e| {
+                Failure::Input(
+                    Diagnostic::new(
+                        Location::Item("metadata `train`".into()),
+                        format!("unreadable run settings: {e}"),
+                    )
+                    .in_file(ck.display().to_string()),
+                )
+            })?;
+        s.steps = args.steps;
+        let text = c
+            .meta("model_json", &ck)
+            .map_err(Failure::Input)?
+            .to_string();
+        (s, text, dir.clone(), true)
+    } else {
+        let model = args.model.clone().ok_or_else(|| {
+            cli_error(
+                "MODEL",
+                "a model file (or --resume RUN_DIR)",
+                "nothing".into(),
+            )
+        })?;
+        let out = args
+            .out
+            .clone()
+            .ok_or_else(|| cli_error("--out", "--out RUN_DIR", "nothing".into()))?;
+        if out.join("checkpoint.safetensors").exists() {
+            return Err(cli_error(
+                "--out",
+                "a new run folder (use --resume to continue this run)",
+                format!("{} already holds a checkpoint", out.display()),
+            ));
+        }
+        let text = read_model(&model)?;
+        let compiled =
+            tread_runtime::run::compile_model(&text, &model.display().to_string(), &args.routes)
+                .map_err(Failure::Input)?;
+        let batch = args.batch.unwrap_or(compiled.model.training.batch as usize);
+        if batch == 0 {
+            return Err(cli_error("--batch", "a batch size ≥ 1", "0".into()));
+        }
+        let s = RunSettings {
+            model_file: model.display().to_string(),
+            routes: args.routes.clone(),
+            data: args.data.clone(),
+            steps: args.steps,
+            batch,
+            seed: args.seed,
+            sample_every: args.sample_every,
+            ckpt_every: args.ckpt_every,
+            sample_steps: args.sample_steps,
+        };
+        (s, text, out, false)
+    };
+    train_on(
+        kind,
+        settings,
+        text,
+        &out,
+        resume,
+        &bundled_mnist(),
+        !args.quiet,
+    )
+    .map_err(from_run)
+}
+
+fn run_sample(args: SampleArgs) -> Result<(), Failure> {
+    let kind = BackendKind::parse(&args.backend).map_err(Failure::Input)?;
+    let ckpt = if args.run.is_dir() {
+        args.run.join("checkpoint.safetensors")
+    } else {
+        args.run.clone()
+    };
+    let sparse = match &args.sparse_guidance {
+        None => None,
+        Some(s) => {
+            let v: Vec<f64> = s.split(',').filter_map(|x| x.trim().parse().ok()).collect();
+            let ok = v.len() == 3 && (0.0..1.0).contains(&v[0]) && (0.0..1.0).contains(&v[1]);
+            if !ok {
+                return Err(cli_error(
+                    "--sparse-guidance",
+                    "STRONG,WEAK,SCALE with rates in [0, 1), e.g. 0.3,0.7,1.5",
+                    s.clone(),
+                ));
+            }
+            Some((v[0], v[1], v[2]))
+        }
+    };
+    if args.n == 0 || args.steps == 0 {
+        return Err(cli_error(
+            "--n/--steps",
+            "at least 1",
+            format!("n {} steps {}", args.n, args.steps),
+        ));
+    }
+    let req = SampleRequest {
+        n: args.n,
+        steps: args.steps,
+        seed: args.seed,
+        cfg: args.cfg,
+        sparse,
+        raw: args.raw,
+        class: args.class,
+    };
+    let (imgs, n, shape) = sample_on(kind, &ckpt, &req).map_err(from_run)?;
+    tread_runtime::run::write_samples(&imgs, n, shape, &args.output, args.npy.as_deref())
+        .map_err(Failure::Input)?;
+    eprintln!("wrote {n} samples to {}", args.output.display());
+    Ok(())
+}
+
+fn run_bench(args: BenchArgs) -> Result<(), Failure> {
+    let kind = BackendKind::parse(&args.backend).map_err(Failure::Input)?;
+    let text = read_model(&args.model)?;
+    let compiled =
+        tread_runtime::run::compile_model(&text, &args.model.display().to_string(), &args.routes)
+            .map_err(Failure::Input)?;
+    if args.batch == 0 || args.steps == 0 {
+        return Err(cli_error(
+            "--batch/--steps",
+            "at least 1",
+            format!("batch {} steps {}", args.batch, args.steps),
+        ));
+    }
+    let mode = match args.only {
+        BenchOnly::Both => BenchMode::Both,
+        BenchOnly::Dense => BenchMode::Dense,
+        BenchOnly::Routed => BenchMode::Routed,
+    };
+    let r =
+        bench_on(kind, &compiled, args.batch, args.steps, args.warmup, mode).map_err(from_run)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(&r).map_err(|e| Failure::Other(e.to_string()))?
+        );
+    } else {
+        println!(
+            "{} batch {} ({} timed steps each, {}): dense {:.1} ms/step, routed {:.1} ms/step, ratio {:.3} (FLOPs predict {:.3}); peak RSS {}",
+            compiled.model.graph.name,
+            r.batch,
+            r.steps,
+            args.backend,
+            r.dense_ms,
+            r.routed_ms,
+            r.ratio,
+            r.predicted_ratio,
+            r.peak_rss_mib.map_or("n/a".into(), |m| format!("{m:.0} MiB"))
+        );
+    }
+    Ok(())
 }

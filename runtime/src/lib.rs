@@ -4,8 +4,12 @@
 //! Only `lower` names burn types; data loading, init values, route index draws, tables,
 //! checkpoint files and image grids work on host buffers.
 
+pub mod bench;
+pub mod checkpoint;
 pub mod data;
+pub mod image_out;
 pub mod init;
 pub mod lower;
 pub mod routing;
+pub mod run;
 pub mod tables;

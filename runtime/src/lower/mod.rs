@@ -3,9 +3,14 @@
 //! releases (we pin 0.21.0 because its `cuda` feature builds offline); keeping it in one room
 //! keeps an upgrade to one room.
 
+pub mod backends;
 pub mod forward;
+pub mod objective;
 pub mod ops;
+pub mod optim;
+pub mod sample;
 pub mod store;
+pub mod train;
 pub mod value;
 
 pub use forward::{forward, forward_all, Inputs};

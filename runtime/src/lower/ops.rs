@@ -45,41 +45,37 @@ pub fn eval<B: Backend>(
             } else {
                 None
             };
-            map_float(
-                next()?,
-                |t| linear(t, w.clone(), b.clone()),
-                |t| linear(t, w.clone(), b.clone()),
-            )?
+            let f = |r: Tensor<B, 2>| linear(r, w.clone(), b.clone());
+            map_float(next()?, f, |t| per_row(t, f))?
         }
-        Op::LayerNorm { eps, affine } => {
-            let v = next()?;
+        Op::LayerNorm { eps, affine } | Op::RmsNorm { eps, affine } => {
             let eps = *eps;
-            let out = map_float(v, |t| layer_norm(t, eps), |t| layer_norm(t, eps))?;
-            if *affine {
-                let w = ctx.params.get::<1>(&p("weight"))?;
-                let b = ctx.params.get::<1>(&p("bias"))?;
-                map_float(
-                    out,
-                    |t| t * w.clone().unsqueeze() + b.clone().unsqueeze(),
-                    |t| t * w.clone().unsqueeze() + b.clone().unsqueeze(),
-                )?
+            let rms = matches!(op, Op::RmsNorm { .. });
+            let scale = if *affine {
+                Some(ctx.params.get::<1>(&p("weight"))?)
             } else {
-                out
-            }
-        }
-        Op::RmsNorm { eps, affine } => {
-            let eps = *eps;
-            let out = map_float(next()?, |t| rms_norm(t, eps), |t| rms_norm(t, eps))?;
-            if *affine {
-                let w = ctx.params.get::<1>(&p("weight"))?;
-                map_float(
-                    out,
-                    |t| t * w.clone().unsqueeze(),
-                    |t| t * w.clone().unsqueeze(),
-                )?
+                None
+            };
+            let shift = if *affine && !rms {
+                Some(ctx.params.get::<1>(&p("bias"))?)
             } else {
-                out
-            }
+                None
+            };
+            let f = |r: Tensor<B, 2>| {
+                let mut y = if rms {
+                    rms_norm(r, eps)
+                } else {
+                    layer_norm(r, eps)
+                };
+                if let Some(w) = &scale {
+                    y = y * w.clone().unsqueeze::<2>();
+                }
+                if let Some(b) = &shift {
+                    y = y + b.clone().unsqueeze::<2>();
+                }
+                y
+            };
+            map_float(next()?, f, |t| per_row(t, f))?
         }
         Op::Attention { heads, qkv_bias } => {
             let t = next()?.f3()?;
@@ -105,11 +101,7 @@ pub fn eval<B: Backend>(
             Value::F3(linear(o, wp, Some(bp)))
         }
         Op::Gelu { approximate } => match approximate {
-            GeluApprox::Tanh => map_float(
-                next()?,
-                activation::gelu_approximate,
-                activation::gelu_approximate,
-            )?,
+            GeluApprox::Tanh => map_float(next()?, gelu_tanh, gelu_tanh)?,
             GeluApprox::None => map_float(next()?, activation::gelu, activation::gelu)?,
         },
         Op::Silu => map_float(next()?, activation::silu, activation::silu)?,
@@ -269,7 +261,49 @@ fn map_float<B: Backend>(
     })
 }
 
-/// numpy-broadcasting binary op: both sides brought to the larger rank with leading 1s.
+/// Applies a last-axis op to `[B, N, F]` as one `[B·N, F]` matrix. Why: burn-flex 0.21 has fast
+/// paths for contiguous and 2-D broadcasting element-wise ops but walks 3-D broadcasts element
+/// by element (measured: the largest cost of a training step), and a 3-D linear does a batched
+/// matmul plus a batch reduction in its weight gradient instead of one GEMM.
+fn per_row<B: Backend>(
+    t: Tensor<B, 3>,
+    f: impl FnOnce(Tensor<B, 2>) -> Tensor<B, 2>,
+) -> Tensor<B, 3> {
+    let [b, n, d] = t.dims();
+    let out = f(t.reshape([b * n, d]));
+    let [_, o] = out.dims();
+    out.reshape([b, n, o])
+}
+
+/// Repeats size-1 axes of `t` up to `target` (a contiguous copy), so that the element-wise op
+/// that follows takes burn-flex's contiguous fast path instead of a strided broadcast.
+fn materialize<B: Backend, const D: usize>(
+    mut t: Tensor<B, D>,
+    target: [usize; D],
+) -> Tensor<B, D> {
+    let dims = t.dims();
+    for a in 0..D {
+        if dims[a] == 1 && target[a] > 1 {
+            t = t.repeat_dim(a, target[a]);
+        }
+    }
+    t
+}
+
+fn same_shape<B: Backend, const D: usize>(
+    a: Tensor<B, D>,
+    b: Tensor<B, D>,
+) -> (Tensor<B, D>, Tensor<B, D>) {
+    let (da, db) = (a.dims(), b.dims());
+    let mut target = [0; D];
+    for k in 0..D {
+        target[k] = da[k].max(db[k]);
+    }
+    (materialize(a, target), materialize(b, target))
+}
+
+/// numpy-broadcasting binary op: both sides brought to the larger rank with leading 1s, and
+/// (rank 3 and 4) to the same shape.
 fn binary<B: Backend>(
     a: Value<B>,
     b: Value<B>,
@@ -281,10 +315,26 @@ fn binary<B: Backend>(
     Ok(match a.rank().max(b.rank()) {
         1 => Value::F1(f1(a.f1()?, b.f1()?)),
         2 => Value::F2(f2(a.f2()?, b.f2()?)),
-        3 => Value::F3(f3(a.f3()?, b.f3()?)),
-        4 => Value::F4(f4(a.f4()?, b.f4()?)),
+        3 => {
+            let (a, b) = same_shape(a.f3()?, b.f3()?);
+            Value::F3(f3(a, b))
+        }
+        4 => {
+            let (a, b) = same_shape(a.f4()?, b.f4()?);
+            Value::F4(f4(a, b))
+        }
         r => return Err(format!("binary op of rank {r}")),
     })
+}
+
+/// DiT's tanh-approximated GELU, `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`, written as
+/// `x·sigmoid(2·√(2/π)·(x + 0.044715·x³))` (the same function) with `x³ = x·x·x`. Why: burn's
+/// `gelu_approximate` uses `powf` and `tanh`, which were a quarter of a CPU training step.
+pub fn gelu_tanh<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    const K: f64 = 2.0 * 0.797_884_560_802_865_4; // 2·√(2/π)
+    let cube = x.clone() * x.clone() * x.clone();
+    let inner = (x.clone() + cube * 0.044715) * K;
+    x * activation::sigmoid(inner)
 }
 
 /// LayerNorm over the last axis, without affine.

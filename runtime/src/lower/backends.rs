@@ -1,0 +1,196 @@
+//! The burn backends treadc can run on, and the one place that names them. CPU: `flex` (the
+//! default: burn's recommended CPU backend, measured faster than `ndarray` here) and `ndarray`;
+//! GPU: `cuda` behind the crate feature of the same name.
+
+use std::path::Path;
+
+use tread_compiler::diag::{Diagnostic, Location};
+
+use crate::bench::{bench, BenchMode, BenchResult};
+use crate::run::{load_run, train, RunError, RunSettings};
+
+/// A backend choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    /// burn-flex (CPU).
+    Flex,
+    /// burn-ndarray (CPU).
+    NdArray,
+    /// burn-cuda (NVIDIA GPU), with the `cuda` feature.
+    Cuda,
+}
+
+impl BackendKind {
+    /// Parses `flex`, `ndarray` or `cuda`.
+    pub fn parse(s: &str) -> Result<Self, Diagnostic> {
+        match s {
+            "flex" => Ok(BackendKind::Flex),
+            "ndarray" => Ok(BackendKind::NdArray),
+            "cuda" if cfg!(feature = "cuda") => Ok(BackendKind::Cuda),
+            other => Err(Diagnostic::new(
+                Location::Item("--backend".into()),
+                "unknown or unavailable backend",
+            )
+            .expected(if cfg!(feature = "cuda") {
+                "flex, ndarray or cuda"
+            } else {
+                "flex or ndarray (cuda needs a build with --features cuda)"
+            })
+            .found(other.to_string())
+            .in_file("<command line>")),
+        }
+    }
+}
+
+macro_rules! dispatch {
+    ($kind:expr, $f:ident, $($arg:expr),*) => {
+        match $kind {
+            BackendKind::Flex => $f::<burn::backend::Flex>($($arg,)* Default::default()),
+            BackendKind::NdArray => $f::<burn::backend::NdArray>($($arg,)* Default::default()),
+            #[cfg(feature = "cuda")]
+            BackendKind::Cuda => $f::<burn::backend::Cuda>($($arg,)* Default::default()),
+            #[cfg(not(feature = "cuda"))]
+            BackendKind::Cuda => unreachable!("parse refuses cuda without the feature"),
+        }
+    };
+}
+
+/// Trains on the chosen backend.
+pub fn train_on(
+    kind: BackendKind,
+    settings: RunSettings,
+    model_text: String,
+    out_dir: &Path,
+    resume: bool,
+    bundled_mnist: &Path,
+    progress: bool,
+) -> Result<(), RunError> {
+    fn go<B: burn::tensor::backend::Backend>(
+        settings: RunSettings,
+        text: String,
+        out: &Path,
+        resume: bool,
+        mnist: &Path,
+        progress: bool,
+        device: B::Device,
+    ) -> Result<(), RunError> {
+        train::<B>(settings, text, out, resume, mnist, device, progress).map(|_| ())
+    }
+    dispatch!(
+        kind,
+        go,
+        settings,
+        model_text,
+        out_dir,
+        resume,
+        bundled_mnist,
+        progress
+    )
+}
+
+/// What `sample_on` draws.
+pub struct SampleRequest {
+    /// Number of samples.
+    pub n: usize,
+    /// Sampler steps.
+    pub steps: usize,
+    /// Seed.
+    pub seed: u64,
+    /// CFG scale.
+    pub cfg: Option<f64>,
+    /// Sparse guidance (strong rate, weak rate, scale).
+    pub sparse: Option<(f64, f64, f64)>,
+    /// Use the raw weights instead of the EMA.
+    pub raw: bool,
+    /// Fixed class for every sample (default: 0, 1, 2, ... cycling).
+    pub class: Option<i64>,
+}
+
+/// Samples from a checkpoint; returns the images, their count and shape.
+pub fn sample_on(
+    kind: BackendKind,
+    ckpt: &Path,
+    req: &SampleRequest,
+) -> Result<(Vec<f32>, usize, [usize; 3]), RunError> {
+    fn go<B: burn::tensor::backend::Backend>(
+        ckpt: &Path,
+        req: &SampleRequest,
+        device: B::Device,
+    ) -> Result<(Vec<f32>, usize, [usize; 3]), RunError> {
+        use crate::lower::sample::{Guidance, SampleSpec};
+        let (t, compiled, settings) = load_run::<B>(ckpt, device)?;
+        let (shape, classes) = crate::run::model_io(&compiled)?;
+        let labels = match (classes, req.class) {
+            (Some(k), Some(c)) if c < 0 || c as usize >= k => {
+                return Err(RunError::Input(
+                    Diagnostic::new(Location::Item("--class".into()), "class out of range")
+                        .expected(format!("0 ≤ class < {k}"))
+                        .found(c.to_string())
+                        .in_file("<command line>"),
+                ))
+            }
+            (Some(_), Some(c)) => Some(vec![c; req.n]),
+            (k, None) => crate::run::grid_labels(req.n, k),
+            (None, Some(_)) => None,
+        };
+        let guidance = match (req.cfg, req.sparse) {
+            (Some(s), None) => Guidance::Cfg { scale: s },
+            (None, Some((strong, weak, s))) => {
+                let g = |rate: f64| -> Result<tread_compiler::ir::Graph, RunError> {
+                    if compiled.routes.is_empty() {
+                        return Err(RunError::Input(
+                            Diagnostic::new(
+                                Location::Item("--sparse-guidance".into()),
+                                "the model was trained without routes",
+                            )
+                            .expected("a routed run")
+                            .found("no routes")
+                            .in_file("<command line>"),
+                        ));
+                    }
+                    let routes: Vec<_> = compiled
+                        .routes
+                        .iter()
+                        .map(|r| tread_compiler::route_spec::Route { rate, ..*r })
+                        .collect();
+                    Ok(tread_compiler::passes::apply_routes(
+                        &compiled.model.graph,
+                        &routes,
+                    )?)
+                };
+                Guidance::Sparse {
+                    strong: Box::new(g(strong)?),
+                    weak: Box::new(g(weak)?),
+                    scale: s,
+                }
+            }
+            _ => Guidance::None,
+        };
+        let spec = SampleSpec {
+            shape,
+            labels,
+            n: req.n,
+            steps: req.steps,
+            seed: req.seed,
+            null_label: classes.unwrap_or(0) as i64,
+        };
+        let _ = settings;
+        let imgs = t
+            .sample(&spec, &guidance, !req.raw)
+            .map_err(RunError::Failed)?;
+        Ok((imgs, req.n, shape))
+    }
+    dispatch!(kind, go, ckpt, req)
+}
+
+/// Benchmarks on the chosen backend.
+pub fn bench_on(
+    kind: BackendKind,
+    compiled: &tread_compiler::compile::Compiled,
+    batch: usize,
+    steps: usize,
+    warmup: usize,
+    mode: BenchMode,
+) -> Result<BenchResult, RunError> {
+    dispatch!(kind, bench, compiled, batch, steps, warmup, mode)
+}

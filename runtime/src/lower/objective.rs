@@ -1,0 +1,179 @@
+//! Diffusion objectives (tread.md §3) and the denoiser they define.
+//!
+//! EDM: ln σ ~ N(−1.2, 1.2²), σ_data 0.5, D(x; σ) = c_skip·x + c_out·F(c_in·x, ln(σ)/4, y),
+//! loss = mean λ(σ)·(D(x + σε) − x)². Rectified flow: t = sigmoid(N(0,1)), z = (1−t)x + tε,
+//! loss = mean (ε − x − v(z, t, y))². Per-sample scalars are drawn on the host.
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
+use rand_chacha::ChaCha8Rng;
+use tread_compiler::config::Objective;
+use tread_compiler::ir::Graph;
+
+use super::forward::{forward, Inputs};
+use super::store::ParamStore;
+use super::value::OpResult;
+use crate::init::normal;
+use crate::routing::RouteSource;
+
+/// EDM's σ_data.
+pub const SIGMA_DATA: f64 = 0.5;
+
+/// EDM preconditioning scalars for one σ.
+#[derive(Debug, Clone, Copy)]
+pub struct Precond {
+    /// Input scale.
+    pub c_in: f64,
+    /// Skip scale.
+    pub c_skip: f64,
+    /// Output scale.
+    pub c_out: f64,
+    /// Noise label fed to the network.
+    pub c_noise: f64,
+    /// Loss weight λ(σ).
+    pub weight: f64,
+}
+
+impl Precond {
+    /// The EDM scalars at `sigma`.
+    pub fn edm(sigma: f64) -> Self {
+        let sd2 = SIGMA_DATA * SIGMA_DATA;
+        let s2 = sigma * sigma;
+        Precond {
+            c_in: 1.0 / (s2 + sd2).sqrt(),
+            c_skip: sd2 / (s2 + sd2),
+            c_out: sigma * SIGMA_DATA / (s2 + sd2).sqrt(),
+            c_noise: sigma.ln() / 4.0,
+            weight: (s2 + sd2) / (sigma * SIGMA_DATA).powi(2),
+        }
+    }
+}
+
+/// A per-sample scalar as a `[B, C, H, W]`-shaped tensor (materialised: burn-flex 0.21 walks
+/// 4-D broadcasts element by element).
+fn col<B: Backend>(v: &[f64], like: [usize; 4], device: &B::Device) -> Tensor<B, 4> {
+    let per = like[1] * like[2] * like[3];
+    let f: Vec<f32> = v
+        .iter()
+        .flat_map(|&x| std::iter::repeat_n(x as f32, per))
+        .collect();
+    Tensor::from_data(TensorData::new(f, like), device)
+}
+
+fn vec1<B: Backend>(v: &[f64], device: &B::Device) -> Tensor<B, 1> {
+    let f: Vec<f32> = v.iter().map(|&x| x as f32).collect();
+    Tensor::from_data(TensorData::new(f, [v.len()]), device)
+}
+
+/// The network `F` (or `v`) of graph `g`.
+fn net<B: Backend>(
+    g: &Graph,
+    params: &ParamStore<B>,
+    image: Tensor<B, 4>,
+    noise: Tensor<B, 1>,
+    labels: Option<Tensor<B, 1, Int>>,
+    routes: &mut dyn RouteSource,
+) -> OpResult<Tensor<B, 4>> {
+    let inputs = Inputs {
+        image,
+        noise_level: noise,
+        label: labels,
+    };
+    forward(g, params, &inputs, routes)?.f4()
+}
+
+/// The training loss on a batch `x0 [B, C, H, W]` with labels (after class dropout).
+pub fn training_loss<B: Backend>(
+    objective: Objective,
+    g: &Graph,
+    params: &ParamStore<B>,
+    x0: Tensor<B, 4>,
+    labels: Option<Tensor<B, 1, Int>>,
+    rng: &mut ChaCha8Rng,
+    routes: &mut dyn RouteSource,
+) -> OpResult<Tensor<B, 1>> {
+    let [b, c, h, w] = x0.dims();
+    let dims = [b, c, h, w];
+    let device = x0.device();
+    let eps_host: Vec<f32> = (0..b * c * h * w).map(|_| normal(rng)).collect();
+    let eps = Tensor::<B, 4>::from_data(TensorData::new(eps_host, [b, c, h, w]), &device);
+    match objective {
+        Objective::Edm => {
+            let sigma: Vec<f64> = (0..b)
+                .map(|_| (-1.2 + 1.2 * normal(rng) as f64).exp())
+                .collect();
+            let pc: Vec<Precond> = sigma.iter().map(|&s| Precond::edm(s)).collect();
+            let get = |f: fn(&Precond) -> f64| pc.iter().map(f).collect::<Vec<_>>();
+            let y = x0.clone() + eps * col::<B>(&sigma, dims, &device);
+            let f = net(
+                g,
+                params,
+                y.clone() * col::<B>(&get(|p| p.c_in), dims, &device),
+                vec1::<B>(&get(|p| p.c_noise), &device),
+                labels,
+                routes,
+            )?;
+            let d = y * col::<B>(&get(|p| p.c_skip), dims, &device)
+                + f * col::<B>(&get(|p| p.c_out), dims, &device);
+            Ok(((d - x0).powi_scalar(2) * col::<B>(&get(|p| p.weight), dims, &device)).mean())
+        }
+        Objective::Flow => {
+            let t: Vec<f64> = (0..b)
+                .map(|_| 1.0 / (1.0 + (-(normal(rng) as f64)).exp()))
+                .collect();
+            let tt = col::<B>(&t, dims, &device);
+            let z = x0.clone() * (tt.clone().neg() + 1.0) + eps.clone() * tt;
+            let v = net(g, params, z, vec1::<B>(&t, &device), labels, routes)?;
+            Ok((v - (eps - x0)).powi_scalar(2).mean())
+        }
+    }
+}
+
+/// The model's prediction used by samplers: EDM's denoised image D(x; σ) or the flow velocity
+/// v(x, t); `level` is σ (EDM) or t (flow), one per sample.
+pub fn predict<B: Backend>(
+    objective: Objective,
+    g: &Graph,
+    params: &ParamStore<B>,
+    x: Tensor<B, 4>,
+    level: &[f64],
+    labels: Option<Tensor<B, 1, Int>>,
+    routes: &mut dyn RouteSource,
+) -> OpResult<Tensor<B, 4>> {
+    let device = x.device();
+    let dims = x.dims();
+    match objective {
+        Objective::Edm => {
+            let pc: Vec<Precond> = level.iter().map(|&s| Precond::edm(s)).collect();
+            let get = |f: fn(&Precond) -> f64| pc.iter().map(f).collect::<Vec<_>>();
+            let f = net(
+                g,
+                params,
+                x.clone() * col::<B>(&get(|p| p.c_in), dims, &device),
+                vec1::<B>(&get(|p| p.c_noise), &device),
+                labels,
+                routes,
+            )?;
+            Ok(x * col::<B>(&get(|p| p.c_skip), dims, &device)
+                + f * col::<B>(&get(|p| p.c_out), dims, &device))
+        }
+        Objective::Flow => net(g, params, x, vec1::<B>(level, &device), labels, routes),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// λ(σ)·c_out² = 1: the EDM weighting makes the loss an unweighted regression on F.
+    #[test]
+    fn edm_weight_cancels_c_out() {
+        for s in [0.002, 0.1, 0.5, 3.0, 80.0] {
+            let p = Precond::edm(s);
+            assert!((p.weight * p.c_out * p.c_out - 1.0).abs() < 1e-12);
+            assert!((p.c_in * (s * s + SIGMA_DATA * SIGMA_DATA).sqrt() - 1.0).abs() < 1e-12);
+        }
+        let p = Precond::edm(SIGMA_DATA);
+        assert!((p.c_skip - 0.5).abs() < 1e-12);
+    }
+}

@@ -1,0 +1,322 @@
+//! One TREAD training run's state on a burn backend: parameters, EMA, AdamW moments, the step,
+//! and the deterministic streams that make a resumed run identical to an uninterrupted one.
+//!
+//! Determinism: the data order of epoch `e` is a shuffle seeded by `(seed, e)`; everything drawn
+//! at step `s` (noise, σ or t, class dropout, route indices) comes from the ChaCha stream `s` of
+//! the run's seed. So the RNG state *is* `(seed, step)`, both stored in the checkpoint.
+
+use std::collections::BTreeMap;
+
+use burn::backend::Autodiff;
+use burn::tensor::backend::Backend;
+use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
+use rand::seq::SliceRandom;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tread_compiler::config::{Objective, TrainingConfig};
+use tread_compiler::ir::Graph;
+use tread_compiler::params::param_specs;
+
+use super::objective::training_loss;
+use super::optim::{ema_decay, ema_update, AdamState, AdamW};
+use super::sample::{sample, Guidance, SampleSpec};
+use super::store::ParamStore;
+use super::value::OpResult;
+use crate::checkpoint::{Checkpoint, HostTensor};
+use crate::data::Dataset;
+use crate::init::init_values;
+use crate::routing::RandomRoutes;
+
+/// The training graphs and recipe.
+#[derive(Debug, Clone)]
+pub struct Recipe {
+    /// The routed training graph.
+    pub routed: Graph,
+    /// The dense graph (evaluation, EMA samples).
+    pub dense: Graph,
+    /// Objective, init, optimiser and EMA settings.
+    pub training: TrainingConfig,
+    /// Batch size.
+    pub batch: usize,
+    /// Run seed.
+    pub seed: u64,
+    /// Number of classes (the null label is this value), `None` if unconditional.
+    pub classes: Option<usize>,
+}
+
+/// A run's state on backend `B` (training differentiates through `Autodiff<B>`).
+pub struct Trainer<B: Backend> {
+    /// Graphs and recipe.
+    pub recipe: Recipe,
+    /// Completed steps.
+    pub step: u64,
+    params: Vec<Tensor<B, 1>>,
+    ema: Vec<Tensor<B, 1>>,
+    adam: AdamState<B>,
+    store: ParamStore<B>,
+    ad_store: ParamStore<Autodiff<B>>,
+    opt: AdamW,
+    device: B::Device,
+    epoch_cache: Option<(u64, Vec<usize>)>,
+}
+
+/// Host AdamW moments `(m, v)` to restore.
+type Moments<'a> = (&'a [Vec<f32>], &'a [Vec<f32>]);
+
+fn to_host<B: Backend>(t: &Tensor<B, 1>) -> OpResult<Vec<f32>> {
+    t.to_data()
+        .convert::<f32>()
+        .into_vec::<f32>()
+        .map_err(|e| format!("{e:?}"))
+}
+
+impl<B: Backend> Trainer<B> {
+    /// A fresh run: parameters initialised from the seed (EMA = parameters, zero moments).
+    pub fn new(recipe: Recipe, device: B::Device) -> OpResult<Self> {
+        let specs = param_specs(&recipe.routed);
+        let values = init_values(&specs, recipe.training.init, recipe.seed);
+        Self::with_values(recipe, device, &values, None, None, 0)
+    }
+
+    fn with_values(
+        recipe: Recipe,
+        device: B::Device,
+        values: &[Vec<f32>],
+        ema: Option<&[Vec<f32>]>,
+        moments: Option<Moments<'_>>,
+        step: u64,
+    ) -> OpResult<Self> {
+        let store = ParamStore::<B>::from_host(&recipe.routed, values, &device)?;
+        let ad_store = ParamStore::<Autodiff<B>>::from_host(&recipe.routed, values, &device)?;
+        let params = store.tensors.clone();
+        let load = |v: &[Vec<f32>]| -> OpResult<Vec<Tensor<B, 1>>> {
+            Ok(ParamStore::<B>::from_host(&recipe.routed, v, &device)?.tensors)
+        };
+        let ema = match ema {
+            Some(e) => load(e)?,
+            None => params.clone(),
+        };
+        let adam = match moments {
+            Some((m, v)) => AdamState {
+                m: load(m)?,
+                v: load(v)?,
+            },
+            None => AdamState::zeros(&params),
+        };
+        let t = &recipe.training;
+        let opt = AdamW {
+            lr: t.lr,
+            weight_decay: t.weight_decay,
+            ..Default::default()
+        };
+        Ok(Trainer {
+            recipe,
+            step,
+            params,
+            ema,
+            adam,
+            store,
+            ad_store,
+            opt,
+            device,
+            epoch_cache: None,
+        })
+    }
+
+    /// The RNG of step `s`.
+    fn step_rng(&self, s: u64) -> ChaCha8Rng {
+        let mut r = ChaCha8Rng::seed_from_u64(self.recipe.seed);
+        r.set_stream(s);
+        r
+    }
+
+    /// Dataset indices of the batch at step `s`: positions `[s·B, (s+1)·B)` of the epochs'
+    /// shuffles laid end to end.
+    pub fn batch_indices(&mut self, n: usize, s: u64) -> Vec<usize> {
+        let b = self.recipe.batch;
+        (0..b)
+            .map(|k| {
+                let pos = s as u128 * b as u128 + k as u128;
+                let (epoch, off) = ((pos / n as u128) as u64, (pos % n as u128) as usize);
+                if self.epoch_cache.as_ref().map(|c| c.0) != Some(epoch) {
+                    let mut perm: Vec<usize> = (0..n).collect();
+                    let mut r = ChaCha8Rng::seed_from_u64(self.recipe.seed ^ 0xda7a_0de5);
+                    r.set_stream(epoch);
+                    perm.shuffle(&mut r);
+                    self.epoch_cache = Some((epoch, perm));
+                }
+                self.epoch_cache.as_ref().map_or(0, |c| c.1[off])
+            })
+            .collect()
+    }
+
+    /// One training step (forward with routing, backward, AdamW, EMA); returns the loss.
+    /// A non-finite loss is returned without updating anything.
+    pub fn train_step(&mut self, data: &Dataset) -> OpResult<f32> {
+        let s = self.step;
+        let idx = self.batch_indices(data.n, s);
+        let mut rng = self.step_rng(s);
+        let (b, len) = (idx.len(), data.image_len());
+        let mut x = Vec::with_capacity(b * len);
+        for &i in &idx {
+            x.extend_from_slice(data.image(i));
+        }
+        let labels: Option<Vec<i64>> = self.recipe.classes.map(|k| {
+            idx.iter()
+                .map(|&i| {
+                    if rng.random::<f64>() < self.recipe.training.class_dropout {
+                        k as i64
+                    } else {
+                        data.labels[i]
+                    }
+                })
+                .collect()
+        });
+        let dev = &self.device;
+        let x0 = Tensor::<Autodiff<B>, 4>::from_data(
+            TensorData::new(x, [b, data.channels, data.height, data.width]),
+            dev,
+        );
+        let y =
+            labels.map(|l| Tensor::<Autodiff<B>, 1, Int>::from_data(TensorData::new(l, [b]), dev));
+        let ad_params: Vec<Tensor<Autodiff<B>, 1>> = self
+            .params
+            .iter()
+            .map(|p| Tensor::from_inner(p.clone()).require_grad())
+            .collect();
+        let store = self.ad_store.with_tensors(ad_params.clone());
+        let mut route_rng = rng.clone();
+        route_rng.set_stream(s ^ (1 << 63));
+        let loss = training_loss(
+            self.recipe.training.objective,
+            &self.recipe.routed,
+            &store,
+            x0,
+            y,
+            &mut rng,
+            &mut RandomRoutes {
+                rng: &mut route_rng,
+            },
+        )?;
+        let value: f32 = loss.clone().into_scalar().elem::<f32>();
+        if !value.is_finite() {
+            return Ok(value);
+        }
+        let grads = loss.backward();
+        let g: Vec<Option<Tensor<B, 1>>> = ad_params.iter().map(|p| p.grad(&grads)).collect();
+        self.opt.step(s + 1, &mut self.params, g, &mut self.adam);
+        let d = ema_decay(
+            self.recipe.training.ema_decay,
+            self.recipe.training.ema_warmup,
+            s,
+        );
+        ema_update(&mut self.ema, &self.params, d);
+        self.step += 1;
+        Ok(value)
+    }
+
+    /// Samples from the EMA (or raw) weights with the dense graph.
+    pub fn sample(
+        &self,
+        spec: &SampleSpec,
+        guidance: &Guidance,
+        use_ema: bool,
+    ) -> OpResult<Vec<f32>> {
+        let store = self.store.with_tensors(if use_ema {
+            self.ema.clone()
+        } else {
+            self.params.clone()
+        });
+        sample(
+            self.recipe.training.objective,
+            &self.recipe.dense,
+            &store,
+            spec,
+            guidance,
+            &self.device,
+        )
+    }
+
+    /// The EMA weights as a parameter store (for sampling and export).
+    pub fn ema_store(&self) -> ParamStore<B> {
+        self.store.with_tensors(self.ema.clone())
+    }
+
+    /// Host copies of parameters, EMA and moments as checkpoint tensors.
+    pub fn to_checkpoint(&self) -> OpResult<Checkpoint> {
+        let mut tensors = BTreeMap::new();
+        for (prefix, set) in [
+            ("model", &self.params),
+            ("ema", &self.ema),
+            ("adam_m", &self.adam.m),
+            ("adam_v", &self.adam.v),
+        ] {
+            for (spec, t) in self.store.specs.iter().zip(set) {
+                tensors.insert(
+                    format!("{prefix}/{}", spec.name),
+                    HostTensor {
+                        shape: spec.shape.clone(),
+                        data: to_host(t)?,
+                    },
+                );
+            }
+        }
+        let mut meta = BTreeMap::new();
+        meta.insert("step".to_string(), self.step.to_string());
+        meta.insert("seed".to_string(), self.recipe.seed.to_string());
+        Ok(Checkpoint { tensors, meta })
+    }
+
+    /// Restores a run from checkpoint tensors; every parameter must be present with its shape.
+    /// Returns a message naming the first missing or mismatched tensor.
+    pub fn from_checkpoint(
+        recipe: Recipe,
+        device: B::Device,
+        ckpt: &Checkpoint,
+        step: u64,
+    ) -> Result<Self, String> {
+        let specs = param_specs(&recipe.routed);
+        let mut sets: Vec<Vec<Vec<f32>>> = vec![];
+        for prefix in ["model", "ema", "adam_m", "adam_v"] {
+            let mut set = vec![];
+            for s in &specs {
+                let name = format!("{prefix}/{}", s.name);
+                let t = ckpt.tensors.get(&name).ok_or_else(|| {
+                    format!(
+                        "tensor `{name}` is missing: the checkpoint was written for another model"
+                    )
+                })?;
+                if t.shape != s.shape {
+                    return Err(format!(
+                        "tensor `{name}` has shape {:?}, the model needs {:?}",
+                        t.shape, s.shape
+                    ));
+                }
+                set.push(t.data.clone());
+            }
+            sets.push(set);
+        }
+        let expected = 4 * specs.len();
+        if ckpt.tensors.len() != expected {
+            return Err(format!("the checkpoint has {} tensors, the model needs {expected}: it was written for another model", ckpt.tensors.len()));
+        }
+        Self::with_values(
+            recipe,
+            device,
+            &sets[0],
+            Some(&sets[1]),
+            Some((&sets[2], &sets[3])),
+            step,
+        )
+    }
+
+    /// The raw parameters on the host (for tests comparing runs bit for bit).
+    pub fn host_params(&self) -> OpResult<Vec<Vec<f32>>> {
+        self.params.iter().map(to_host).collect()
+    }
+
+    /// The objective.
+    pub fn objective(&self) -> Objective {
+        self.recipe.training.objective
+    }
+}

@@ -1,0 +1,560 @@
+//! `treadc train`, `sample` and `bench` as library functions: files, progress, logs and
+//! checkpoints around a [`Trainer`]. Generic over the burn backend chosen by the CLI.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::tensor::backend::Backend;
+use serde::{Deserialize, Serialize};
+use tread_compiler::compile::{compile_str, CompileOptions, Compiled};
+use tread_compiler::diag::{Diagnostic, Location};
+use tread_compiler::ir::{InputRole, Op};
+use tread_compiler::passes::strip_routes;
+use tread_compiler::route_spec::parse_flag;
+
+use crate::checkpoint::{Checkpoint, HostTensor};
+use crate::data::{fit_to_model, load, DataSpec, Dataset};
+use crate::image_out::{write_grid, write_npy};
+use crate::lower::sample::{Guidance, SampleSpec};
+use crate::lower::train::{Recipe, Trainer};
+
+/// Why a run stopped early.
+#[derive(Debug)]
+pub enum RunError {
+    /// Bad input (model, flags, data, checkpoint): exit code 2.
+    Input(Diagnostic),
+    /// The run itself failed (non-finite loss, I/O): exit code 1.
+    Failed(String),
+}
+
+impl From<Diagnostic> for RunError {
+    fn from(d: Diagnostic) -> Self {
+        RunError::Input(d)
+    }
+}
+
+/// The settings of a run, stored in its checkpoints so that `--resume` and `sample` need
+/// nothing else.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunSettings {
+    /// Model file path as given.
+    pub model_file: String,
+    /// `--route` flags (empty: the file's routes).
+    pub routes: Vec<String>,
+    /// Data spec (`mnist`, `idx:DIR`, ...).
+    pub data: String,
+    /// Total steps.
+    pub steps: u64,
+    /// Batch size.
+    pub batch: usize,
+    /// Seed.
+    pub seed: u64,
+    /// Write an EMA sample grid every this many steps (0: only at the end).
+    pub sample_every: u64,
+    /// Write a checkpoint every this many steps (0: only at the end).
+    pub ckpt_every: u64,
+    /// Sampler steps for the grids.
+    pub sample_steps: usize,
+}
+
+/// Compiles model text with route flags.
+pub fn compile_model(text: &str, file: &str, routes: &[String]) -> Result<Compiled, Diagnostic> {
+    let mut opts = CompileOptions::default();
+    for (i, r) in routes.iter().enumerate() {
+        opts.routes.push(parse_flag(r, i)?);
+    }
+    compile_str(text, file, &opts)
+}
+
+/// The image input shape `[C, H, W]` and class count of a compiled model.
+pub fn model_io(c: &Compiled) -> Result<([usize; 3], Option<usize>), Diagnostic> {
+    let g = &c.model.graph;
+    let mut shape = None;
+    let mut classes = None;
+    for (_, id) in &g.inputs {
+        if let Op::Input {
+            role: InputRole::Image,
+        } = g.node(*id).op
+        {
+            let s: Vec<usize> = g
+                .ty(*id)
+                .shape
+                .iter()
+                .map(|d| d.known().unwrap_or(0) as usize)
+                .collect();
+            shape = Some([s[1], s[2], s[3]]);
+        }
+        if let Op::Input {
+            role: InputRole::Label,
+        } = g.node(*id).op
+        {
+            classes = g.node_ids().into_iter().find_map(|n| match g.node(n).op {
+                Op::ClassEmbed { classes, .. } => Some(classes as usize),
+                _ => None,
+            });
+        }
+    }
+    let shape = shape.ok_or_else(|| {
+        Diagnostic::new(Location::File, "the model has no image input")
+            .in_file(c.model.file.clone())
+    })?;
+    Ok((shape, classes))
+}
+
+fn recipe(c: &Compiled, batch: usize, seed: u64) -> Result<Recipe, Diagnostic> {
+    let (_, classes) = model_io(c)?;
+    Ok(Recipe {
+        routed: c.routed.clone(),
+        dense: strip_routes(&c.routed)?,
+        training: c.model.training.clone(),
+        batch,
+        seed,
+        classes,
+    })
+}
+
+/// Where the run's files go.
+pub struct RunPaths {
+    /// The run folder.
+    pub dir: PathBuf,
+}
+
+impl RunPaths {
+    /// The checkpoint (latest, replaced atomically).
+    pub fn checkpoint(&self) -> PathBuf {
+        self.dir.join("checkpoint.safetensors")
+    }
+    /// The metrics log.
+    pub fn metrics(&self) -> PathBuf {
+        self.dir.join("metrics.jsonl")
+    }
+    /// A sample grid.
+    pub fn grid(&self, step: u64) -> PathBuf {
+        self.dir.join("samples").join(format!("step-{step:06}.png"))
+    }
+}
+
+/// Labels for a grid of `n` samples: 0, 1, ..., classes−1, 0, 1, ...
+pub fn grid_labels(n: usize, classes: Option<usize>) -> Option<Vec<i64>> {
+    classes.map(|k| (0..n).map(|i| (i % k) as i64).collect())
+}
+
+fn io_err(what: &str, e: impl std::fmt::Display) -> RunError {
+    RunError::Failed(format!("{what}: {e}"))
+}
+
+/// Trains (fresh, or resumed from `resume`'s checkpoint) and returns the final trainer.
+pub fn train<B: Backend>(
+    settings: RunSettings,
+    model_text: String,
+    out_dir: &Path,
+    resume: bool,
+    bundled_mnist: &Path,
+    device: B::Device,
+    progress: bool,
+) -> Result<Trainer<B>, RunError> {
+    let paths = RunPaths {
+        dir: out_dir.to_path_buf(),
+    };
+    let compiled = compile_model(&model_text, &settings.model_file, &settings.routes)?;
+    let (shape, classes) = model_io(&compiled)?;
+    let spec = DataSpec::parse(&settings.data)?;
+    let raw = load(&spec, bundled_mnist)?;
+    let (data, notes): (Dataset, Vec<String>) =
+        fit_to_model(raw, shape[0], shape[1], shape[2], classes, settings.seed)?;
+    let r = recipe(&compiled, settings.batch, settings.seed)?;
+    let mut trainer = if resume {
+        let ck = Checkpoint::load(&paths.checkpoint())?;
+        let step: u64 = ck.meta("step", &paths.checkpoint())?.parse().map_err(|_| {
+            Diagnostic::new(
+                Location::Item("metadata `step`".into()),
+                "not a step number",
+            )
+            .in_file(paths.checkpoint().display().to_string())
+        })?;
+        Trainer::from_checkpoint(r, device, &ck, step).map_err(|m| {
+            RunError::Input(
+                Diagnostic::new(Location::Item("tensors".into()), m)
+                    .in_file(paths.checkpoint().display().to_string()),
+            )
+        })?
+    } else {
+        std::fs::create_dir_all(paths.dir.join("samples"))
+            .map_err(|e| io_err("cannot create the run folder", e))?;
+        Trainer::new(r, device).map_err(RunError::Failed)?
+    };
+    std::fs::create_dir_all(paths.dir.join("samples"))
+        .map_err(|e| io_err("cannot create the run folder", e))?;
+    let settings_json =
+        serde_json::to_string_pretty(&settings).map_err(|e| io_err("settings", e))?;
+    crate::checkpoint::write_atomic(&paths.dir.join("run.json"), settings_json.as_bytes())?;
+    for n in &notes {
+        eprintln!("data: {n}");
+    }
+    eprintln!(
+        "training {} on {} ({} images {}x{}x{}), {} → {} steps, batch {}, routes: {}",
+        compiled.model.graph.name,
+        data.source,
+        data.n,
+        data.channels,
+        data.height,
+        data.width,
+        trainer.step,
+        settings.steps,
+        settings.batch,
+        if compiled.routed.routes.is_empty() {
+            "none".to_string()
+        } else {
+            compiled
+                .routed
+                .routes
+                .iter()
+                .map(|r| format!("{}:{}-{}", r.rate, r.start, r.end))
+                .collect::<Vec<_>>()
+                .join(" ")
+        }
+    );
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(paths.metrics())
+        .map_err(|e| io_err("cannot open metrics.jsonl", e))?;
+    let bar = if progress {
+        let b = indicatif::ProgressBar::new(settings.steps);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {per_sec} {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b.set_position(trainer.step);
+        b
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let start = Instant::now();
+    let first = trainer.step;
+    let save = |t: &Trainer<B>| -> Result<(), RunError> {
+        let mut ck = t.to_checkpoint().map_err(RunError::Failed)?;
+        ck.meta.insert("model_json".into(), model_text.clone());
+        ck.meta
+            .insert("model_file".into(), settings.model_file.clone());
+        ck.meta.insert(
+            "routes".into(),
+            serde_json::to_string(&settings.routes).unwrap_or_default(),
+        );
+        ck.meta.insert(
+            "graph".into(),
+            tread_compiler::emit::to_text(&t.recipe.routed),
+        );
+        ck.meta.insert("train".into(), settings_json.clone());
+        ck.save(&paths.checkpoint())?;
+        Ok(())
+    };
+    let grid = |t: &Trainer<B>, path: &Path| -> Result<(), RunError> {
+        let n = 64;
+        let spec = SampleSpec {
+            shape,
+            labels: grid_labels(n, classes),
+            n,
+            steps: settings.sample_steps,
+            seed: settings.seed,
+            null_label: classes.unwrap_or(0) as i64,
+        };
+        let imgs = t
+            .sample(&spec, &Guidance::None, true)
+            .map_err(RunError::Failed)?;
+        write_grid(path, &imgs, n, shape, 8)?;
+        Ok(())
+    };
+    while trainer.step < settings.steps {
+        let s = trainer.step;
+        let loss = trainer.train_step(&data).map_err(RunError::Failed)?;
+        if !loss.is_finite() {
+            bar.abandon();
+            let kept = Checkpoint::load(&paths.checkpoint())
+                .ok()
+                .and_then(|c| c.meta.get("step").cloned())
+                .map_or("no checkpoint was written yet".to_string(), |k| {
+                    format!(
+                        "the last good checkpoint (step {k}) is kept in {}",
+                        paths.checkpoint().display()
+                    )
+                });
+            return Err(RunError::Failed(format!(
+                "the loss is {loss} at step {}; stopping ({kept})",
+                s + 1
+            )));
+        }
+        let elapsed = start.elapsed().as_secs_f64();
+        let rate = (trainer.step - first) as f64 / elapsed.max(1e-9);
+        writeln!(log, "{}", serde_json::json!({"step": trainer.step, "loss": loss, "steps_per_s": rate, "elapsed_s": elapsed}))
+            .map_err(|e| io_err("cannot write metrics.jsonl", e))?;
+        bar.set_position(trainer.step);
+        bar.set_message(format!("loss {loss:.4}"));
+        let at = |every: u64| every > 0 && trainer.step % every == 0;
+        if at(settings.sample_every) && trainer.step < settings.steps {
+            bar.suspend(|| grid(&trainer, &paths.grid(trainer.step)))?;
+        }
+        if at(settings.ckpt_every) && trainer.step < settings.steps {
+            save(&trainer)?;
+        }
+    }
+    bar.finish();
+    save(&trainer)?;
+    grid(&trainer, &paths.grid(trainer.step))?;
+    eprintln!(
+        "done: step {}, checkpoint {}, samples {}",
+        trainer.step,
+        paths.checkpoint().display(),
+        paths.grid(trainer.step).display()
+    );
+    Ok(trainer)
+}
+
+/// Restores a trainer (EMA and all) from a checkpoint file, for sampling and export.
+pub fn load_run<B: Backend>(
+    ckpt_path: &Path,
+    device: B::Device,
+) -> Result<(Trainer<B>, Compiled, RunSettings), RunError> {
+    let ck = Checkpoint::load(ckpt_path)?;
+    let file = ckpt_path.display().to_string();
+    let bad = |at: &str, m: String| {
+        RunError::Input(Diagnostic::new(Location::Item(at.into()), m).in_file(file.clone()))
+    };
+    let settings: RunSettings = serde_json::from_str(ck.meta("train", ckpt_path)?)
+        .map_err(|e| bad("metadata `train`", format!("unreadable run settings: {e}")))?;
+    let compiled = compile_model(
+        ck.meta("model_json", ckpt_path)?,
+        &settings.model_file,
+        &settings.routes,
+    )?;
+    let step: u64 = ck
+        .meta("step", ckpt_path)?
+        .parse()
+        .map_err(|_| bad("metadata `step`", "not a number".into()))?;
+    let r = recipe(&compiled, settings.batch, settings.seed)?;
+    let t = Trainer::from_checkpoint(r, device, &ck, step).map_err(|m| bad("tensors", m))?;
+    Ok((t, compiled, settings))
+}
+
+/// Host tensor helper for tests.
+pub fn host(shape: Vec<usize>, data: Vec<f32>) -> HostTensor {
+    HostTensor { shape, data }
+}
+
+/// Writes samples as a grid and optionally as `.npy`.
+pub fn write_samples(
+    images: &[f32],
+    n: usize,
+    shape: [usize; 3],
+    png: &Path,
+    npy: Option<&Path>,
+) -> Result<(), Diagnostic> {
+    let cols = (n as f64).sqrt().ceil() as usize;
+    write_grid(png, images, n, shape, cols)?;
+    if let Some(p) = npy {
+        write_npy(p, images, &[n, shape[0], shape[1], shape[2]])?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Flex;
+
+    fn root() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+    }
+
+    fn settings(steps: u64, ckpt_every: u64) -> (RunSettings, String) {
+        let file = root().join("tests/models/tiny-mnist.json");
+        let text = std::fs::read_to_string(&file).unwrap();
+        let s = RunSettings {
+            model_file: file.display().to_string(),
+            routes: vec![],
+            data: "mnist".into(),
+            steps,
+            batch: 32,
+            seed: 3,
+            sample_every: 0,
+            ckpt_every,
+            sample_steps: 2,
+        };
+        (s, text)
+    }
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("treadc-run-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    fn run(s: RunSettings, text: &str, d: &Path, resume: bool) -> Trainer<Flex> {
+        train::<Flex>(
+            s,
+            text.to_string(),
+            d,
+            resume,
+            &root().join("data/mnist"),
+            Default::default(),
+            false,
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    #[test]
+    fn save_then_resume_equals_an_uninterrupted_run_bit_for_bit() {
+        let (s4, text) = settings(4, 0);
+        let straight = run(s4.clone(), &text, &dir("straight"), false);
+        let d = dir("resumed");
+        run(settings(2, 0).0, &text, &d, false);
+        let resumed = run(s4, &text, &d, true);
+        assert_eq!(resumed.step, 4);
+        let (a, b) = (
+            straight.host_params().unwrap(),
+            resumed.host_params().unwrap(),
+        );
+        for (x, y) in a.iter().zip(&b) {
+            assert!(
+                x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits()),
+                "parameters differ after resume"
+            );
+        }
+    }
+
+    #[test]
+    fn mnist_loss_falls_on_a_short_run() {
+        let (s, text) = settings(120, 0);
+        let d = dir("falls");
+        run(s, &text, &d, false);
+        let log = std::fs::read_to_string(d.join("metrics.jsonl")).unwrap();
+        let losses: Vec<f64> = log
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"]
+                    .as_f64()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(losses.len(), 120);
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        let (first, last) = (mean(&losses[..20]), mean(&losses[100..]));
+        assert!(
+            last < 0.8 * first,
+            "loss did not fall: first 20 steps {first:.4}, last 20 {last:.4}"
+        );
+        assert!(d.join("samples/step-000120.png").exists());
+    }
+
+    #[test]
+    fn a_checkpoint_for_another_model_or_a_corrupt_one_is_refused() {
+        let (s, text) = settings(1, 0);
+        let d = dir("mismatch");
+        run(s, &text, &d, false);
+        // Same run folder, different model: the tensors do not fit.
+        let other = std::fs::read_to_string(root().join("models/mnist-dit.json")).unwrap();
+        let mut s2 = settings(2, 0).0;
+        s2.model_file = "models/mnist-dit.json".into();
+        let e = train::<Flex>(
+            s2,
+            other,
+            &d,
+            true,
+            &root().join("data/mnist"),
+            Default::default(),
+            false,
+        )
+        .err()
+        .unwrap();
+        let RunError::Input(diag) = e else {
+            panic!("expected an input error")
+        };
+        assert!(
+            diag.message.contains("another model") || diag.message.contains("shape"),
+            "{diag}"
+        );
+        assert!(diag.file.ends_with("checkpoint.safetensors"));
+        // Truncated file.
+        let ck = d.join("checkpoint.safetensors");
+        let bytes = std::fs::read(&ck).unwrap();
+        std::fs::write(&ck, &bytes[..bytes.len() / 2]).unwrap();
+        let e = load_run::<Flex>(&ck, Default::default()).err().unwrap();
+        assert!(matches!(e, RunError::Input(_)), "{e:?}");
+    }
+
+    #[test]
+    fn a_non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint() {
+        let (mut s, text) = settings(5, 1);
+        let text = text.replace("\"lr\": 0.001", "\"lr\": 1e30");
+        assert!(text.contains("1e30"));
+        s.steps = 5;
+        let d = dir("nan");
+        let e = train::<Flex>(
+            s,
+            text,
+            &d,
+            false,
+            &root().join("data/mnist"),
+            Default::default(),
+            false,
+        )
+        .err()
+        .unwrap();
+        let RunError::Failed(msg) = e else {
+            panic!("expected a run failure")
+        };
+        assert!(msg.contains("at step"), "{msg}");
+        assert!(msg.contains("last good checkpoint"), "{msg}");
+        let ck = Checkpoint::load(&d.join("checkpoint.safetensors")).unwrap();
+        let saved: u64 = ck.meta["step"].parse().unwrap();
+        assert!(
+            msg.contains(&format!("step {}", saved + 1)),
+            "{msg} (checkpoint at {saved})"
+        );
+    }
+
+    #[test]
+    fn sampling_with_cfg_and_sparse_guidance_from_a_checkpoint() {
+        use crate::lower::backends::{sample_on, BackendKind, SampleRequest};
+        let (s, text) = settings(2, 0);
+        let d = dir("sample");
+        run(s, &text, &d, false);
+        let ck = d.join("checkpoint.safetensors");
+        for (cfg, sparse) in [
+            (None, None),
+            (Some(2.0), None),
+            (None, Some((0.3, 0.7, 1.5))),
+        ] {
+            let req = SampleRequest {
+                n: 3,
+                steps: 2,
+                seed: 1,
+                cfg,
+                sparse,
+                raw: false,
+                class: Some(7),
+            };
+            let (imgs, n, shape) =
+                sample_on(BackendKind::Flex, &ck, &req).unwrap_or_else(|e| panic!("{e:?}"));
+            assert_eq!((n, shape), (3, [1, 32, 32]));
+            assert_eq!(imgs.len(), 3 * 32 * 32);
+            assert!(imgs.iter().all(|v| v.is_finite()));
+        }
+        let bad = SampleRequest {
+            n: 1,
+            steps: 1,
+            seed: 1,
+            cfg: None,
+            sparse: None,
+            raw: false,
+            class: Some(10),
+        };
+        assert!(matches!(
+            sample_on(BackendKind::Flex, &ck, &bad),
+            Err(RunError::Input(_))
+        ));
+    }
+}
