@@ -303,23 +303,15 @@ fn run_compile(args: CompileArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Writes through a temporary file in the same directory and renames it over `path`, so a
-/// failure never leaves a half-written file.
+/// Writes the dump atomically (the runtime's temp-file-and-rename writer); a failure is an
+/// output error (exit 1), not bad input.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let fail = |e: std::io::Error| Failure::Other(format!("cannot write {}: {e}", path.display()));
-    std::fs::write(&tmp, bytes).map_err(fail)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        fail(e)
+    tread_runtime::checkpoint::write_atomic(path, bytes).map_err(|d| {
+        Failure::Other(format!(
+            "cannot write {}: {}",
+            path.display(),
+            d.found.as_deref().unwrap_or("")
+        ))
     })
 }
 

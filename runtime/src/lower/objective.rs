@@ -102,20 +102,10 @@ pub fn training_loss<B: Backend>(
             let sigma: Vec<f64> = (0..b)
                 .map(|_| (-1.2 + 1.2 * normal(rng) as f64).exp())
                 .collect();
-            let pc: Vec<Precond> = sigma.iter().map(|&s| Precond::edm(s)).collect();
-            let get = |f: fn(&Precond) -> f64| pc.iter().map(f).collect::<Vec<_>>();
+            let weight: Vec<f64> = sigma.iter().map(|&s| Precond::edm(s).weight).collect();
             let y = x0.clone() + eps * col::<B>(&sigma, dims, &device);
-            let f = net(
-                g,
-                params,
-                y.clone() * col::<B>(&get(|p| p.c_in), dims, &device),
-                vec1::<B>(&get(|p| p.c_noise), &device),
-                labels,
-                routes,
-            )?;
-            let d = y * col::<B>(&get(|p| p.c_skip), dims, &device)
-                + f * col::<B>(&get(|p| p.c_out), dims, &device);
-            Ok(((d - x0).powi_scalar(2) * col::<B>(&get(|p| p.weight), dims, &device)).mean())
+            let d = predict(objective, g, params, y, &sigma, labels, routes)?;
+            Ok(((d - x0).powi_scalar(2) * col::<B>(&weight, dims, &device)).mean())
         }
         Objective::Flow => {
             let t: Vec<f64> = (0..b)
