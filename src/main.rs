@@ -57,6 +57,75 @@ Resume: treadc train --resume runs/mnist --steps 3000")]
     Sample(SampleArgs),
     /// Time dense vs routed training steps, interleaved, and compare with the FLOPs prediction.
     Bench(BenchArgs),
+    /// Write the dense inference graph with its weights as ONNX (optionally checked on tract).
+    #[command(
+        after_help = "Examples:\n  treadc export runs/mnist -o mnist.onnx --precond --check\n  \
+treadc export models/dit-s2.json -o dit-s2.onnx --opset 23 --list"
+    )]
+    Export(ExportArgs),
+    /// Sample from an exported ONNX file on tract (no burn): EDM Heun or flow Euler, CFG.
+    #[command(after_help = "Example:\n  treadc run mnist.onnx --n 16 --seed 0 -o grid.png")]
+    Run(RunArgs),
+}
+
+#[derive(clap::Args)]
+struct ExportArgs {
+    /// A run folder, a checkpoint file, or a model.json (exported with fresh weights).
+    source: PathBuf,
+    /// The ONNX file (default: model.onnx in the run folder, or <model>.onnx here).
+    #[arg(short = 'o', long = "output")]
+    output: Option<PathBuf>,
+    /// ONNX opset, 17 to 23 (23 uses the fused Attention op).
+    #[arg(long, default_value_t = tread_compiler::export::DEFAULT_OPSET)]
+    opset: i64,
+    /// Export the EMA weights (the default).
+    #[arg(long, conflicts_with = "raw")]
+    ema: bool,
+    /// Export the raw optimiser weights instead of the EMA.
+    #[arg(long)]
+    raw: bool,
+    /// Put EDM's preconditioning in the graph: the file computes D(x_noisy; sigma, label).
+    #[arg(long)]
+    precond: bool,
+    /// Run the file on tract and compare it with the burn forward on random inputs.
+    #[arg(long)]
+    check: bool,
+    /// Write the weights to <output>.data (ONNX external data); automatic above 2 GB.
+    #[arg(long)]
+    external_data: bool,
+    /// Print the ONNX graph's node listing and op histogram.
+    #[arg(long)]
+    list: bool,
+    /// Seed of the fresh weights when SOURCE is a model.json.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// An ONNX file written by `treadc export`.
+    model: PathBuf,
+    /// Number of images.
+    #[arg(long, default_value_t = 16)]
+    n: usize,
+    /// Classifier-free guidance scale.
+    #[arg(long)]
+    cfg: Option<f64>,
+    /// Sampler steps (EDM Heun; Euler for flow models).
+    #[arg(long, default_value_t = 40)]
+    steps: usize,
+    /// Seed of the initial noise (the same draw as `treadc sample --seed`).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// One class for every image (default: cycle through the classes).
+    #[arg(long)]
+    class: Option<i64>,
+    /// Output PNG grid.
+    #[arg(short = 'o', long = "output", default_value = "samples.png")]
+    output: PathBuf,
+    /// Also write the samples as a float32 .npy [n, C, H, W].
+    #[arg(long)]
+    npy: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -225,6 +294,8 @@ fn main() -> ExitCode {
         Command::Train(args) => run_train(args),
         Command::Sample(args) => run_sample(args),
         Command::Bench(args) => run_bench(args),
+        Command::Export(args) => run_export(args),
+        Command::Run(args) => run_onnx(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -509,5 +580,131 @@ fn run_bench(args: BenchArgs) -> Result<(), Failure> {
             r.peak_rss_mib.map_or("n/a".into(), |m| format!("{m:.0} MiB"))
         );
     }
+    Ok(())
+}
+
+fn run_export(args: ExportArgs) -> Result<(), Failure> {
+    use tread_compiler::export::file::ExternalData;
+    use tread_compiler::export::listing::{listing, node_count, op_histogram};
+    use tread_runtime::export::{check_against_burn, export_source, load_source, ExportRequest};
+    tread_compiler::export::check_opset(args.opset).map_err(Failure::Input)?;
+    let output = args.output.clone().unwrap_or_else(|| {
+        if args.source.is_dir() {
+            args.source.join("model.onnx")
+        } else if args.source.extension().is_some_and(|e| e == "json") {
+            let stem = args.source.file_stem().unwrap_or_default();
+            PathBuf::from(format!("{}.onnx", stem.to_string_lossy()))
+        } else {
+            args.source.with_file_name("model.onnx")
+        }
+    });
+    let req = ExportRequest {
+        source: args.source.clone(),
+        output: output.clone(),
+        opset: args.opset,
+        precond: args.precond,
+        weights: match (args.ema, args.raw) {
+            (_, true) => tread_runtime::export::WhichWeights::Raw,
+            _ => tread_runtime::export::WhichWeights::Ema,
+        },
+        external: if args.external_data {
+            ExternalData::Always
+        } else {
+            ExternalData::Auto
+        },
+        seed: args.seed,
+    };
+    let src = load_source(&req).map_err(Failure::Input)?;
+    let out = export_source(&src, &req).map_err(|d| {
+        if d.message == "cannot write" {
+            Failure::Other(format!(
+                "cannot write {}: {}",
+                output.display(),
+                d.found.as_deref().unwrap_or("")
+            ))
+        } else {
+            Failure::Input(d)
+        }
+    })?;
+    if args.list {
+        print!("{}", listing(&out.model));
+    }
+    let hist = op_histogram(&out.model);
+    let mut top: Vec<_> = hist.iter().collect();
+    top.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    let top: Vec<String> = top
+        .iter()
+        .take(6)
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    let size = match out.written.data_bytes {
+        Some(d) => format!(
+            "{:.1} MB + {:.1} MB external data",
+            out.written.model_bytes as f64 / 1e6,
+            d as f64 / 1e6
+        ),
+        None => format!("{:.1} MB", out.written.model_bytes as f64 / 1e6),
+    };
+    eprintln!(
+        "wrote {} ({} {}, opset {}{}): {} nodes ({}), {}, {:.2} s",
+        output.display(),
+        src.dense.name,
+        src.metadata
+            .first()
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_default(),
+        args.opset,
+        if args.precond {
+            ", EDM preconditioning"
+        } else {
+            ""
+        },
+        node_count(&out.model),
+        top.join(", "),
+        size,
+        out.export_seconds
+    );
+    if args.check {
+        let r = check_against_burn(&output, &src, args.precond, 2).map_err(from_run)?;
+        eprintln!(
+            "check (tract vs burn, batch {}): max abs diff {:.2e}, max rel diff {:.2e} (|values| up to {:.2})",
+            r.batch, r.max_abs, r.max_rel, r.max_value
+        );
+        if !r.passes() {
+            return Err(Failure::Other(format!(
+                "the exported file differs from the burn model: max abs {:.3e} > 1e-4",
+                r.max_abs
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn run_onnx(args: RunArgs) -> Result<(), Failure> {
+    use tread_runtime::deploy::{Deployment, RunRequest};
+    if args.n == 0 || args.steps == 0 {
+        return Err(cli_error(
+            "--n/--steps",
+            "at least 1",
+            format!("n {} steps {}", args.n, args.steps),
+        ));
+    }
+    let d = Deployment::open(&args.model).map_err(Failure::Input)?;
+    let req = RunRequest {
+        n: args.n,
+        steps: args.steps,
+        seed: args.seed,
+        cfg: args.cfg,
+        class: args.class,
+    };
+    let imgs = d.sample(&req).map_err(from_run)?;
+    tread_runtime::run::write_samples(&imgs, args.n, d.shape, &args.output, args.npy.as_deref())
+        .map_err(Failure::Input)?;
+    eprintln!(
+        "wrote {} samples to {} (tract, {} steps)",
+        args.n,
+        args.output.display(),
+        args.steps
+    );
     Ok(())
 }

@@ -145,3 +145,70 @@ fn dense_flag_ignores_the_file_routes() {
     assert_eq!(v["routes"].as_array().unwrap().len(), 0);
     assert_eq!(v["gflops"]["dense"], v["gflops"]["routed"]);
 }
+
+#[test]
+fn export_then_run_from_a_model_file() {
+    let dir = temp_dir("cli-export");
+    let onnx = dir.join("tiny.onnx");
+    let png = dir.join("grid.png");
+    let o = treadc(&[
+        "export",
+        "tests/models/tiny-mnist.json",
+        "-o",
+        onnx.to_str().unwrap(),
+        "--precond",
+        "--check",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("max abs diff"), "{}", stderr(&o));
+    let o = treadc(&[
+        "run",
+        onnx.to_str().unwrap(),
+        "--n",
+        "4",
+        "--steps",
+        "2",
+        "-o",
+        png.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(png.exists());
+}
+
+#[test]
+fn export_and_run_errors_name_what_and_where() {
+    let dir = temp_dir("cli-export-errors");
+    let corrupt = dir.join("corrupt.onnx");
+    std::fs::write(&corrupt, b"\x08\x07not a protobuf at all\xff\xff").unwrap();
+    let o = treadc(&["run", corrupt.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("corrupt.onnx"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("not an ONNX model"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("panicked"));
+
+    let out = dir.join("x.onnx");
+    let o = treadc(&[
+        "export",
+        "tests/models/tiny-mnist.json",
+        "--opset",
+        "11",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--opset"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("from 17 to 23"), "{}", stderr(&o));
+    assert!(!out.exists());
+
+    let flow = reduced_preset(&root().join("models/sit-b2.json"), &dir);
+    let o = treadc(&[
+        "export",
+        flow.to_str().unwrap(),
+        "--precond",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("velocity"), "{}", stderr(&o));
+    assert!(!out.exists());
+}

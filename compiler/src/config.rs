@@ -15,6 +15,25 @@ pub enum Objective {
     Flow,
 }
 
+impl Objective {
+    /// The name used in model.json and in export metadata.
+    pub fn name(self) -> &'static str {
+        match self {
+            Objective::Edm => "edm",
+            Objective::Flow => "flow",
+        }
+    }
+
+    /// Parses [`Objective::name`]'s output.
+    pub fn from_name(s: &str) -> Option<Self> {
+        match s {
+            "edm" => Some(Objective::Edm),
+            "flow" => Some(Objective::Flow),
+            _ => None,
+        }
+    }
+}
+
 /// Parameter initialisation scheme.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Init {

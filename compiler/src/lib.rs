@@ -7,11 +7,14 @@
 //! [`analysis::analyse`] → [`emit`]; [`compile::compile_file`] runs it all.
 
 pub mod analysis;
+pub mod atomic;
 pub mod compile;
 pub mod config;
 pub mod diag;
 pub mod dims;
+pub mod edm;
 pub mod emit;
+pub mod export;
 pub mod ir;
 pub mod params;
 pub mod parse;
@@ -19,6 +22,7 @@ pub mod passes;
 pub mod report;
 pub mod route_spec;
 pub mod shape;
+pub mod tables;
 pub mod verify;
 
 pub use diag::{Diagnostic, Result};

@@ -8,7 +8,6 @@
 //! dump), `train` (the run's settings as JSON).
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::path::Path;
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
@@ -134,32 +133,8 @@ impl Checkpoint {
     }
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Diagnostic> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let fail = |e: std::io::Error| {
-        err(path, "file", "cannot write")
-            .expected("a writable location")
-            .found(e.to_string())
-    };
-    let mut f = std::fs::File::create(&tmp).map_err(fail)?;
-    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        fail(e)
-    })?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        fail(e)
-    })
-}
+/// The atomic writer (temporary file, fsync, rename), shared with the compiler's exporter.
+pub use tread_compiler::atomic::write_atomic;
 
 #[cfg(test)]
 mod tests {

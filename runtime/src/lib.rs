@@ -1,15 +1,17 @@
 //! tread-runtime: runs treadc graphs on burn (training with TREAD routing, sampling,
 //! checkpoints) and loads the training data.
 //!
-//! Only `lower` names burn types; data loading, init values, route index draws, tables,
+//! Only `lower` names burn types, and only `deploy::tract` names tract's; data loading, init values, route index draws, tables,
 //! checkpoint files and image grids work on host buffers.
 
 pub mod bench;
 pub mod checkpoint;
 pub mod data;
+pub mod deploy;
+pub mod export;
 pub mod image_out;
 pub mod init;
 pub mod lower;
 pub mod routing;
 pub mod run;
-pub mod tables;
+pub mod sampler;

@@ -140,6 +140,28 @@ pub fn grid_labels(n: usize, classes: Option<usize>) -> Option<Vec<i64>> {
     classes.map(|k| (0..n).map(|i| (i % k) as i64).collect())
 }
 
+/// The labels of `n` samples: `class` for all (checked against the class count), else
+/// [`grid_labels`]; `None` for unconditional models.
+pub fn sample_labels(
+    classes: Option<usize>,
+    class: Option<i64>,
+    n: usize,
+) -> Result<Option<Vec<i64>>, Diagnostic> {
+    Ok(match (classes, class) {
+        (Some(k), Some(c)) if c < 0 || c as usize >= k => {
+            return Err(
+                Diagnostic::new(Location::Item("--class".into()), "class out of range")
+                    .expected(format!("0 ≤ class < {k}"))
+                    .found(c.to_string())
+                    .in_file("<command line>"),
+            )
+        }
+        (Some(_), Some(c)) => Some(vec![c; n]),
+        (k, None) => grid_labels(n, k),
+        (None, Some(_)) => None,
+    })
+}
+
 fn io_err(what: &str, e: impl std::fmt::Display) -> RunError {
     RunError::Failed(format!("{what}: {e}"))
 }

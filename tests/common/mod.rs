@@ -65,3 +65,34 @@ pub fn snapshot(name: &str, value: &str) {
 pub fn in_root() {
     std::env::set_current_dir(root()).expect("cd to the repository root");
 }
+
+/// A preset shrunk for fast numeric tests: 2 heads of width 16, 16 tokens, 10 classes, two
+/// trunk blocks per repeated group (U-ViT keeps its structure), no routes. Written to a fresh
+/// temporary folder; returns the file.
+pub fn reduced_preset(path: &Path, dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(path).expect("preset readable");
+    let mut m: serde_json::Value = serde_json::from_str(&text).expect("preset is JSON");
+    let p = m["dims"]["P"].as_u64().expect("dims.P");
+    m["dims"]["S"] = (4 * p).into();
+    m["dims"]["D"] = 32.into();
+    m["dims"]["H"] = 2.into();
+    m["dims"]["K"] = 10.into();
+    if let Some(blocks) = m["trunk"]["blocks"].as_array_mut() {
+        if blocks.len() == 1 {
+            blocks[0]["repeat"] = 2.into();
+        }
+    }
+    m["routes"] = serde_json::json!([]);
+    std::fs::create_dir_all(dir).expect("temp dir");
+    let out = dir.join(path.file_name().expect("file name"));
+    std::fs::write(&out, serde_json::to_string_pretty(&m).expect("JSON")).expect("write");
+    out
+}
+
+/// A fresh temporary folder for one test.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("treadc-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}

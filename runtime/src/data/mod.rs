@@ -266,8 +266,8 @@ pub fn fit_to_model(
         let fits = !ds.is_latents()
             && ds.height <= height
             && ds.width <= width
-            && (height - ds.height) % 2 == 0
-            && (width - ds.width) % 2 == 0;
+            && (height - ds.height).is_multiple_of(2)
+            && (width - ds.width).is_multiple_of(2);
         if !fits {
             let expected = if ds.is_latents() {
                 format!("latents of the model's input shape {model_shape}")

@@ -120,19 +120,7 @@ pub fn sample_on(
         use crate::lower::sample::{Guidance, SampleSpec};
         let (t, compiled, settings) = load_run::<B>(ckpt, device)?;
         let (shape, classes) = crate::run::model_io(&compiled)?;
-        let labels = match (classes, req.class) {
-            (Some(k), Some(c)) if c < 0 || c as usize >= k => {
-                return Err(RunError::Input(
-                    Diagnostic::new(Location::Item("--class".into()), "class out of range")
-                        .expected(format!("0 ≤ class < {k}"))
-                        .found(c.to_string())
-                        .in_file("<command line>"),
-                ))
-            }
-            (Some(_), Some(c)) => Some(vec![c; req.n]),
-            (k, None) => crate::run::grid_labels(req.n, k),
-            (None, Some(_)) => None,
-        };
+        let labels = crate::run::sample_labels(classes, req.class, req.n)?;
         let guidance = match (req.cfg, req.sparse) {
             (Some(s), None) => Guidance::Cfg { scale: s },
             (None, Some((strong, weak, s))) => {

@@ -8,6 +8,7 @@ pub mod forward;
 pub mod objective;
 pub mod ops;
 pub mod optim;
+pub mod reference;
 pub mod sample;
 pub mod store;
 pub mod train;

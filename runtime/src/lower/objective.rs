@@ -16,38 +16,7 @@ use super::value::OpResult;
 use crate::init::normal;
 use crate::routing::RouteSource;
 
-/// EDM's σ_data.
-pub const SIGMA_DATA: f64 = 0.5;
-
-/// EDM preconditioning scalars for one σ.
-#[derive(Debug, Clone, Copy)]
-pub struct Precond {
-    /// Input scale.
-    pub c_in: f64,
-    /// Skip scale.
-    pub c_skip: f64,
-    /// Output scale.
-    pub c_out: f64,
-    /// Noise label fed to the network.
-    pub c_noise: f64,
-    /// Loss weight λ(σ).
-    pub weight: f64,
-}
-
-impl Precond {
-    /// The EDM scalars at `sigma`.
-    pub fn edm(sigma: f64) -> Self {
-        let sd2 = SIGMA_DATA * SIGMA_DATA;
-        let s2 = sigma * sigma;
-        Precond {
-            c_in: 1.0 / (s2 + sd2).sqrt(),
-            c_skip: sd2 / (s2 + sd2),
-            c_out: sigma * SIGMA_DATA / (s2 + sd2).sqrt(),
-            c_noise: sigma.ln() / 4.0,
-            weight: (s2 + sd2) / (sigma * SIGMA_DATA).powi(2),
-        }
-    }
-}
+pub use tread_compiler::edm::{Precond, SIGMA_DATA};
 
 /// A per-sample scalar as a `[B, C, H, W]`-shaped tensor (materialised: burn-flex 0.21 walks
 /// 4-D broadcasts element by element).
@@ -148,22 +117,5 @@ pub fn predict<B: Backend>(
                 + f * col::<B>(&get(|p| p.c_out), dims, &device))
         }
         Objective::Flow => net(g, params, x, vec1::<B>(level, &device), labels, routes),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// λ(σ)·c_out² = 1: the EDM weighting makes the loss an unweighted regression on F.
-    #[test]
-    fn edm_weight_cancels_c_out() {
-        for s in [0.002, 0.1, 0.5, 3.0, 80.0] {
-            let p = Precond::edm(s);
-            assert!((p.weight * p.c_out * p.c_out - 1.0).abs() < 1e-12);
-            assert!((p.c_in * (s * s + SIGMA_DATA * SIGMA_DATA).sqrt() - 1.0).abs() < 1e-12);
-        }
-        let p = Precond::edm(SIGMA_DATA);
-        assert!((p.c_skip - 0.5).abs() < 1e-12);
     }
 }

@@ -8,7 +8,7 @@ use tread_compiler::ir::{Graph, Op};
 use tread_compiler::params::{param_specs, ParamSpec};
 
 use super::value::OpResult;
-use crate::tables;
+use tread_compiler::tables;
 
 /// The tensors a graph's forward reads: learned parameters (kept flat so that optimiser, EMA
 /// and checkpoints treat them uniformly) and fixed tables (position embedding, frequencies).

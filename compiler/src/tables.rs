@@ -1,4 +1,4 @@
-//! Fixed tables computed on the host, identical on every backend: the 2-D sin-cos position
+//! Fixed tables computed on the host, identical on every backend and in ONNX exports: the 2-D
 //! embedding and the timestep frequencies (tread.md §2).
 
 /// 2-D sin-cos position table, row-major `[height·width, dim]`. For token `n = row·width + col`

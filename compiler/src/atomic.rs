@@ -1,0 +1,36 @@
+//! Atomic file writes: a temporary file in the destination's folder, fsync, rename. A crash or a
+//! full disk mid-write leaves the previous file intact; used for checkpoints, exports, dumps and
+//! sample files alike.
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::diag::{Diagnostic, Location};
+
+/// Writes `bytes` to `path` atomically; the error names the file and the OS's reason.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Diagnostic> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let fail = |e: std::io::Error| {
+        Diagnostic::new(Location::Item("file".into()), "cannot write")
+            .expected("a writable location")
+            .found(e.to_string())
+            .in_file(path.display().to_string())
+    };
+    let mut f = std::fs::File::create(&tmp).map_err(fail)?;
+    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        fail(e)
+    })?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        fail(e)
+    })
+}

@@ -1,0 +1,349 @@
+//! `treadc export`: from a run folder, a checkpoint or a bare model.json (fresh init) to an ONNX
+//! file of the dense inference graph, plus `--check` (tract against the burn forward on random
+//! inputs). The weights travel as host buffers; the ONNX writer is the compiler's and needs no
+//! burn. Only [`check_against_burn`] touches burn, through the lowering module.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tract_onnx::pb;
+use tread_compiler::compile::Compiled;
+use tread_compiler::diag::{Diagnostic, Location};
+use tread_compiler::export::file::{read_model, write_model, ExternalData, Written};
+use tread_compiler::export::{export, ExportOptions, Weights};
+use tread_compiler::ir::Graph;
+use tread_compiler::params::param_specs;
+use tread_compiler::passes::strip_routes;
+
+use crate::checkpoint::Checkpoint;
+use crate::deploy::tract::{HostValue, TractModel};
+use crate::init::{init_values, normal};
+use crate::run::{compile_model, model_io, RunError, RunSettings};
+
+/// Which weights of a checkpoint to export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhichWeights {
+    /// The EMA weights (what samples are drawn with; the default).
+    Ema,
+    /// The raw optimiser weights.
+    Raw,
+}
+
+/// What to export and how.
+#[derive(Debug, Clone)]
+pub struct ExportRequest {
+    /// A run folder, a checkpoint file, or a model.json (fresh weights from `seed`).
+    pub source: PathBuf,
+    /// The `.onnx` to write.
+    pub output: PathBuf,
+    /// ONNX opset.
+    pub opset: i64,
+    /// EDM preconditioning inside the graph.
+    pub precond: bool,
+    /// EMA or raw weights (checkpoints only).
+    pub weights: WhichWeights,
+    /// Weights inline or in a `.onnx.data` file.
+    pub external: ExternalData,
+    /// Seed of fresh weights for a bare model.json.
+    pub seed: u64,
+}
+
+/// The dense graph and its weights, ready to export or check.
+pub struct ExportSource {
+    /// The dense inference graph.
+    pub dense: Graph,
+    /// The compiled model (routes, training recipe).
+    pub compiled: Compiled,
+    /// The tensors by name, in `param_specs(dense)` order as well.
+    pub weights: Weights,
+    /// Metadata describing where the weights came from.
+    pub metadata: Vec<(String, String)>,
+}
+
+/// What an export wrote and how long it took.
+#[derive(Debug, Clone)]
+pub struct ExportOutcome {
+    /// File sizes.
+    pub written: Written,
+    /// Seconds to build the graph and encode and write it (loading the source excluded).
+    pub export_seconds: f64,
+    /// The model as written (initialisers included unless external).
+    pub model: pb::ModelProto,
+}
+
+fn bad(file: &Path, at: &str, msg: impl Into<String>) -> Diagnostic {
+    Diagnostic::new(Location::Item(at.into()), msg).in_file(file.display().to_string())
+}
+
+/// Loads the graph and the weights to export from a run folder, checkpoint or model.json.
+pub fn load_source(req: &ExportRequest) -> Result<ExportSource, Diagnostic> {
+    let src = &req.source;
+    let ckpt = if src.is_dir() {
+        src.join("checkpoint.safetensors")
+    } else {
+        src.clone()
+    };
+    let is_model = src.extension().is_some_and(|e| e == "json");
+    if is_model {
+        let text = std::fs::read_to_string(src).map_err(|e| {
+            bad(src, "file", "cannot read the model file")
+                .expected("a readable model.json")
+                .found(e.to_string())
+        })?;
+        let compiled = compile_model(&text, &src.display().to_string(), &[])?;
+        let dense = strip_routes(&compiled.routed)?;
+        let specs = param_specs(&dense);
+        let values = init_values(&specs, compiled.model.training.init, req.seed);
+        let tensors = specs.iter().map(|s| s.name.clone()).zip(values).collect();
+        return Ok(ExportSource {
+            dense,
+            compiled,
+            weights: Weights {
+                source: format!("fresh init (seed {})", req.seed),
+                tensors,
+            },
+            metadata: vec![
+                ("weights".into(), format!("init seed {}", req.seed)),
+                ("model_file".into(), src.display().to_string()),
+            ],
+        });
+    }
+    let ck = Checkpoint::load(&ckpt)?;
+    let settings: RunSettings = serde_json::from_str(ck.meta("train", &ckpt)?).map_err(|e| {
+        bad(&ckpt, "metadata `train`", "unreadable run settings").found(e.to_string())
+    })?;
+    let compiled = compile_model(
+        ck.meta("model_json", &ckpt)?,
+        &settings.model_file,
+        &settings.routes,
+    )?;
+    let dense = strip_routes(&compiled.routed)?;
+    let prefix = match req.weights {
+        WhichWeights::Ema => "ema",
+        WhichWeights::Raw => "model",
+    };
+    let mut tensors = HashMap::new();
+    for s in param_specs(&dense) {
+        let key = format!("{prefix}/{}", s.name);
+        let t = ck.tensors.get(&key).ok_or_else(|| {
+            bad(
+                &ckpt,
+                &format!("tensor `{key}`"),
+                "the checkpoint does not match its model",
+            )
+            .expected(format!("a tensor of shape {:?}", s.shape))
+            .found("no such tensor")
+        })?;
+        if t.shape != s.shape {
+            return Err(bad(
+                &ckpt,
+                &format!("tensor `{key}`"),
+                "the checkpoint does not match its model",
+            )
+            .expected(format!("shape {:?}", s.shape))
+            .found(format!("shape {:?}", t.shape)));
+        }
+        tensors.insert(s.name.clone(), t.data.clone());
+    }
+    let step = ck.meta("step", &ckpt)?.to_string();
+    Ok(ExportSource {
+        dense,
+        compiled,
+        weights: Weights {
+            source: ckpt.display().to_string(),
+            tensors,
+        },
+        metadata: vec![
+            ("weights".into(), format!("{prefix} at step {step}")),
+            ("checkpoint".into(), ckpt.display().to_string()),
+            ("model_file".into(), settings.model_file.clone()),
+        ],
+    })
+}
+
+/// Builds, encodes and writes the ONNX file.
+pub fn export_source(src: &ExportSource, req: &ExportRequest) -> Result<ExportOutcome, Diagnostic> {
+    let t0 = Instant::now();
+    let opts = ExportOptions {
+        opset: req.opset,
+        precond: req.precond,
+        metadata: src.metadata.clone(),
+    };
+    let model = export(
+        &src.dense,
+        src.compiled.model.training.objective,
+        &src.weights,
+        &opts,
+    )?;
+    let written = write_model(model.clone(), &req.output, req.external)?;
+    Ok(ExportOutcome {
+        written,
+        export_seconds: t0.elapsed().as_secs_f64(),
+        model,
+    })
+}
+
+/// How closely the exported file matched the burn forward.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckReport {
+    /// Batch size of the random inputs.
+    pub batch: usize,
+    /// Largest absolute difference.
+    pub max_abs: f64,
+    /// Largest difference relative to the burn value, over values with |value| > 1.
+    pub max_rel: f64,
+    /// Largest |value| of the burn output (for scale).
+    pub max_value: f64,
+}
+
+impl CheckReport {
+    /// The acceptance rule: max abs ≤ 1e-4, or relative ≤ 1e-5 where values are large.
+    pub fn passes(&self) -> bool {
+        self.max_abs <= 1e-4 || (self.max_value > 10.0 && self.max_rel <= 1e-5)
+    }
+}
+
+/// Random inputs of one check: images, noise levels (σ for a preconditioned file, the
+/// network's noise input otherwise) and labels (the null label included).
+struct CheckInputs {
+    image: Vec<f32>,
+    level: Vec<f32>,
+    labels: Option<Vec<i64>>,
+}
+
+fn check_inputs(
+    shape: [usize; 3],
+    classes: Option<usize>,
+    batch: usize,
+    precond: bool,
+) -> CheckInputs {
+    let mut rng = ChaCha8Rng::seed_from_u64(17);
+    let [c, h, w] = shape;
+    let image = (0..batch * c * h * w).map(|_| normal(&mut rng)).collect();
+    let level = (0..batch)
+        .map(|_| {
+            if precond {
+                (normal(&mut rng) * 1.2 - 1.2).exp()
+            } else {
+                normal(&mut rng)
+            }
+        })
+        .collect();
+    let labels = classes.map(|k| (0..batch).map(|_| rng.random_range(0..=k as i64)).collect());
+    CheckInputs {
+        image,
+        level,
+        labels,
+    }
+}
+
+/// Inputs (by graph-input name, in the file's order) and the burn output for them: what any
+/// ONNX runtime must reproduce.
+pub struct ReferenceCase {
+    /// Graph inputs in order.
+    pub inputs: Vec<(String, HostValue)>,
+    /// The burn output, row-major.
+    pub expected: Vec<f32>,
+}
+
+/// Random inputs for `proto`'s graph inputs and the burn reference output on them.
+pub fn reference_case(
+    proto: &pb::ModelProto,
+    src: &ExportSource,
+    precond: bool,
+    batch: usize,
+) -> Result<ReferenceCase, RunError> {
+    use tread_compiler::ir::{InputRole, Op};
+    let (shape, classes) = model_io(&src.compiled)?;
+    let inp = check_inputs(shape, classes, batch, precond);
+    let g = proto.graph.as_ref().map_or(&[][..], |g| &g.input[..]);
+    let [c, h, w] = shape;
+    let mut inputs = vec![];
+    for vi in g {
+        let n = vi.name.as_str();
+        let role = src
+            .dense
+            .inputs
+            .iter()
+            .find(|(name, _)| name == n)
+            .map(|(_, id)| src.dense.node(*id).op.clone());
+        let v = match role {
+            Some(Op::Input {
+                role: InputRole::Label,
+            }) => HostValue::I64(inp.labels.clone().unwrap_or_default(), vec![batch]),
+            Some(Op::Input {
+                role: InputRole::NoiseLevel,
+            }) => HostValue::F32(inp.level.clone(), vec![batch]),
+            _ if n == tread_compiler::export::precond::SIGMA => {
+                HostValue::F32(inp.level.clone(), vec![batch])
+            }
+            _ => HostValue::F32(inp.image.clone(), vec![batch, c, h, w]),
+        };
+        inputs.push((n.to_string(), v));
+    }
+    let specs = param_specs(&src.dense);
+    let host: Vec<Vec<f32>> = specs
+        .iter()
+        .map(|s| src.weights.tensors[&s.name].clone())
+        .collect();
+    let expected = crate::lower::reference::dense_output(
+        &src.dense,
+        src.compiled.model.training.objective,
+        &host,
+        &inp.image,
+        shape,
+        &inp.level,
+        inp.labels.as_deref(),
+        precond,
+    )
+    .map_err(RunError::Failed)?;
+    Ok(ReferenceCase { inputs, expected })
+}
+
+/// Compares a runtime's output with the reference.
+pub fn compare(batch: usize, got: &[f32], want: &[f32]) -> Result<CheckReport, RunError> {
+    if got.len() != want.len() {
+        return Err(RunError::Failed(format!(
+            "the runtime returned {} values, burn {}",
+            got.len(),
+            want.len()
+        )));
+    }
+    let mut r = CheckReport {
+        batch,
+        max_abs: 0.0,
+        max_rel: 0.0,
+        max_value: 0.0,
+    };
+    for (a, b) in got.iter().zip(want) {
+        let (a, b) = (*a as f64, *b as f64);
+        let d = (a - b).abs();
+        r.max_abs = r.max_abs.max(if d.is_finite() { d } else { f64::INFINITY });
+        r.max_value = r.max_value.max(b.abs());
+        if b.abs() > 1.0 {
+            r.max_rel = r.max_rel.max(d / b.abs());
+        }
+    }
+    Ok(r)
+}
+
+/// Runs the written file on tract and the dense graph on burn (CPU) with the same random inputs
+/// and weights, and compares.
+pub fn check_against_burn(
+    path: &Path,
+    src: &ExportSource,
+    precond: bool,
+    batch: usize,
+) -> Result<CheckReport, RunError> {
+    let proto = read_model(path)?;
+    let case = reference_case(&proto, src, precond, batch)?;
+    let tract = TractModel::load(path, &proto, batch)
+        .map_err(|e| RunError::Failed(format!("tract cannot load {}: {e}", path.display())))?;
+    let got = tract
+        .run(case.inputs.into_iter().map(|(_, v)| v).collect())
+        .map_err(RunError::Failed)?;
+    compare(batch, &got, &case.expected)
+}
