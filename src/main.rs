@@ -210,7 +210,7 @@ struct SampleArgs {
 
 #[derive(clap::Args)]
 struct BenchArgs {
-    /// The model file.
+    /// The model file, or an exported .onnx file (times tract forward passes instead).
     model: PathBuf,
     /// A route RATE:START-END or `paper` (repeatable; default: the file's routes).
     #[arg(long = "route", value_name = "RATE:START-END|paper")]
@@ -542,6 +542,9 @@ fn run_sample(args: SampleArgs) -> Result<(), Failure> {
 }
 
 fn run_bench(args: BenchArgs) -> Result<(), Failure> {
+    if args.model.extension().is_some_and(|e| e == "onnx") {
+        return bench_onnx(&args);
+    }
     let kind = BackendKind::parse(&args.backend).map_err(Failure::Input)?;
     let text = read_model(&args.model)?;
     let compiled =
@@ -706,5 +709,37 @@ fn run_onnx(args: RunArgs) -> Result<(), Failure> {
         args.output.display(),
         args.steps
     );
+    Ok(())
+}
+
+/// `treadc bench model.onnx`: tract forward passes at `--batch`.
+fn bench_onnx(args: &BenchArgs) -> Result<(), Failure> {
+    if args.batch == 0 || args.steps == 0 {
+        return Err(cli_error(
+            "--batch/--steps",
+            "at least 1",
+            format!("batch {} steps {}", args.batch, args.steps),
+        ));
+    }
+    let d = tread_runtime::deploy::Deployment::open(&args.model).map_err(Failure::Input)?;
+    let t = d
+        .time_forward(args.batch, args.warmup, args.steps)
+        .map_err(from_run)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(&t).map_err(|e| Failure::Other(e.to_string()))?
+        );
+    } else {
+        println!(
+            "{} on tract, batch {}: median {:.1} ms per forward ({} timed, min {:.1} ms); load + optimise {:.2} s",
+            args.model.display(),
+            t.batch,
+            t.median_ms,
+            args.steps,
+            t.min_ms,
+            t.load_seconds
+        );
+    }
     Ok(())
 }

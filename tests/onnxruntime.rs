@@ -48,6 +48,7 @@ fn onnx_checker_and_onnxruntime_agree_with_burn() {
         let stem = m.file_stem().unwrap().to_string_lossy().to_string();
         let mut variants = vec![(*OPSETS.start(), false), (*OPSETS.end(), false)];
         if edm {
+            variants.push((20, true));
             variants.push((DEFAULT_OPSET, true));
         }
         for (opset, precond) in variants {

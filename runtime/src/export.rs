@@ -172,13 +172,13 @@ pub fn export_source(src: &ExportSource, req: &ExportRequest) -> Result<ExportOu
         precond: req.precond,
         metadata: src.metadata.clone(),
     };
-    let model = export(
+    let mut model = export(
         &src.dense,
         src.compiled.model.training.objective,
         &src.weights,
         &opts,
     )?;
-    let written = write_model(model.clone(), &req.output, req.external)?;
+    let written = write_model(&mut model, &req.output, req.external)?;
     Ok(ExportOutcome {
         written,
         export_seconds: t0.elapsed().as_secs_f64(),

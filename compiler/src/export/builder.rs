@@ -71,7 +71,7 @@ impl GraphBuilder {
             name: name.to_string(),
             dims: shape.iter().map(|&d| d as i64).collect(),
             data_type: DataType::Float as i32,
-            raw_data: data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            raw_data: le_bytes(data),
             ..Default::default()
         });
         name.to_string()
@@ -200,4 +200,13 @@ fn value_info(name: &str, ty: &ValueType) -> pb::ValueInfoProto {
         }),
         ..Default::default()
     }
+}
+
+/// Little-endian bytes of `data` (ONNX raw data), written into one allocation.
+fn le_bytes(data: &[f32]) -> Vec<u8> {
+    let mut out = vec![0u8; data.len() * 4];
+    for (chunk, v) in out.chunks_exact_mut(4).zip(data) {
+        chunk.copy_from_slice(&v.to_le_bytes());
+    }
+    out
 }

@@ -47,13 +47,14 @@ pub fn weight_bytes(m: &pb::ModelProto) -> usize {
         .map_or(0, |g| g.initializer.iter().map(|t| t.raw_data.len()).sum())
 }
 
-/// Writes `model` to `path` (atomically), moving weights to external data when needed.
+/// Writes `model` to `path` (atomically), moving weights to external data when needed (then
+/// `model` keeps only the references, as written).
 pub fn write_model(
-    mut model: pb::ModelProto,
+    model: &mut pb::ModelProto,
     path: &Path,
     external: ExternalData,
 ) -> Result<Written, Diagnostic> {
-    let go_external = external == ExternalData::Always || weight_bytes(&model) > INLINE_LIMIT;
+    let go_external = external == ExternalData::Always || weight_bytes(model) > INLINE_LIMIT;
     let mut data_bytes = None;
     if go_external {
         let file_name = path

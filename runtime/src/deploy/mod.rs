@@ -237,6 +237,60 @@ impl Deployment {
     }
 }
 
+/// Forward-pass timings of an exported file on tract.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ForwardTiming {
+    /// Batch size.
+    pub batch: usize,
+    /// Seconds to load and optimise the model for that batch.
+    pub load_seconds: f64,
+    /// Median milliseconds per forward pass.
+    pub median_ms: f64,
+    /// Fastest forward pass, ms.
+    pub min_ms: f64,
+}
+
+impl Deployment {
+    /// Times `iters` forward passes at `batch` on tract (after `warmup` untimed ones), with
+    /// fixed random inputs at σ = 1 (t = 0.5 for flow).
+    pub fn time_forward(
+        &self,
+        batch: usize,
+        warmup: usize,
+        iters: usize,
+    ) -> Result<ForwardTiming, crate::run::RunError> {
+        let t0 = std::time::Instant::now();
+        let m = self.load(batch)?;
+        let load_seconds = t0.elapsed().as_secs_f64();
+        let [c, h, w] = self.shape;
+        let x = initial_noise(3, batch * c * h * w);
+        let labels: Vec<i64> = (0..batch as i64)
+            .map(|i| i % self.classes.unwrap_or(1) as i64)
+            .collect();
+        let level = if self.objective == Objective::Edm {
+            1.0
+        } else {
+            0.5
+        };
+        let mut times = vec![];
+        for i in 0..warmup + iters {
+            let t = std::time::Instant::now();
+            self.predict(&m, &x, level, Some(&labels))
+                .map_err(crate::run::RunError::Failed)?;
+            if i >= warmup {
+                times.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        times.sort_by(f64::total_cmp);
+        Ok(ForwardTiming {
+            batch,
+            load_seconds,
+            median_ms: times[times.len() / 2],
+            min_ms: times[0],
+        })
+    }
+}
+
 fn input_dims(vi: &pb::ValueInfoProto) -> Vec<usize> {
     match vi.r#type.as_ref().and_then(|t| t.value.as_ref()) {
         Some(pb::type_proto::Value::TensorType(t)) => t.shape.as_ref().map_or(vec![], |s| {

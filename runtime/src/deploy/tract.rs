@@ -28,11 +28,23 @@ fn msg(e: impl std::fmt::Display) -> String {
     format!("{e:#}")
 }
 
+/// Makes tract's matrix products use every core (tract defaults to one thread), once per process.
+fn use_all_cores() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+        tract_linalg::multithread::set_default_executor(
+            tract_linalg::multithread::Executor::multithread(n),
+        );
+    });
+}
+
 impl TractModel {
     /// Loads `path`, binds its symbolic batch dimension(s) (the `dim_param`s of the graph
     /// inputs in `proto`, the same file decoded) to `batch`, and optimises it. Binding after
     /// typing keeps the file's intermediate shape annotations consistent for tract's analysis.
     pub fn load(path: &Path, proto: &pb::ModelProto, batch: usize) -> Result<Self, String> {
+        use_all_cores();
         let typed = tract_onnx::onnx()
             .model_for_path(path)
             .and_then(|m| m.into_typed())
