@@ -1,8 +1,9 @@
 //! tread-runtime: runs treadc graphs on burn (training with TREAD routing, sampling,
-//! checkpoints) and loads the training data.
+//! checkpoints), loads the training data, feeds checkpoints to the ONNX exporter and samples from
+//! exported files on tract.
 //!
-//! Only `lower` names burn types, and only `deploy::tract` names tract's; data loading, init values, route index draws, tables,
-//! checkpoint files and image grids work on host buffers.
+//! Only `lower` names burn types and only `deploy::tract` runs tract; data loading, init values,
+//! route index draws, the sampling loops, checkpoint files and image grids work on host buffers.
 
 pub mod bench;
 pub mod checkpoint;
