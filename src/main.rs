@@ -230,6 +230,10 @@ struct BenchArgs {
     /// burn backend.
     #[arg(long, default_value = "flex")]
     backend: String,
+    /// Also time the unfused engine (burn's decompositions, no fusion pass), interleaved with
+    /// the fused one in this run, and report both.
+    #[arg(long)]
+    no_fuse: bool,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -261,6 +265,10 @@ struct CompileArgs {
     /// Where to write the emitted graph (implies --emit text if --emit is not given).
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     output: Option<PathBuf>,
+    /// Emit the graph after the fusion pass (what `train` and `sample` lower: norm→modulate
+    /// and gated residuals fused); the report is unchanged (same params and FLOPs).
+    #[arg(long)]
+    fused: bool,
     /// Report format.
     #[arg(long, value_enum, default_value = "text")]
     report: ReportKind,
@@ -288,6 +296,9 @@ enum Failure {
 }
 
 fn main() -> ExitCode {
+    if std::env::var_os("TREADC_DEFAULT_MALLOC").is_none() {
+        tread_runtime::alloc::tune_for_training();
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Compile(args) => run_compile(args),
@@ -340,12 +351,18 @@ fn run_compile(args: CompileArgs) -> Result<(), Failure> {
     let compiled = compile_file(&args.model, &opts).map_err(Failure::Input)?;
     let report = Report::new(&compiled);
     let emit_kind = args.emit.or(args.output.as_ref().map(|_| EmitKind::Text));
+    let graph = if args.fused {
+        tread_compiler::passes::fuse(&compiled.routed)
+            .map_err(|d| Failure::Other(format!("fusion pass: {d}")))?
+            .0
+    } else {
+        compiled.routed.clone()
+    };
     let dump = emit_kind.map(|k| match k {
-        EmitKind::Text => emit::to_text(&compiled.routed),
-        EmitKind::Dot => emit::to_dot(&compiled.routed),
+        EmitKind::Text => emit::to_text(&graph),
+        EmitKind::Dot => emit::to_dot(&graph),
         EmitKind::Json => {
-            let mut s =
-                serde_json::to_string_pretty(&emit::to_json(&compiled.routed)).unwrap_or_default();
+            let mut s = serde_json::to_string_pretty(&emit::to_json(&graph)).unwrap_or_default();
             s.push('\n');
             s
         }
@@ -562,8 +579,16 @@ fn run_bench(args: BenchArgs) -> Result<(), Failure> {
         BenchOnly::Dense => BenchMode::Dense,
         BenchOnly::Routed => BenchMode::Routed,
     };
-    let r =
-        bench_on(kind, &compiled, args.batch, args.steps, args.warmup, mode).map_err(from_run)?;
+    let r = bench_on(
+        kind,
+        &compiled,
+        args.batch,
+        args.steps,
+        args.warmup,
+        mode,
+        args.no_fuse,
+    )
+    .map_err(from_run)?;
     if args.json {
         println!(
             "{}",
@@ -582,6 +607,18 @@ fn run_bench(args: BenchArgs) -> Result<(), Failure> {
             r.predicted_ratio,
             r.peak_rss_mib.map_or("n/a".into(), |m| format!("{m:.0} MiB"))
         );
+        let busy = |c: Option<f64>| c.map_or("n/a".into(), |c| format!("{c:.2}"));
+        println!("fused engine: {} cores busy", busy(r.cores_busy));
+        if let Some(u) = &r.unfused {
+            println!(
+                "unfused engine: dense {:.1} ms/step, routed {:.1} ms/step, {} cores busy; fused is {:.2}x (dense) and {:.2}x (routed) faster",
+                u.dense_ms,
+                u.routed_ms,
+                busy(u.cores_busy),
+                u.dense_ms / r.dense_ms,
+                u.routed_ms / r.routed_ms
+            );
+        }
     }
     Ok(())
 }

@@ -160,7 +160,9 @@ fn is_adaln_zero_linear(g: &Graph, id: NodeId) -> bool {
                 Op::Unpatchify { .. } => {
                     stack.push(u);
                 }
-                Op::Modulate | Op::Mul => feeds_modulation = true,
+                Op::Modulate | Op::Mul | Op::NormModulate { .. } | Op::GatedResidual => {
+                    feeds_modulation = true
+                }
                 _ => {}
             }
         }

@@ -244,7 +244,7 @@ fn infer_node(op: &Op, x: &[ValueType]) -> std::result::Result<ValueType, Fail> 
             x[0].clone()
         }
         Op::Add | Op::Mul => broadcast(x)?,
-        Op::Modulate => {
+        Op::Modulate | Op::NormModulate { .. } | Op::GatedResidual => {
             let b = broadcast(x)?;
             if b.shape != x[0].shape {
                 return Err(fail(

@@ -4,7 +4,6 @@
 
 use std::time::Instant;
 
-use burn::tensor::backend::Backend;
 use serde::Serialize;
 use tread_compiler::compile::Compiled;
 use tread_compiler::passes::strip_routes;
@@ -12,6 +11,7 @@ use tread_compiler::report::Report;
 
 use crate::data::Dataset;
 use crate::init::normal;
+use crate::lower::fused::Engine;
 use crate::lower::train::{Recipe, Trainer};
 use crate::run::{model_io, RunError};
 
@@ -26,12 +26,13 @@ pub enum BenchMode {
     Routed,
 }
 
-/// Benchmark figures.
+/// Benchmark figures. The keys are a public interface (`--json`): new ones are added, none
+/// renamed.
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchResult {
-    /// Median dense step, ms (NaN if not timed).
+    /// Median dense step, ms (NaN if not timed), of the fused engine.
     pub dense_ms: f64,
-    /// Median routed step, ms (NaN if not timed).
+    /// Median routed step, ms (NaN if not timed), of the fused engine.
     pub routed_ms: f64,
     /// routed / dense.
     pub ratio: f64,
@@ -43,6 +44,48 @@ pub struct BenchResult {
     pub batch: usize,
     /// Peak resident memory of the process (VmHWM), MiB; `None` where /proc is missing.
     pub peak_rss_mib: Option<f64>,
+    /// Cores busy while the fused engine's steps ran (process CPU time / wall time).
+    pub cores_busy: Option<f64>,
+    /// The unfused engine (burn's decompositions), timed interleaved with the fused one when
+    /// asked for (`--no-fuse`).
+    pub unfused: Option<EngineTimes>,
+}
+
+/// One engine's figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct EngineTimes {
+    /// Median dense step, ms.
+    pub dense_ms: f64,
+    /// Median routed step, ms.
+    pub routed_ms: f64,
+    /// Cores busy while its steps ran.
+    pub cores_busy: Option<f64>,
+}
+
+/// Process CPU time (user + system), seconds.
+fn cpu_seconds() -> Option<f64> {
+    // SAFETY: getrusage writes into the zeroed struct we own.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
+        return None;
+    }
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    Some(tv(u.ru_utime) + tv(u.ru_stime))
+}
+
+/// Step times and CPU use of one engine.
+#[derive(Default)]
+struct Timing {
+    dense: Vec<f64>,
+    routed: Vec<f64>,
+    wall: f64,
+    cpu: Option<f64>,
+}
+
+impl Timing {
+    fn cores_busy(&self) -> Option<f64> {
+        self.cpu.filter(|_| self.wall > 0.0).map(|c| c / self.wall)
+    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -62,12 +105,12 @@ pub fn peak_rss_mib() -> Option<f64> {
 }
 
 /// Runs the benchmark.
-pub fn bench<B: Backend>(
+pub fn bench<B: Engine>(
     compiled: &Compiled,
     batch: usize,
     steps: usize,
     warmup: usize,
-    mode: BenchMode,
+    (mode, with_unfused): (BenchMode, bool),
     device: B::Device,
 ) -> Result<BenchResult, RunError> {
     let (shape, classes) = model_io(compiled)?;
@@ -84,7 +127,7 @@ pub fn bench<B: Backend>(
         width: shape[2],
         source: "random".into(),
     };
-    let make = |routed: &tread_compiler::ir::Graph| -> Result<Trainer<B>, RunError> {
+    let make = |routed: &tread_compiler::ir::Graph, fused: bool| -> Result<Trainer<B>, RunError> {
         let r = Recipe {
             routed: routed.clone(),
             dense: dense.clone(),
@@ -92,33 +135,56 @@ pub fn bench<B: Backend>(
             batch,
             seed: 0,
             classes,
+            fused,
         };
         Trainer::new(r, device.clone()).map_err(RunError::Failed)
     };
-    let mut td = if mode != BenchMode::Routed {
-        Some(make(&dense)?)
-    } else {
-        None
-    };
-    let mut tr = if mode != BenchMode::Dense {
-        Some(make(&compiled.routed)?)
-    } else {
-        None
-    };
-    let (mut dms, mut rms) = (vec![], vec![]);
+    // (engine is fused, dense trainer, routed trainer) for each engine timed.
+    let mut engines = vec![];
+    for fused in [true, false] {
+        if !fused && !with_unfused {
+            continue;
+        }
+        let td = (mode != BenchMode::Routed)
+            .then(|| make(&dense, fused))
+            .transpose()?;
+        let tr = (mode != BenchMode::Dense)
+            .then(|| make(&compiled.routed, fused))
+            .transpose()?;
+        engines.push((td, tr, Timing::default()));
+    }
     for i in 0..warmup + steps {
-        for (t, out) in [(&mut td, &mut dms), (&mut tr, &mut rms)] {
-            if let Some(t) = t.as_mut() {
+        for (td, tr, timing) in engines.iter_mut() {
+            for (t, routed) in [(td, false), (tr, true)] {
+                let Some(t) = t.as_mut() else { continue };
+                let cpu0 = cpu_seconds();
                 let start = Instant::now();
                 t.train_step(&data).map_err(RunError::Failed)?;
-                let ms = start.elapsed().as_secs_f64() * 1e3;
+                let secs = start.elapsed().as_secs_f64();
                 if i >= warmup {
-                    out.push(ms);
+                    let out = if routed {
+                        &mut timing.routed
+                    } else {
+                        &mut timing.dense
+                    };
+                    out.push(secs * 1e3);
+                    timing.wall += secs;
+                    timing.cpu = match (timing.cpu.or(Some(0.0)), cpu0, cpu_seconds()) {
+                        (Some(acc), Some(a), Some(b)) => Some(acc + (b - a)),
+                        _ => None,
+                    };
                 }
             }
         }
     }
-    let (dense_ms, routed_ms) = (median(dms), median(rms));
+    let mut engines = engines.into_iter().map(|(_, _, t)| t);
+    let fused = engines.next().unwrap_or_default();
+    let unfused = engines.next().map(|t| EngineTimes {
+        cores_busy: t.cores_busy(),
+        dense_ms: median(t.dense),
+        routed_ms: median(t.routed),
+    });
+    let (dense_ms, routed_ms) = (median(fused.dense.clone()), median(fused.routed.clone()));
     let report = Report::new(compiled);
     Ok(BenchResult {
         dense_ms,
@@ -128,5 +194,7 @@ pub fn bench<B: Backend>(
         steps,
         batch,
         peak_rss_mib: peak_rss_mib(),
+        cores_busy: fused.cores_busy(),
+        unfused,
     })
 }

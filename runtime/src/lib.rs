@@ -5,6 +5,7 @@
 //! Only `lower` names burn types and only `deploy::tract` runs tract; data loading, init values,
 //! route index draws, the sampling loops, checkpoint files and image grids work on host buffers.
 
+pub mod alloc;
 pub mod bench;
 pub mod checkpoint;
 pub mod data;
@@ -12,6 +13,7 @@ pub mod deploy;
 pub mod export;
 pub mod image_out;
 pub mod init;
+pub mod kernels;
 pub mod lower;
 pub mod routing;
 pub mod run;

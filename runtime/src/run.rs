@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use burn::tensor::backend::Backend;
+use crate::lower::fused::Engine;
 use serde::{Deserialize, Serialize};
 use tread_compiler::compile::{compile_str, CompileOptions, Compiled};
 use tread_compiler::diag::{Diagnostic, Location};
@@ -111,6 +111,7 @@ fn recipe(c: &Compiled, batch: usize, seed: u64) -> Result<Recipe, Diagnostic> {
         batch,
         seed,
         classes,
+        fused: true,
     })
 }
 
@@ -167,7 +168,7 @@ fn io_err(what: &str, e: impl std::fmt::Display) -> RunError {
 }
 
 /// Trains (fresh, or resumed from `resume`'s checkpoint) and returns the final trainer.
-pub fn train<B: Backend>(
+pub fn train<B: Engine>(
     settings: RunSettings,
     model_text: String,
     out_dir: &Path,
@@ -336,7 +337,7 @@ pub fn train<B: Backend>(
 }
 
 /// Restores a trainer (EMA and all) from a checkpoint file, for sampling and export.
-pub fn load_run<B: Backend>(
+pub fn load_run<B: Engine>(
     ckpt_path: &Path,
     device: B::Device,
 ) -> Result<(Trainer<B>, Compiled, RunSettings), RunError> {

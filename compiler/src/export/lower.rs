@@ -210,6 +210,17 @@ impl<'a> Lowering<'a> {
             Op::TokenConv { kernel, causal } => {
                 self.token_conv(&name, &x[0], ins[0], *kernel as usize, *causal)?
             }
+            Op::NormModulate { .. } | Op::GatedResidual => {
+                return Err(Diagnostic::new(
+                    Location::Node {
+                        name: name.clone(),
+                        path: node.origin.clone(),
+                    },
+                    format!("fused op `{}` has no ONNX mapping", node.op.name()),
+                )
+                .expected("the unfused graph (the fusion pass is for the burn runtime only)")
+                .found(format!("`{}` in the graph", node.op)))
+            }
             Op::RouteSelect { .. } | Op::GatherTokens { .. } | Op::MergeTokens { .. } => {
                 return Err(Diagnostic::new(
                     Location::Node {

@@ -134,6 +134,13 @@ pub enum Op {
     ClassEmbed { classes: u64, dim: u64 },
     /// Depthwise convolution over tokens (order-sensitive, Mamba/RWKV-like local mixing).
     TokenConv { kernel: u64, causal: bool },
+    /// Fused (never in model.json; written by the fusion pass for training and sampling):
+    /// `modulate(layer_norm(x) or rms_norm(x), shift, scale)` without affine; inputs
+    /// `(x, shift, scale)` with per-sample `[B, 1, D]` shift and scale.
+    NormModulate { eps: f64, rms: bool },
+    /// Fused (written by the fusion pass): the gated residual `x + gate·y`; inputs
+    /// `(x, gate, y)` with a per-sample `[B, 1, D]` gate.
+    GatedResidual,
     /// Route `route`: draws per-sample kept token indices `[B, keep]` from the trunk value.
     RouteSelect {
         route: usize,
@@ -163,6 +170,8 @@ impl Op {
             Op::Add => "add",
             Op::Mul => "mul",
             Op::Modulate => "modulate",
+            Op::NormModulate { .. } => "norm_modulate",
+            Op::GatedResidual => "gated_residual",
             Op::Chunk { .. } => "chunk",
             Op::Concat { .. } => "concat",
             Op::Unsqueeze { .. } => "unsqueeze",
@@ -176,6 +185,11 @@ impl Op {
             Op::GatherTokens { .. } => "gather_tokens",
             Op::MergeTokens { .. } => "merge_tokens",
         }
+    }
+
+    /// True for the ops only the fusion pass writes (never read from model.json, never exported).
+    pub fn is_fused(&self) -> bool {
+        matches!(self, Op::NormModulate { .. } | Op::GatedResidual)
     }
 
     /// The route this op belongs to, for the nodes the route pass inserts.
@@ -193,7 +207,9 @@ impl Op {
         match self {
             Op::Input { .. } | Op::Param { .. } | Op::PosEmbed2d { .. } => Some(0),
             Op::Add | Op::Mul | Op::GatherTokens { .. } => Some(2),
-            Op::Modulate | Op::MergeTokens { .. } => Some(3),
+            Op::Modulate | Op::NormModulate { .. } | Op::GatedResidual | Op::MergeTokens { .. } => {
+                Some(3)
+            }
             Op::Concat { .. } => None,
             _ => Some(1),
         }
@@ -265,7 +281,11 @@ impl Op {
                 }
                 .into(),
             )],
-            Op::Silu | Op::Add | Op::Mul | Op::Modulate => vec![],
+            Op::Silu | Op::Add | Op::Mul | Op::Modulate | Op::GatedResidual => vec![],
+            Op::NormModulate { eps, rms } => vec![
+                ("eps", format!("{eps:e}")),
+                ("norm", if *rms { "rms" } else { "layer" }.into()),
+            ],
             Op::Chunk {
                 axis,
                 chunks,

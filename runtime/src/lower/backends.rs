@@ -65,7 +65,7 @@ pub fn train_on(
     bundled_mnist: &Path,
     progress: bool,
 ) -> Result<(), RunError> {
-    fn go<B: burn::tensor::backend::Backend>(
+    fn go<B: super::fused::Engine>(
         settings: RunSettings,
         text: String,
         out: &Path,
@@ -112,7 +112,7 @@ pub fn sample_on(
     ckpt: &Path,
     req: &SampleRequest,
 ) -> Result<(Vec<f32>, usize, [usize; 3]), RunError> {
-    fn go<B: burn::tensor::backend::Backend>(
+    fn go<B: super::fused::Engine>(
         ckpt: &Path,
         req: &SampleRequest,
         device: B::Device,
@@ -179,6 +179,8 @@ pub fn bench_on(
     steps: usize,
     warmup: usize,
     mode: BenchMode,
+    with_unfused: bool,
 ) -> Result<BenchResult, RunError> {
-    dispatch!(kind, bench, compiled, batch, steps, warmup, mode)
+    let modes = (mode, with_unfused);
+    dispatch!(kind, bench, compiled, batch, steps, warmup, modes)
 }

@@ -6,6 +6,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 use tread_compiler::ir::{Graph, InputRole, NodeId, Op};
 
+use super::fused::FusedOps;
 use super::ops::{eval, OpCtx};
 use super::store::ParamStore;
 use super::value::{OpResult, Value};
@@ -23,7 +24,7 @@ pub struct Inputs<B: Backend> {
 }
 
 /// Runs `g` and returns the value of its first output. Route nodes draw from `routes`.
-pub fn forward<B: Backend>(
+pub fn forward<B: FusedOps>(
     g: &Graph,
     params: &ParamStore<B>,
     inputs: &Inputs<B>,
@@ -37,7 +38,7 @@ pub fn forward<B: Backend>(
 
 /// Runs `g` and returns the values of `keep` (for tests that inspect intermediate values).
 /// Values are dropped as soon as their last consumer has run.
-pub fn forward_all<B: Backend>(
+pub fn forward_all<B: FusedOps>(
     g: &Graph,
     params: &ParamStore<B>,
     inputs: &Inputs<B>,
@@ -52,6 +53,7 @@ pub fn forward_all<B: Backend>(
         params,
         routes,
         device: &device,
+        fused: params.fused,
     };
     let mut vals: HashMap<NodeId, Value<B>> = HashMap::new();
     for id in order {

@@ -5,6 +5,7 @@
 
 pub mod backends;
 pub mod forward;
+pub mod fused;
 pub mod objective;
 pub mod ops;
 pub mod optim;

@@ -11,6 +11,7 @@ use tread_compiler::config::Objective;
 use tread_compiler::ir::Graph;
 
 use super::forward::{forward, Inputs};
+use super::fused::FusedOps;
 use super::store::ParamStore;
 use super::value::OpResult;
 use crate::init::normal;
@@ -35,7 +36,7 @@ fn vec1<B: Backend>(v: &[f64], device: &B::Device) -> Tensor<B, 1> {
 }
 
 /// The network `F` (or `v`) of graph `g`.
-fn net<B: Backend>(
+fn net<B: FusedOps>(
     g: &Graph,
     params: &ParamStore<B>,
     image: Tensor<B, 4>,
@@ -52,7 +53,7 @@ fn net<B: Backend>(
 }
 
 /// The training loss on a batch `x0 [B, C, H, W]` with labels (after class dropout).
-pub fn training_loss<B: Backend>(
+pub fn training_loss<B: FusedOps>(
     objective: Objective,
     g: &Graph,
     params: &ParamStore<B>,
@@ -90,7 +91,7 @@ pub fn training_loss<B: Backend>(
 
 /// The model's prediction used by samplers: EDM's denoised image D(x; σ) or the flow velocity
 /// v(x, t); `level` is σ (EDM) or t (flow), one per sample.
-pub fn predict<B: Backend>(
+pub fn predict<B: FusedOps>(
     objective: Objective,
     g: &Graph,
     params: &ParamStore<B>,

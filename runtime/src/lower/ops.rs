@@ -7,6 +7,7 @@ use burn::tensor::module::{attention, linear};
 use burn::tensor::{IndexingUpdateOp, Int, Tensor, TensorData};
 use tread_compiler::ir::{GeluApprox, Op};
 
+use super::fused::{FusedOps, NormKind};
 use super::store::ParamStore;
 use super::value::{OpResult, Value};
 use crate::routing::RouteSource;
@@ -19,10 +20,13 @@ pub struct OpCtx<'a, B: Backend> {
     pub routes: &'a mut dyn RouteSource,
     /// Device for created tensors.
     pub device: &'a B::Device,
+    /// Run attention, norms and tanh-GELU through the fused kernels ([`FusedOps`]); `false`
+    /// runs the burn decompositions (`treadc bench --no-fuse`, the tests' reference).
+    pub fused: bool,
 }
 
 /// Evaluates node `name` with op `op` on `x`.
-pub fn eval<B: Backend>(
+pub fn eval<B: FusedOps>(
     op: &Op,
     name: &str,
     x: Vec<Value<B>>,
@@ -61,11 +65,15 @@ pub fn eval<B: Backend>(
             } else {
                 None
             };
+            let fused = ctx.fused;
             let f = |r: Tensor<B, 2>| {
-                let mut y = if rms {
-                    rms_norm(r, eps)
-                } else {
-                    layer_norm(r, eps)
+                let mut y = match (fused, rms) {
+                    (true, _) => {
+                        let kind = if rms { NormKind::Rms } else { NormKind::Layer };
+                        B::fused_norm(r, None, 1, kind, eps)
+                    }
+                    (false, true) => rms_norm(r, eps),
+                    (false, false) => layer_norm(r, eps),
                 };
                 if let Some(w) = &scale {
                     y = y * w.clone().unsqueeze::<2>();
@@ -76,6 +84,22 @@ pub fn eval<B: Backend>(
                 y
             };
             map_float(next()?, f, |t| per_row(t, f))?
+        }
+        Op::Attention { heads, qkv_bias } if ctx.fused => {
+            // Plain 2-D GEMMs around one fused attention node.
+            let t = next()?.f3()?;
+            let [b, n, d] = t.dims();
+            let wqkv = ctx.params.get::<2>(&p("qkv.weight"))?;
+            let bqkv = if *qkv_bias {
+                Some(ctx.params.get::<1>(&p("qkv.bias"))?)
+            } else {
+                None
+            };
+            let qkv = linear(t.reshape([b * n, d]), wqkv, bqkv);
+            let o = B::fused_attention(qkv, b, *heads as usize);
+            let wp = ctx.params.get::<2>(&p("proj.weight"))?;
+            let bp = ctx.params.get::<1>(&p("proj.bias"))?;
+            Value::F3(linear(o, wp, Some(bp)).reshape([b, n, d]))
         }
         Op::Attention { heads, qkv_bias } => {
             let t = next()?.f3()?;
@@ -101,6 +125,9 @@ pub fn eval<B: Backend>(
             Value::F3(linear(o, wp, Some(bp)))
         }
         Op::Gelu { approximate } => match approximate {
+            GeluApprox::Tanh if ctx.fused => map_float(next()?, B::fused_gelu_tanh, |t| {
+                per_row(t, B::fused_gelu_tanh)
+            })?,
             GeluApprox::Tanh => map_float(next()?, gelu_tanh, gelu_tanh)?,
             GeluApprox::None => map_float(next()?, activation::gelu, activation::gelu)?,
         },
@@ -139,6 +166,21 @@ pub fn eval<B: Backend>(
                 |a, b| a + b,
                 |a, b| a + b,
             )?
+        }
+        Op::NormModulate { eps, rms } => {
+            let (x, shift, scale) = (next()?.f3()?, next()?.f3()?, next()?.f3()?);
+            let [b, n, d] = x.dims();
+            let kind = if *rms { NormKind::Rms } else { NormKind::Layer };
+            let mods = (per_sample(shift)?, per_sample(scale)?);
+            let y = B::fused_norm(x.reshape([b * n, d]), Some(mods), b, kind, *eps);
+            Value::F3(y.reshape([b, n, d]))
+        }
+        Op::GatedResidual => {
+            let (x, gate, y) = (next()?.f3()?, next()?.f3()?, next()?.f3()?);
+            let [b, n, d] = x.dims();
+            let rows = |t: Tensor<B, 3>| t.reshape([b * n, d]);
+            let out = B::fused_gated_residual(rows(x), per_sample(gate)?, rows(y), b);
+            Value::F3(out.reshape([b, n, d]))
         }
         Op::Chunk {
             axis,
@@ -235,6 +277,16 @@ pub fn eval<B: Backend>(
             merge_tokens(base, kept, idx)?
         }
     })
+}
+
+/// A per-sample `[B, 1, D]` vector (the fusion pass checked the shape) as `[B, D]`.
+fn per_sample<B: Backend>(t: Tensor<B, 3>) -> OpResult<Tensor<B, 2>> {
+    match t.dims() {
+        [b, 1, d] => Ok(t.reshape([b, d])),
+        other => Err(format!(
+            "expected a per-sample [B, 1, D] vector, got {other:?}"
+        )),
+    }
 }
 
 fn reshape_value<B: Backend>(flat: Tensor<B, 1>, shape: &[usize]) -> OpResult<Value<B>> {

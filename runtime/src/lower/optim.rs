@@ -8,6 +8,8 @@
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
+use crate::kernels::adamw::AdamWEma;
+
 /// AdamW hyper-parameters.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AdamW {
@@ -53,28 +55,18 @@ impl<B: Backend> AdamState<B> {
 }
 
 impl AdamW {
-    /// One update at 1-based step `t`; `grads[i] = None` leaves parameter `i` untouched.
-    pub fn step<B: Backend>(
-        &self,
-        t: u64,
-        params: &mut [Tensor<B, 1>],
-        grads: Vec<Option<Tensor<B, 1>>>,
-        state: &mut AdamState<B>,
-    ) {
-        let bc1 = 1.0 - self.beta1.powi(t as i32);
-        let bc2 = 1.0 - self.beta2.powi(t as i32);
-        for (i, g) in grads.into_iter().enumerate() {
-            let Some(g) = g else { continue };
-            let m = state.m[i].clone() * self.beta1 + g.clone() * (1.0 - self.beta1);
-            let v = state.v[i].clone() * self.beta2 + g.powi_scalar(2) * (1.0 - self.beta2);
-            let mut p = params[i].clone();
-            if self.weight_decay != 0.0 {
-                p = p * (1.0 - self.lr * self.weight_decay);
-            }
-            let update = (m.clone() / bc1) / ((v.clone() / bc2).sqrt() + self.eps);
-            params[i] = p - update * self.lr;
-            state.m[i] = m;
-            state.v[i] = v;
+    /// The scalars of the update at 1-based step `t` with EMA decay `ema_decay`, for
+    /// [`super::fused::FusedOps::fused_adamw_ema`].
+    pub fn with_step(&self, t: u64, ema_decay: f64) -> AdamWEma {
+        AdamWEma {
+            lr: self.lr as f32,
+            beta1: self.beta1 as f32,
+            beta2: self.beta2 as f32,
+            eps: self.eps as f32,
+            weight_decay: self.weight_decay as f32,
+            bias_correction1: (1.0 - self.beta1.powi(t as i32)) as f32,
+            bias_correction2: (1.0 - self.beta2.powi(t as i32)) as f32,
+            ema_decay: ema_decay as f32,
         }
     }
 }
@@ -88,42 +80,47 @@ pub fn ema_decay(decay: f64, warmup: bool, step: u64) -> f64 {
     }
 }
 
-/// `ema ← d·ema + (1−d)·params`.
-pub fn ema_update<B: Backend>(ema: &mut [Tensor<B, 1>], params: &[Tensor<B, 1>], d: f64) {
-    for (e, p) in ema.iter_mut().zip(params) {
-        *e = e.clone() * d + p.clone() * (1.0 - d);
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::fused::{reference, AdamEmaState, FusedOps};
     use super::*;
-    use burn::backend::Flex;
+    use burn::backend::{Flex, NdArray};
+    use burn::tensor::backend::Backend;
     use burn::tensor::TensorData;
 
-    fn t(v: Vec<f32>) -> Tensor<Flex, 1> {
+    fn t<B: Backend>(v: Vec<f32>) -> Tensor<B, 1> {
         let n = v.len();
         Tensor::from_data(TensorData::new(v, [n]), &Default::default())
     }
 
-    /// Two AdamW steps against the formula evaluated by hand in f64.
-    #[test]
-    fn adamw_matches_the_formula() {
+    /// Two AdamW + EMA steps against the formula evaluated by hand in f64, through `update`.
+    fn check<B: Backend>(
+        update: impl Fn(&mut [Tensor<B, 1>], Vec<Option<Tensor<B, 1>>>, AdamEmaState<'_, B>, AdamWEma),
+    ) {
         let opt = AdamW {
             lr: 0.1,
             weight_decay: 0.01,
             ..Default::default()
         };
-        let mut p = vec![t(vec![1.0, -2.0])];
+        let d = 0.75;
+        let mut p = vec![t::<B>(vec![1.0, -2.0])];
         let mut st = AdamState::zeros(&p);
+        let mut ema = p.clone();
         let gs = [[0.5f64, -1.0], [0.25, 2.0]];
-        let (mut pr, mut m, mut v) = ([1.0f64, -2.0], [0.0f64; 2], [0.0f64; 2]);
+        let (mut pr, mut m, mut v, mut er) =
+            ([1.0f64, -2.0], [0.0f64; 2], [0.0f64; 2], [1.0f64, -2.0]);
         for (k, g) in gs.iter().enumerate() {
-            opt.step(
-                k as u64 + 1,
+            let state = AdamEmaState {
+                m: &mut st.m,
+                v: &mut st.v,
+                ema: &mut ema,
+            };
+            let gt = t::<B>(g.iter().map(|&x| x as f32).collect());
+            update(
                 &mut p,
-                vec![Some(t(g.iter().map(|&x| x as f32).collect()))],
-                &mut st,
+                vec![Some(gt)],
+                state,
+                opt.with_step(k as u64 + 1, d),
             );
             for i in 0..2 {
                 m[i] = 0.9 * m[i] + 0.1 * g[i];
@@ -133,21 +130,31 @@ mod tests {
                     v[i] / (1.0 - 0.999f64.powi(k as i32 + 1)),
                 );
                 pr[i] = pr[i] * (1.0 - 0.1 * 0.01) - 0.1 * mh / (vh.sqrt() + 1e-8);
+                er[i] = d * er[i] + (1.0 - d) * pr[i];
             }
         }
         let got: Vec<f32> = p[0].to_data().to_vec().unwrap();
+        let got_ema: Vec<f32> = ema[0].to_data().to_vec().unwrap();
         for i in 0..2 {
             assert!((got[i] as f64 - pr[i]).abs() < 1e-5, "{got:?} vs {pr:?}");
+            assert!(
+                (got_ema[i] as f64 - er[i]).abs() < 1e-5,
+                "{got_ema:?} vs {er:?}"
+            );
         }
     }
 
     #[test]
-    fn ema_warmup_and_update() {
+    fn adamw_ema_matches_the_formula() {
+        check::<NdArray>(reference::adamw_ema);
+        check::<Flex>(reference::adamw_ema);
+        check::<Flex>(<Flex as FusedOps>::fused_adamw_ema);
+    }
+
+    #[test]
+    fn ema_warmup() {
         assert_eq!(ema_decay(0.9999, false, 0), 0.9999);
         assert_eq!(ema_decay(0.9999, true, 0), 0.1);
         assert_eq!(ema_decay(0.99, true, 10_000), 0.99);
-        let mut e = vec![t(vec![1.0])];
-        ema_update(&mut e, &[t(vec![3.0])], 0.75);
-        assert_eq!(e[0].to_data().to_vec::<f32>().unwrap(), [1.5]);
     }
 }

@@ -9,6 +9,7 @@ use rand_chacha::ChaCha8Rng;
 use tread_compiler::config::Objective;
 use tread_compiler::ir::Graph;
 
+use super::fused::FusedOps;
 use super::objective::predict;
 use super::store::ParamStore;
 use super::value::OpResult;
@@ -49,7 +50,7 @@ pub struct SampleSpec {
 }
 
 /// Draws samples with `dense` (routes stripped) and returns them row-major `[n, C, H, W]`.
-pub fn sample<B: Backend>(
+pub fn sample<B: FusedOps>(
     objective: Objective,
     dense: &Graph,
     params: &ParamStore<B>,

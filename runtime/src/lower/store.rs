@@ -20,6 +20,9 @@ pub struct ParamStore<B: Backend> {
     pub tensors: Vec<Tensor<B, 1>>,
     index: HashMap<String, usize>,
     fixed: HashMap<String, Tensor<B, 2>>,
+    /// Lower attention, norms and tanh-GELU to the fused kernels (the default) or to burn
+    /// decompositions (see `ops::OpCtx::fused`).
+    pub fused: bool,
 }
 
 impl<B: Backend> ParamStore<B> {
@@ -81,7 +84,14 @@ impl<B: Backend> ParamStore<B> {
             tensors,
             index,
             fixed,
+            fused: true,
         })
+    }
+
+    /// The same store with the fused kernels switched on or off.
+    pub fn with_fused(mut self, fused: bool) -> Self {
+        self.fused = fused;
+        self
     }
 
     /// Replaces the tensors (same specs), e.g. after an optimiser step or to swap in the EMA.
@@ -91,6 +101,7 @@ impl<B: Backend> ParamStore<B> {
             tensors,
             index: self.index.clone(),
             fixed: self.fixed.clone(),
+            fused: self.fused,
         }
     }
 
@@ -149,6 +160,7 @@ impl<B: Backend> ParamStore<B> {
                 .iter()
                 .map(|(k, v)| (k.clone(), g2(v.clone())))
                 .collect(),
+            fused: self.fused,
         }
     }
 }

@@ -365,69 +365,75 @@ fn attention_matches_naive() {
     let x = seq(b * n * d, 1.0);
     let mut rs = Fixed(vec![]);
     let dev = Default::default();
-    let mut ctx = ops::OpCtx {
-        params: &p,
-        routes: &mut rs,
-        device: &dev,
-    };
-    let op = g.node(attn).op.clone();
-    let out = host(
-        &ops::eval(
-            &op,
-            "blocks.0.attn",
-            vec![Value::F3(t3(x.clone(), [b, n, d]))],
-            &mut ctx,
-        )
-        .unwrap(),
-    );
-    let get = |name: &str| p.flat(name).unwrap().to_data().to_vec::<f32>().unwrap();
-    let (wqkv, bqkv, wp, bp) = (
-        get("blocks.0.attn.qkv.weight"),
-        get("blocks.0.attn.qkv.bias"),
-        get("blocks.0.attn.proj.weight"),
-        get("blocks.0.attn.proj.bias"),
-    );
-    let hd = d / h;
-    for bi in 0..b {
-        let tok = |t: usize| &x[(bi * n + t) * d..(bi * n + t + 1) * d];
-        let qkv: Vec<Vec<f32>> = (0..n)
-            .map(|t| {
-                (0..3 * d)
-                    .map(|o| bqkv[o] + (0..d).map(|i| tok(t)[i] * wqkv[i * 3 * d + o]).sum::<f32>())
-                    .collect()
-            })
-            .collect();
-        let mut heads_out = vec![vec![0f32; d]; n];
-        for hh in 0..h {
-            for qi in 0..n {
-                let q = &qkv[qi][hh * hd..(hh + 1) * hd];
-                let scores: Vec<f32> = (0..n)
-                    .map(|ki| {
-                        q.iter()
-                            .zip(&qkv[ki][d + hh * hd..d + (hh + 1) * hd])
-                            .map(|(a, b)| a * b)
-                            .sum::<f32>()
-                            / (hd as f32).sqrt()
-                    })
-                    .collect();
-                let m = scores.iter().cloned().fold(f32::MIN, f32::max);
-                let e: Vec<f32> = scores.iter().map(|s| (s - m).exp()).collect();
-                let z: f32 = e.iter().sum();
-                for c in 0..hd {
-                    heads_out[qi][hh * hd + c] = (0..n)
-                        .map(|ki| e[ki] / z * qkv[ki][2 * d + hh * hd + c])
-                        .sum();
+    // The fused kernel and burn's decomposition, against the same naive loops.
+    for fused in [true, false] {
+        let mut ctx = ops::OpCtx {
+            params: &p,
+            routes: &mut rs,
+            device: &dev,
+            fused,
+        };
+        let op = g.node(attn).op.clone();
+        let out = host(
+            &ops::eval(
+                &op,
+                "blocks.0.attn",
+                vec![Value::F3(t3(x.clone(), [b, n, d]))],
+                &mut ctx,
+            )
+            .unwrap(),
+        );
+        let get = |name: &str| p.flat(name).unwrap().to_data().to_vec::<f32>().unwrap();
+        let (wqkv, bqkv, wp, bp) = (
+            get("blocks.0.attn.qkv.weight"),
+            get("blocks.0.attn.qkv.bias"),
+            get("blocks.0.attn.proj.weight"),
+            get("blocks.0.attn.proj.bias"),
+        );
+        let hd = d / h;
+        for bi in 0..b {
+            let tok = |t: usize| &x[(bi * n + t) * d..(bi * n + t + 1) * d];
+            let qkv: Vec<Vec<f32>> = (0..n)
+                .map(|t| {
+                    (0..3 * d)
+                        .map(|o| {
+                            bqkv[o] + (0..d).map(|i| tok(t)[i] * wqkv[i * 3 * d + o]).sum::<f32>()
+                        })
+                        .collect()
+                })
+                .collect();
+            let mut heads_out = vec![vec![0f32; d]; n];
+            for hh in 0..h {
+                for qi in 0..n {
+                    let q = &qkv[qi][hh * hd..(hh + 1) * hd];
+                    let scores: Vec<f32> = (0..n)
+                        .map(|ki| {
+                            q.iter()
+                                .zip(&qkv[ki][d + hh * hd..d + (hh + 1) * hd])
+                                .map(|(a, b)| a * b)
+                                .sum::<f32>()
+                                / (hd as f32).sqrt()
+                        })
+                        .collect();
+                    let m = scores.iter().cloned().fold(f32::MIN, f32::max);
+                    let e: Vec<f32> = scores.iter().map(|s| (s - m).exp()).collect();
+                    let z: f32 = e.iter().sum();
+                    for c in 0..hd {
+                        heads_out[qi][hh * hd + c] = (0..n)
+                            .map(|ki| e[ki] / z * qkv[ki][2 * d + hh * hd + c])
+                            .sum();
+                    }
                 }
             }
-        }
-        for t in 0..n {
-            for o in 0..d {
-                let want = bp[o] + (0..d).map(|i| heads_out[t][i] * wp[i * d + o]).sum::<f32>();
-                let got = out[(bi * n + t) * d + o];
-                assert!(
-                    (got - want).abs() < 1e-4,
-                    "b {bi} t {t} o {o}: {got} vs {want}"
-                );
+            for t in 0..n {
+                for o in 0..d {
+                    let want = bp[o] + (0..d).map(|i| heads_out[t][i] * wp[i * d + o]).sum::<f32>();
+                    let got = out[(bi * n + t) * d + o];
+                    assert!(
+                        (got - want).abs() < 1e-4,
+                        "fused {fused}, b {bi} t {t} o {o}: {got} vs {want}"
+                    );
+                }
             }
         }
     }
@@ -443,6 +449,7 @@ fn elementwise_ops_match_naive() {
         params: &p,
         routes: &mut rs,
         device: &dev,
+        fused: true,
     };
     let x = seq(2 * 4 * 3, 2.0);
     let shift = seq(2 * 3, 1.0);
@@ -490,6 +497,7 @@ fn timestep_and_class_embeddings_match_naive() {
         params: &p,
         routes: &mut rs,
         device: &dev,
+        fused: true,
     };
     let t = vec![0.25f32, -1.5];
     let op = g.node(g.find("t_freq").unwrap()).op.clone();

@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 
-use burn::backend::Autodiff;
 use burn::tensor::backend::Backend;
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use rand::seq::SliceRandom;
@@ -16,9 +15,11 @@ use rand_chacha::ChaCha8Rng;
 use tread_compiler::config::{Objective, TrainingConfig};
 use tread_compiler::ir::Graph;
 use tread_compiler::params::param_specs;
+use tread_compiler::passes::fuse;
 
+use super::fused::{AdamEmaState, Engine};
 use super::objective::training_loss;
-use super::optim::{ema_decay, ema_update, AdamState, AdamW};
+use super::optim::{ema_decay, AdamState, AdamW};
 use super::sample::{sample, Guidance, SampleSpec};
 use super::store::ParamStore;
 use super::value::OpResult;
@@ -42,19 +43,24 @@ pub struct Recipe {
     pub seed: u64,
     /// Number of classes (the null label is this value), `None` if unconditional.
     pub classes: Option<usize>,
+    /// Run the fused engine: the fusion pass on both graphs and the fused kernels (`false`:
+    /// burn's decompositions, `treadc bench --no-fuse`).
+    pub fused: bool,
 }
 
-/// A run's state on backend `B` (training differentiates through `Autodiff<B>`).
-pub struct Trainer<B: Backend> {
+/// A run's state on backend `B` (training differentiates through `B::Ad`, `Autodiff<B>`).
+pub struct Trainer<B: Engine> {
     /// Graphs and recipe.
     pub recipe: Recipe,
+    /// The graphs lowered: the recipe's, fused when `recipe.fused` (training, dense).
+    lowered: (Graph, Graph),
     /// Completed steps.
     pub step: u64,
     params: Vec<Tensor<B, 1>>,
     ema: Vec<Tensor<B, 1>>,
     adam: AdamState<B>,
     store: ParamStore<B>,
-    ad_store: ParamStore<Autodiff<B>>,
+    ad_store: ParamStore<B::Ad>,
     opt: AdamW,
     device: B::Device,
     epoch_cache: Option<(u64, Vec<usize>)>,
@@ -70,7 +76,7 @@ fn to_host<B: Backend>(t: &Tensor<B, 1>) -> OpResult<Vec<f32>> {
         .map_err(|e| format!("{e:?}"))
 }
 
-impl<B: Backend> Trainer<B> {
+impl<B: Engine> Trainer<B> {
     /// A fresh run: parameters initialised from the seed (EMA = parameters, zero moments).
     pub fn new(recipe: Recipe, device: B::Device) -> OpResult<Self> {
         let specs = param_specs(&recipe.routed);
@@ -86,8 +92,16 @@ impl<B: Backend> Trainer<B> {
         moments: Option<Moments<'_>>,
         step: u64,
     ) -> OpResult<Self> {
-        let store = ParamStore::<B>::from_host(&recipe.routed, values, &device)?;
-        let ad_store = ParamStore::<Autodiff<B>>::from_host(&recipe.routed, values, &device)?;
+        let lowered = if recipe.fused {
+            let f = |g: &Graph| fuse(g).map(|(g, _)| g).map_err(|d| d.to_string());
+            (f(&recipe.routed)?, f(&recipe.dense)?)
+        } else {
+            (recipe.routed.clone(), recipe.dense.clone())
+        };
+        let store =
+            ParamStore::<B>::from_host(&recipe.routed, values, &device)?.with_fused(recipe.fused);
+        let ad_store = ParamStore::<B::Ad>::from_host(&recipe.routed, values, &device)?
+            .with_fused(recipe.fused);
         let params = store.tensors.clone();
         let load = |v: &[Vec<f32>]| -> OpResult<Vec<Tensor<B, 1>>> {
             Ok(ParamStore::<B>::from_host(&recipe.routed, v, &device)?.tensors)
@@ -111,6 +125,7 @@ impl<B: Backend> Trainer<B> {
         };
         Ok(Trainer {
             recipe,
+            lowered,
             step,
             params,
             ema,
@@ -173,13 +188,12 @@ impl<B: Backend> Trainer<B> {
                 .collect()
         });
         let dev = &self.device;
-        let x0 = Tensor::<Autodiff<B>, 4>::from_data(
+        let x0 = Tensor::<B::Ad, 4>::from_data(
             TensorData::new(x, [b, data.channels, data.height, data.width]),
             dev,
         );
-        let y =
-            labels.map(|l| Tensor::<Autodiff<B>, 1, Int>::from_data(TensorData::new(l, [b]), dev));
-        let ad_params: Vec<Tensor<Autodiff<B>, 1>> = self
+        let y = labels.map(|l| Tensor::<B::Ad, 1, Int>::from_data(TensorData::new(l, [b]), dev));
+        let ad_params: Vec<Tensor<B::Ad, 1>> = self
             .params
             .iter()
             .map(|p| Tensor::from_inner(p.clone()).require_grad())
@@ -189,7 +203,7 @@ impl<B: Backend> Trainer<B> {
         route_rng.set_stream(s ^ (1 << 63));
         let loss = training_loss(
             self.recipe.training.objective,
-            &self.recipe.routed,
+            &self.lowered.0,
             &store,
             x0,
             y,
@@ -204,13 +218,24 @@ impl<B: Backend> Trainer<B> {
         }
         let grads = loss.backward();
         let g: Vec<Option<Tensor<B, 1>>> = ad_params.iter().map(|p| p.grad(&grads)).collect();
-        self.opt.step(s + 1, &mut self.params, g, &mut self.adam);
+        // Drop every autodiff reference to the parameters so that the update runs in place.
+        drop((grads, store, ad_params, loss));
         let d = ema_decay(
             self.recipe.training.ema_decay,
             self.recipe.training.ema_warmup,
             s,
         );
-        ema_update(&mut self.ema, &self.params, d);
+        let h = self.opt.with_step(s + 1, d);
+        let state = AdamEmaState {
+            m: &mut self.adam.m,
+            v: &mut self.adam.v,
+            ema: &mut self.ema,
+        };
+        if self.recipe.fused {
+            B::fused_adamw_ema(&mut self.params, g, state, h);
+        } else {
+            super::fused::reference::adamw_ema(&mut self.params, g, state, h);
+        }
         self.step += 1;
         Ok(value)
     }
@@ -229,7 +254,7 @@ impl<B: Backend> Trainer<B> {
         });
         sample(
             self.recipe.training.objective,
-            &self.recipe.dense,
+            &self.lowered.1,
             &store,
             spec,
             guidance,

@@ -1,0 +1,190 @@
+//! LayerNorm / RMSNorm over the last axis without affine, optionally followed by adaLN's
+//! modulation `·(1 + scale[b]) + shift[b]` with per-sample `[B, D]` vectors: DiT's
+//! `modulate(norm(x), shift, scale)` as one pass forward and one pass backward.
+//!
+//! The forward keeps each row's mean and 1/σ (`stats`, `[B·N, 2]`); the backward recomputes the
+//! normalised row from them:
+//!
+//! ```text
+//! x̂ = (x − μ)·r     ĝ = g ⊙ (1 + scale[b])
+//! dx = r·(ĝ − mean(ĝ) − x̂·mean(ĝ ⊙ x̂))       (RMSNorm: μ = 0 and no mean(ĝ) term)
+//! dshift[b] = Σ_rows g     dscale[b] = Σ_rows g ⊙ x̂
+//! ```
+
+use rayon::prelude::*;
+
+use super::elementwise::Rows;
+use super::ROW_CHUNK;
+
+/// Which normalisation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NormKind {
+    /// `(x − mean)/√(var + eps)`.
+    Layer,
+    /// `x/√(mean(x²) + eps)`.
+    Rms,
+}
+
+/// Mean and 1/σ of one row.
+#[inline]
+fn row_stats(x: &[f32], kind: NormKind, eps: f32) -> (f32, f32) {
+    let inv_d = 1.0 / x.len() as f32;
+    let mean = match kind {
+        NormKind::Layer => x.iter().sum::<f32>() * inv_d,
+        NormKind::Rms => 0.0,
+    };
+    let var = x.iter().map(|&v| (v - mean) * (v - mean)).sum::<f32>() * inv_d;
+    (mean, 1.0 / (var + eps).sqrt())
+}
+
+/// Forward. `mods = Some((shift, scale))` applies the modulation; `stats`, when given, receives
+/// `[mean, 1/σ]` per row for [`backward`].
+pub fn forward(
+    x: &[f32],
+    mods: Option<(&[f32], &[f32])>,
+    s: Rows,
+    kind: NormKind,
+    eps: f32,
+    out: &mut [f32],
+    stats: Option<&mut [f32]>,
+) {
+    let d = s.width;
+    assert_eq!(x.len(), s.len(), "norm: x length");
+    assert_eq!(out.len(), s.len(), "norm: output length");
+    if let Some((sh, sc)) = mods {
+        assert_eq!(sh.len(), s.batch * d, "norm: shift length");
+        assert_eq!(sc.len(), s.batch * d, "norm: scale length");
+    }
+    let mut scratch;
+    let stats = match stats {
+        Some(st) => st,
+        None => {
+            scratch = vec![0.0f32; 2 * s.batch * s.tokens];
+            &mut scratch[..]
+        }
+    };
+    assert_eq!(stats.len(), 2 * s.batch * s.tokens, "norm: stats length");
+    out.par_chunks_mut(ROW_CHUNK * d)
+        .zip(stats.par_chunks_mut(ROW_CHUNK * 2))
+        .enumerate()
+        .for_each(|(c, (o, st))| {
+            for (i, (o, st)) in o
+                .chunks_exact_mut(d)
+                .zip(st.chunks_exact_mut(2))
+                .enumerate()
+            {
+                let r = c * ROW_CHUNK + i;
+                let xr = &x[r * d..][..d];
+                let (mean, rstd) = row_stats(xr, kind, eps);
+                st[0] = mean;
+                st[1] = rstd;
+                match mods {
+                    Some((sh, sc)) => {
+                        let b = s.sample_of(r);
+                        let (sh, sc) = (&sh[b * d..][..d], &sc[b * d..][..d]);
+                        for j in 0..d {
+                            o[j] = (xr[j] - mean) * rstd * (1.0 + sc[j]) + sh[j];
+                        }
+                    }
+                    None => {
+                        for j in 0..d {
+                            o[j] = (xr[j] - mean) * rstd;
+                        }
+                    }
+                }
+            }
+        });
+}
+
+/// Gradients of the modulation vectors, written by [`backward`] when the forward modulated.
+pub struct ModGrads<'a> {
+    /// `[B, D]`.
+    pub shift: &'a mut [f32],
+    /// `[B, D]`.
+    pub scale: &'a mut [f32],
+}
+
+/// Backward: `dx` from the output gradient `g`, and the modulation gradients when `scale` (the
+/// forward's scale vectors) and `dmods` are given.
+#[allow(clippy::too_many_arguments)]
+pub fn backward(
+    x: &[f32],
+    stats: &[f32],
+    scale: Option<&[f32]>,
+    g: &[f32],
+    s: Rows,
+    kind: NormKind,
+    dx: &mut [f32],
+    dmods: Option<ModGrads<'_>>,
+) {
+    let (n, d) = (s.tokens, s.width);
+    assert_eq!(x.len(), s.len(), "norm backward: x length");
+    assert_eq!(g.len(), s.len(), "norm backward: g length");
+    assert_eq!(dx.len(), s.len(), "norm backward: dx length");
+    assert_eq!(stats.len(), 2 * s.batch * n, "norm backward: stats length");
+    let inv_d = 1.0 / d as f32;
+    let row =
+        |r: usize, dxr: &mut [f32], sc: Option<&[f32]>, acc: Option<(&mut [f32], &mut [f32])>| {
+            let (xr, gr) = (&x[r * d..][..d], &g[r * d..][..d]);
+            let (mean, rstd) = (stats[2 * r], stats[2 * r + 1]);
+            // dx first holds ĝ.
+            match sc {
+                Some(sc) => {
+                    for j in 0..d {
+                        dxr[j] = gr[j] * (1.0 + sc[j]);
+                    }
+                }
+                None => dxr.copy_from_slice(gr),
+            }
+            let (mut sum_g, mut sum_gx) = (0.0f32, 0.0f32);
+            for j in 0..d {
+                let xh = (xr[j] - mean) * rstd;
+                sum_g += dxr[j];
+                sum_gx += dxr[j] * xh;
+            }
+            let a = match kind {
+                NormKind::Layer => sum_g * inv_d,
+                NormKind::Rms => 0.0,
+            };
+            let c = sum_gx * inv_d;
+            for j in 0..d {
+                let xh = (xr[j] - mean) * rstd;
+                dxr[j] = rstd * (dxr[j] - a - xh * c);
+            }
+            if let Some((dsh, dsc)) = acc {
+                for j in 0..d {
+                    let xh = (xr[j] - mean) * rstd;
+                    dsh[j] += gr[j];
+                    dsc[j] += gr[j] * xh;
+                }
+            }
+        };
+    match (scale, dmods) {
+        (Some(sc), Some(dm)) => {
+            assert_eq!(sc.len(), s.batch * d, "norm backward: scale length");
+            assert_eq!(dm.shift.len(), s.batch * d, "norm backward: dshift length");
+            assert_eq!(dm.scale.len(), s.batch * d, "norm backward: dscale length");
+            dx.par_chunks_mut(n * d)
+                .zip(dm.shift.par_chunks_mut(d).zip(dm.scale.par_chunks_mut(d)))
+                .enumerate()
+                .for_each(|(b, (dxs, (dsh, dsc)))| {
+                    dsh.fill(0.0);
+                    dsc.fill(0.0);
+                    let scb = &sc[b * d..][..d];
+                    for (t, dxr) in dxs.chunks_exact_mut(d).enumerate() {
+                        row(b * n + t, dxr, Some(scb), Some((&mut *dsh, &mut *dsc)));
+                    }
+                });
+        }
+        (None, None) => {
+            dx.par_chunks_mut(ROW_CHUNK * d)
+                .enumerate()
+                .for_each(|(c, dxs)| {
+                    for (i, dxr) in dxs.chunks_exact_mut(d).enumerate() {
+                        row(c * ROW_CHUNK + i, dxr, None, None);
+                    }
+                });
+        }
+        _ => panic!("norm backward: scale and modulation gradients go together"),
+    }
+}

@@ -1,0 +1,304 @@
+//! [`FusedOps`] for `Autodiff<Flex>`: each fused op is one autodiff node whose forward is the
+//! native kernel and whose backward is hand-written (the `Backward` impls below), following
+//! burn's backend-extension pattern (`examples/custom-cubecl-kernel` at v0.21.0). What each
+//! backward keeps: attention its input and probabilities, the norms their input and row
+//! statistics (and the scale vectors), GELU its input, the gated residual its gate and branch.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::{Autodiff, Flex};
+use burn::tensor::backend::BackendTypes;
+use burn::tensor::{Tensor, TensorPrimitive};
+
+use super::flex::{attention_forward, contiguous, norm_forward, rows_of, tensor_of, values};
+use super::{AdamEmaState, FusedOps, Mods, NormKind};
+use crate::kernels::adamw::AdamWEma;
+use crate::kernels::attention::{self, AttnShape};
+use crate::kernels::elementwise::{self, Rows};
+use crate::kernels::norm::{self, ModGrads};
+
+type Ad = Autodiff<Flex>;
+/// The autodiff primitive: the flex tensor and its graph node.
+type AdTensor = <Ad as BackendTypes>::FloatTensorPrimitive;
+
+fn unwrap_ad<const D: usize>(t: Tensor<Ad, D>) -> AdTensor {
+    t.into_primitive().tensor()
+}
+
+fn wrap_ad<const D: usize>(t: AdTensor) -> Tensor<Ad, D> {
+    Tensor::from_primitive(TensorPrimitive::Float(t))
+}
+
+/// Consumes the node's gradient, computes the parents' gradients with `f` (told which parents
+/// are tracked) and registers those of the tracked parents.
+fn backward_n<S, const N: usize>(
+    ops: Ops<S, N>,
+    grads: &mut Gradients,
+    f: impl FnOnce(S, FlexTensor, [bool; N]) -> [Option<FlexTensor>; N],
+) {
+    let Ops {
+        parents,
+        node,
+        state,
+    } = ops;
+    let g = contiguous(grads.consume::<Flex>(&node));
+    let tracked = parents.each_ref().map(Option::is_some);
+    let out = f(state, g, tracked);
+    for (p, gp) in parents.into_iter().zip(out) {
+        if let (Some(p), Some(gp)) = (p, gp) {
+            grads.register::<Flex>(p.id, gp);
+        }
+    }
+}
+
+fn shape_of(t: &FlexTensor) -> Vec<usize> {
+    t.layout().shape().to_vec()
+}
+
+#[derive(Debug)]
+struct AttentionBackward;
+
+impl Backward<Flex, 1> for AttentionBackward {
+    /// The packed input, the probabilities and the sizes.
+    type State = (FlexTensor, FlexTensor, AttnShape);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        backward_n(ops, grads, |(qkv, probs, s), g, _| {
+            let mut d = vec![0.0f32; s.qkv_len()];
+            attention::backward(values(&qkv), values(&probs), values(&g), s, &mut d);
+            [Some(tensor_of(d, shape_of(&qkv)))]
+        });
+    }
+}
+
+#[derive(Debug)]
+struct NormBackward;
+
+impl Backward<Flex, 1> for NormBackward {
+    /// Input, row statistics, layout, kind.
+    type State = (FlexTensor, FlexTensor, Rows, NormKind);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        backward_n(ops, grads, |(x, stats, s, kind), g, _| {
+            let mut dx = vec![0.0f32; s.len()];
+            norm::backward(
+                values(&x),
+                values(&stats),
+                None,
+                values(&g),
+                s,
+                kind,
+                &mut dx,
+                None,
+            );
+            [Some(tensor_of(dx, shape_of(&x)))]
+        });
+    }
+}
+
+#[derive(Debug)]
+struct NormModulateBackward;
+
+impl Backward<Flex, 3> for NormModulateBackward {
+    /// Input, row statistics, scale vectors, layout, kind.
+    type State = (FlexTensor, FlexTensor, FlexTensor, Rows, NormKind);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        backward_n(ops, grads, |(x, stats, scale, s, kind), g, _| {
+            let mut dx = vec![0.0f32; s.len()];
+            let mut dshift = vec![0.0f32; s.batch * s.width];
+            let mut dscale = vec![0.0f32; s.batch * s.width];
+            norm::backward(
+                values(&x),
+                values(&stats),
+                Some(values(&scale)),
+                values(&g),
+                s,
+                kind,
+                &mut dx,
+                Some(ModGrads {
+                    shift: &mut dshift,
+                    scale: &mut dscale,
+                }),
+            );
+            let per_sample = vec![s.batch, s.width];
+            [
+                Some(tensor_of(dx, shape_of(&x))),
+                Some(tensor_of(dshift, per_sample.clone())),
+                Some(tensor_of(dscale, per_sample)),
+            ]
+        });
+    }
+}
+
+#[derive(Debug)]
+struct GeluBackward;
+
+impl Backward<Flex, 1> for GeluBackward {
+    /// The input.
+    type State = FlexTensor;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        backward_n(ops, grads, |x, g, _| {
+            let mut dx = vec![0.0f32; values(&x).len()];
+            elementwise::gelu_tanh_backward(values(&x), values(&g), &mut dx);
+            [Some(tensor_of(dx, shape_of(&x)))]
+        });
+    }
+}
+
+#[derive(Debug)]
+struct GatedResidualBackward;
+
+impl Backward<Flex, 3> for GatedResidualBackward {
+    /// Gate, branch, layout.
+    type State = (FlexTensor, FlexTensor, Rows);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        backward_n(ops, grads, |(gate, y, s), g, tracked| {
+            let mut dgate = vec![0.0f32; s.batch * s.width];
+            let mut dy = vec![0.0f32; s.len()];
+            elementwise::gated_residual_backward(
+                values(&gate),
+                values(&y),
+                values(&g),
+                s,
+                &mut dgate,
+                &mut dy,
+            );
+            [
+                tracked[0].then(|| g.clone()),
+                Some(tensor_of(dgate, shape_of(&gate))),
+                Some(tensor_of(dy, shape_of(&y))),
+            ]
+        });
+    }
+}
+
+impl FusedOps for Ad {
+    fn fused_attention(qkv: Tensor<Ad, 2>, batch: usize, heads: usize) -> Tensor<Ad, 2> {
+        let qkv = unwrap_ad(qkv);
+        let inner = contiguous(qkv.primitive.clone());
+        let out = match AttentionBackward
+            .prepare::<NoCheckpointing>([qkv.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (out, probs, s) = attention_forward(&inner, batch, heads, true);
+                let probs = probs.expect("probabilities are kept when asked for");
+                prep.finish((inner, probs, s), out)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(attention_forward(&inner, batch, heads, false).0)
+            }
+        };
+        wrap_ad(out)
+    }
+
+    fn fused_norm(
+        x: Tensor<Ad, 2>,
+        mods: Option<Mods<Ad>>,
+        batch: usize,
+        kind: NormKind,
+        eps: f64,
+    ) -> Tensor<Ad, 2> {
+        let x = unwrap_ad(x);
+        let xi = contiguous(x.primitive.clone());
+        let out = match mods {
+            None => match NormBackward
+                .prepare::<NoCheckpointing>([x.node.clone()])
+                .compute_bound()
+                .stateful()
+            {
+                OpsKind::Tracked(prep) => {
+                    let (out, stats, s) = norm_forward(&xi, None, batch, kind, eps);
+                    prep.finish((xi, stats, s, kind), out)
+                }
+                OpsKind::UnTracked(prep) => {
+                    prep.finish(norm_forward(&xi, None, batch, kind, eps).0)
+                }
+            },
+            Some((shift, scale)) => {
+                let (shift, scale) = (unwrap_ad(shift), unwrap_ad(scale));
+                let (shi, sci) = (
+                    contiguous(shift.primitive.clone()),
+                    contiguous(scale.primitive.clone()),
+                );
+                let (out, stats, s) = norm_forward(&xi, Some((&shi, &sci)), batch, kind, eps);
+                match NormModulateBackward
+                    .prepare::<NoCheckpointing>([
+                        x.node.clone(),
+                        shift.node.clone(),
+                        scale.node.clone(),
+                    ])
+                    .compute_bound()
+                    .stateful()
+                {
+                    OpsKind::Tracked(prep) => prep.finish((xi, stats, sci, s, kind), out),
+                    OpsKind::UnTracked(prep) => prep.finish(out),
+                }
+            }
+        };
+        wrap_ad(out)
+    }
+
+    fn fused_gelu_tanh(x: Tensor<Ad, 2>) -> Tensor<Ad, 2> {
+        let x = unwrap_ad(x);
+        let xi = contiguous(x.primitive.clone());
+        let shape = shape_of(&xi);
+        let mut out = vec![0.0f32; values(&xi).len()];
+        elementwise::gelu_tanh(values(&xi), &mut out);
+        let out = tensor_of(out, shape);
+        let out = match GeluBackward
+            .prepare::<NoCheckpointing>([x.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(xi, out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        };
+        wrap_ad(out)
+    }
+
+    fn fused_gated_residual(
+        x: Tensor<Ad, 2>,
+        gate: Tensor<Ad, 2>,
+        y: Tensor<Ad, 2>,
+        batch: usize,
+    ) -> Tensor<Ad, 2> {
+        let (x, gate, y) = (unwrap_ad(x), unwrap_ad(gate), unwrap_ad(y));
+        let (xi, gi, yi) = (
+            contiguous(x.primitive.clone()),
+            contiguous(gate.primitive.clone()),
+            contiguous(y.primitive.clone()),
+        );
+        let shape = shape_of(&xi);
+        let s = rows_of(&shape, batch);
+        let mut out = vec![0.0f32; s.len()];
+        elementwise::gated_residual(values(&xi), values(&gi), values(&yi), s, &mut out);
+        let out = tensor_of(out, shape);
+        let out = match GatedResidualBackward
+            .prepare::<NoCheckpointing>([x.node.clone(), gate.node.clone(), y.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((gi, yi, s), out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        };
+        wrap_ad(out)
+    }
+
+    /// The optimiser never runs on autodiff tensors (the trainer steps the inner backend).
+    fn fused_adamw_ema(
+        params: &mut [Tensor<Ad, 1>],
+        grads: Vec<Option<Tensor<Ad, 1>>>,
+        state: AdamEmaState<'_, Ad>,
+        h: AdamWEma,
+    ) {
+        super::reference::adamw_ema(params, grads, state, h)
+    }
+}

@@ -1,0 +1,182 @@
+//! [`FusedOps`] for burn-flex: the native kernels on the tensors' contiguous f32 storage.
+
+use burn::backend::flex::FlexTensor;
+use burn::backend::Flex;
+use burn::tensor::{Tensor, TensorData, TensorPrimitive};
+
+use super::{AdamEmaState, FusedOps, Mods, NormKind};
+use crate::kernels::adamw::{self, AdamWEma};
+use crate::kernels::attention::{self, AttnShape};
+use crate::kernels::elementwise::{self, Rows};
+use crate::kernels::norm;
+
+/// The burn-flex tensor behind a float tensor, contiguous (copied only if it was a strided view).
+pub(super) fn flex<const D: usize>(t: Tensor<Flex, D>) -> FlexTensor {
+    contiguous(t.into_primitive().tensor())
+}
+
+/// `t` itself when its f32 data is one contiguous slice, else a contiguous copy.
+pub(super) fn contiguous(t: FlexTensor) -> FlexTensor {
+    if t.as_slice::<f32>().is_some() {
+        t
+    } else {
+        t.to_contiguous()
+    }
+}
+
+/// The f32 values of a contiguous tensor (an internal invariant: treadc's tensors are f32).
+pub(super) fn values(t: &FlexTensor) -> &[f32] {
+    t.as_slice::<f32>()
+        .expect("fused kernels take contiguous f32 tensors")
+}
+
+/// A contiguous f32 tensor of `shape` holding `v`.
+pub(super) fn tensor_of(v: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(v, shape))
+}
+
+pub(super) fn wrap<const D: usize>(t: FlexTensor) -> Tensor<Flex, D> {
+    Tensor::from_primitive(TensorPrimitive::Float(t))
+}
+
+/// `[rows, width]` of a rank-2 tensor and the row layout for `batch` samples.
+pub(super) fn rows_of(shape: &[usize], batch: usize) -> Rows {
+    Rows {
+        batch,
+        tokens: shape[0] / batch.max(1),
+        width: shape[1],
+    }
+}
+
+/// Attention forward on flex tensors; returns the output and, if `keep`, the probabilities.
+pub(super) fn attention_forward(
+    qkv: &FlexTensor,
+    batch: usize,
+    heads: usize,
+    keep: bool,
+) -> (FlexTensor, Option<FlexTensor>, AttnShape) {
+    let shape = qkv.layout().shape().to_vec();
+    let s = AttnShape {
+        batch,
+        tokens: shape[0] / batch,
+        heads,
+        dim: shape[1] / 3,
+    };
+    let mut out = vec![0.0f32; s.out_len()];
+    let probs = if keep {
+        let mut p = vec![0.0f32; s.probs_len()];
+        attention::forward(values(qkv), s, &mut out, Some(&mut p));
+        Some(tensor_of(p, vec![s.probs_len()]))
+    } else {
+        attention::forward(values(qkv), s, &mut out, None);
+        None
+    };
+    (tensor_of(out, vec![shape[0], s.dim]), probs, s)
+}
+
+/// Norm forward on flex tensors; returns the output and the per-row statistics.
+pub(super) fn norm_forward(
+    x: &FlexTensor,
+    mods: Option<(&FlexTensor, &FlexTensor)>,
+    batch: usize,
+    kind: NormKind,
+    eps: f64,
+) -> (FlexTensor, FlexTensor, Rows) {
+    let shape = x.layout().shape().to_vec();
+    let s = rows_of(&shape, batch);
+    let mut out = vec![0.0f32; s.len()];
+    let mut stats = vec![0.0f32; 2 * shape[0]];
+    norm::forward(
+        values(x),
+        mods.map(|(a, b)| (values(a), values(b))),
+        s,
+        kind,
+        eps as f32,
+        &mut out,
+        Some(&mut stats),
+    );
+    (
+        tensor_of(out, shape.clone()),
+        tensor_of(stats, vec![2 * shape[0]]),
+        s,
+    )
+}
+
+impl FusedOps for Flex {
+    fn fused_attention(qkv: Tensor<Flex, 2>, batch: usize, heads: usize) -> Tensor<Flex, 2> {
+        wrap(attention_forward(&flex(qkv), batch, heads, false).0)
+    }
+
+    fn fused_norm(
+        x: Tensor<Flex, 2>,
+        mods: Option<Mods<Flex>>,
+        batch: usize,
+        kind: NormKind,
+        eps: f64,
+    ) -> Tensor<Flex, 2> {
+        let mods = mods.map(|(sh, sc)| (flex(sh), flex(sc)));
+        let mods_ref = mods.as_ref().map(|(a, b)| (a, b));
+        wrap(norm_forward(&flex(x), mods_ref, batch, kind, eps).0)
+    }
+
+    fn fused_gelu_tanh(x: Tensor<Flex, 2>) -> Tensor<Flex, 2> {
+        let x = flex(x);
+        let shape = x.layout().shape().to_vec();
+        let mut out = vec![0.0f32; shape.iter().product()];
+        elementwise::gelu_tanh(values(&x), &mut out);
+        wrap(tensor_of(out, shape))
+    }
+
+    fn fused_gated_residual(
+        x: Tensor<Flex, 2>,
+        gate: Tensor<Flex, 2>,
+        y: Tensor<Flex, 2>,
+        batch: usize,
+    ) -> Tensor<Flex, 2> {
+        let (x, gate, y) = (flex(x), flex(gate), flex(y));
+        let shape = x.layout().shape().to_vec();
+        let s = rows_of(&shape, batch);
+        let mut out = vec![0.0f32; s.len()];
+        elementwise::gated_residual(values(&x), values(&gate), values(&y), s, &mut out);
+        wrap(tensor_of(out, shape))
+    }
+
+    fn fused_adamw_ema(
+        params: &mut [Tensor<Flex, 1>],
+        grads: Vec<Option<Tensor<Flex, 1>>>,
+        state: AdamEmaState<'_, Flex>,
+        h: AdamWEma,
+    ) {
+        // The tensors are taken out of their slots so that, the step's autodiff references
+        // being gone, each buffer is uniquely owned and updated in place; `storage_mut` copies
+        // once where a buffer is still shared (e.g. EMA = params at the first step).
+        let take = |t: &mut Tensor<Flex, 1>| -> FlexTensor {
+            let placeholder = Tensor::<Flex, 1>::empty([0], &Default::default());
+            let owned = std::mem::replace(t, placeholder).into_primitive().tensor();
+            // A contiguous tensor covering its whole buffer (`to_contiguous` copies otherwise).
+            owned.to_contiguous()
+        };
+        for (i, g) in grads.into_iter().enumerate() {
+            let (mut p, mut e) = (take(&mut params[i]), take(&mut state.ema[i]));
+            let Some(g) = g else {
+                adamw::ema(e.storage_mut::<f32>(), values(&p), h.ema_decay);
+                params[i] = wrap(p);
+                state.ema[i] = wrap(e);
+                continue;
+            };
+            let (mut m, mut v, g) = (take(&mut state.m[i]), take(&mut state.v[i]), flex(g));
+            adamw::step(
+                p.storage_mut::<f32>(),
+                values(&g),
+                m.storage_mut::<f32>(),
+                v.storage_mut::<f32>(),
+                e.storage_mut::<f32>(),
+                h,
+            );
+            params[i] = wrap(p);
+            state.m[i] = wrap(m);
+            state.v[i] = wrap(v);
+            state.ema[i] = wrap(e);
+        }
+    }
+}

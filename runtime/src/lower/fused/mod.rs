@@ -1,0 +1,111 @@
+//! The fused engine's ops as a burn backend extension.
+//!
+//! [`FusedOps`] has one method per fused op. Its default bodies are the decompositions into
+//! burn tensor ops (the engine as it was before fusion), so every backend is correct through
+//! them: ndarray and cuda use the defaults. burn-flex implements the trait with the native
+//! kernels of [`crate::kernels`] (`flex.rs`), and `Autodiff<Flex>` with the same kernels plus
+//! a hand-written backward for each op (`autodiff.rs`), so training under autodiff runs one
+//! node per fused op instead of the 7–26 nodes of its decomposition.
+//!
+//! [`Engine`] ties a base backend to the autodiff backend training uses, so that generic code
+//! (the trainer, the benchmark) can name both with one bound.
+
+mod autodiff;
+mod flex;
+pub mod reference;
+
+use burn::tensor::backend::{AutodiffBackend, Backend, BackendTypes};
+use burn::tensor::Tensor;
+
+use crate::kernels::adamw::AdamWEma;
+pub use crate::kernels::norm::NormKind;
+
+/// adaLN modulation vectors `(shift, scale)`, each `[B, D]`.
+pub type Mods<B> = (Tensor<B, 2>, Tensor<B, 2>);
+
+/// Fused ops, each on row-major `[rows, width]` matrices whose rows are `batch` equal groups of
+/// tokens. Defaults decompose into burn ops (see [`reference`]).
+pub trait FusedOps: Backend {
+    /// Self-attention on the packed projection `qkv = [B·N, 3·D]` → `[B·N, D]`.
+    fn fused_attention(qkv: Tensor<Self, 2>, batch: usize, heads: usize) -> Tensor<Self, 2> {
+        reference::attention(qkv, batch, heads)
+    }
+
+    /// Layer or RMS norm over rows (no affine), then `·(1 + scale[b]) + shift[b]` if `mods`.
+    fn fused_norm(
+        x: Tensor<Self, 2>,
+        mods: Option<Mods<Self>>,
+        batch: usize,
+        kind: NormKind,
+        eps: f64,
+    ) -> Tensor<Self, 2> {
+        reference::norm(x, mods, batch, kind, eps)
+    }
+
+    /// tanh-GELU.
+    fn fused_gelu_tanh(x: Tensor<Self, 2>) -> Tensor<Self, 2> {
+        reference::gelu_tanh(x)
+    }
+
+    /// `x + gate[b] ⊙ y` with a per-sample gate `[B, D]`.
+    fn fused_gated_residual(
+        x: Tensor<Self, 2>,
+        gate: Tensor<Self, 2>,
+        y: Tensor<Self, 2>,
+        batch: usize,
+    ) -> Tensor<Self, 2> {
+        reference::gated_residual(x, gate, y, batch)
+    }
+
+    /// AdamW then EMA on flat parameters; `grads[i] = None` leaves parameter `i` and its
+    /// moments untouched (its EMA still moves toward it).
+    fn fused_adamw_ema(
+        params: &mut [Tensor<Self, 1>],
+        grads: Vec<Option<Tensor<Self, 1>>>,
+        state: AdamEmaState<'_, Self>,
+        h: AdamWEma,
+    ) {
+        reference::adamw_ema(params, grads, state, h)
+    }
+}
+
+/// The optimiser state [`FusedOps::fused_adamw_ema`] updates with the parameters.
+pub struct AdamEmaState<'a, B: Backend> {
+    /// First moments.
+    pub m: &'a mut [Tensor<B, 1>],
+    /// Second moments.
+    pub v: &'a mut [Tensor<B, 1>],
+    /// EMA weights.
+    pub ema: &'a mut [Tensor<B, 1>],
+}
+
+/// A backend treadc trains on: fused ops on the base backend (sampling) and on its autodiff
+/// wrapper (training).
+pub trait Engine: FusedOps {
+    /// The autodiff backend over `Self` that training differentiates through.
+    type Ad: FusedOps
+        + AutodiffBackend<InnerBackend = Self>
+        + BackendTypes<Device = <Self as BackendTypes>::Device>;
+}
+
+impl Engine for burn::backend::Flex {
+    type Ad = burn::backend::Autodiff<burn::backend::Flex>;
+}
+
+impl FusedOps for burn::backend::NdArray {}
+impl FusedOps for burn::backend::Autodiff<burn::backend::NdArray> {}
+impl Engine for burn::backend::NdArray {
+    type Ad = burn::backend::Autodiff<burn::backend::NdArray>;
+}
+
+#[cfg(feature = "cuda")]
+impl FusedOps for burn::backend::Cuda {}
+#[cfg(feature = "cuda")]
+impl FusedOps for burn::backend::Autodiff<burn::backend::Cuda> {}
+#[cfg(feature = "cuda")]
+impl Engine for burn::backend::Cuda {
+    type Ad = burn::backend::Autodiff<burn::backend::Cuda>;
+}
+
+#[cfg(test)]
+mod tests;
