@@ -13,6 +13,7 @@ pub mod adamw;
 pub mod attention;
 pub mod elementwise;
 pub mod norm;
+pub mod tokens;
 
 /// Rows per rayon task for row-wise kernels: large enough that scheduling costs nothing,
 /// small enough that two cores share a 64-token batch.

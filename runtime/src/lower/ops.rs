@@ -269,12 +269,20 @@ pub fn eval<B: FusedOps>(
             ))
         }
         Op::GatherTokens { .. } => {
-            let (v, idx) = (next()?, next()?.i2()?);
-            gather_tokens(v, idx)?
+            let (v, idx) = (next()?.f3()?, next()?.i2()?);
+            Value::F3(if ctx.fused {
+                B::fused_gather_tokens(v, idx)
+            } else {
+                gather_tokens(v, idx)
+            })
         }
         Op::MergeTokens { .. } => {
-            let (base, kept, idx) = (next()?, next()?, next()?.i2()?);
-            merge_tokens(base, kept, idx)?
+            let (base, kept, idx) = (next()?.f3()?, next()?.f3()?, next()?.i2()?);
+            Value::F3(if ctx.fused {
+                B::fused_merge_tokens(base, kept, idx)
+            } else {
+                merge_tokens(base, kept, idx)
+            })
         }
     })
 }
@@ -457,8 +465,7 @@ fn expand_idx<B: Backend>(idx: Tensor<B, 2, Int>, features: usize) -> Tensor<B, 
 }
 
 /// Gathers the kept tokens of a `[b, N, F]` value (`b` may be 1 for parameters).
-pub fn gather_tokens<B: Backend>(v: Value<B>, idx: Tensor<B, 2, Int>) -> OpResult<Value<B>> {
-    let t = v.f3()?;
+pub fn gather_tokens<B: Backend>(t: Tensor<B, 3>, idx: Tensor<B, 2, Int>) -> Tensor<B, 3> {
     let [b, _, f] = t.dims();
     let [bi, _] = idx.dims();
     let t = if b == 1 && bi > 1 {
@@ -467,19 +474,17 @@ pub fn gather_tokens<B: Backend>(v: Value<B>, idx: Tensor<B, 2, Int>) -> OpResul
     } else {
         t
     };
-    Ok(Value::F3(t.gather(1, expand_idx(idx, f))))
+    t.gather(1, expand_idx(idx, f))
 }
 
 /// Scatters the processed kept tokens into the saved full value. burn 0.21's float scatter
 /// supports only `Add`, so this writes `base + scatter(kept − base[idx])`, which equals an
 /// assignment in value and gradient: kept rows come from `kept`, the rest from `base`.
 pub fn merge_tokens<B: Backend>(
-    base: Value<B>,
-    kept: Value<B>,
+    base: Tensor<B, 3>,
+    kept: Tensor<B, 3>,
     idx: Tensor<B, 2, Int>,
-) -> OpResult<Value<B>> {
-    let base = base.f3()?;
-    let kept = kept.f3()?;
+) -> Tensor<B, 3> {
     let [b, n, f] = base.dims();
     let [bi, _] = idx.dims();
     let base = if b == 1 && bi > 1 {
@@ -489,5 +494,5 @@ pub fn merge_tokens<B: Backend>(
     };
     let i = expand_idx(idx, f);
     let delta = kept - base.clone().gather(1, i.clone());
-    Ok(Value::F3(base.scatter(1, i, delta, IndexingUpdateOp::Add)))
+    base.scatter(1, i, delta, IndexingUpdateOp::Add)
 }

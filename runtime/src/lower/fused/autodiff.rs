@@ -11,14 +11,18 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::backend::BackendTypes;
-use burn::tensor::{Tensor, TensorPrimitive};
+use burn::tensor::{Int, Tensor, TensorPrimitive};
 
-use super::flex::{attention_forward, contiguous, norm_forward, rows_of, tensor_of, values};
+use super::flex::{
+    attention_forward, contiguous, host_indices, norm_forward, rows_of, tensor_of, token_shape,
+    values,
+};
 use super::{AdamEmaState, FusedOps, Mods, NormKind};
 use crate::kernels::adamw::AdamWEma;
 use crate::kernels::attention::{self, AttnShape};
 use crate::kernels::elementwise::{self, Rows};
 use crate::kernels::norm::{self, ModGrads};
+use crate::kernels::tokens::{self, TokenShape};
 
 type Ad = Autodiff<Flex>;
 /// The autodiff primitive: the flex tensor and its graph node.
@@ -178,7 +182,92 @@ impl Backward<Flex, 3> for GatedResidualBackward {
     }
 }
 
+#[derive(Debug)]
+struct GatherBackward;
+
+impl Backward<Flex, 1> for GatherBackward {
+    /// Kept indices and sizes.
+    type State = (Vec<usize>, TokenShape);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        backward_n(ops, grads, |(idx, s), g, _| {
+            let mut dx = vec![0.0f32; s.batch * s.tokens * s.width];
+            tokens::gather_backward(values(&g), &idx, s, &mut dx);
+            [Some(tensor_of(dx, vec![s.batch, s.tokens, s.width]))]
+        });
+    }
+}
+
+#[derive(Debug)]
+struct MergeBackward;
+
+impl Backward<Flex, 2> for MergeBackward {
+    /// Kept indices and sizes.
+    type State = (Vec<usize>, TokenShape);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        backward_n(ops, grads, |(idx, s), g, _| {
+            let mut dbase = vec![0.0f32; s.batch * s.tokens * s.width];
+            let mut dkept = vec![0.0f32; s.batch * s.kept * s.width];
+            tokens::merge_backward(values(&g), &idx, s, &mut dbase, &mut dkept);
+            [
+                Some(tensor_of(dbase, vec![s.batch, s.tokens, s.width])),
+                Some(tensor_of(dkept, vec![s.batch, s.kept, s.width])),
+            ]
+        });
+    }
+}
+
 impl FusedOps for Ad {
+    fn fused_gather_tokens(x: Tensor<Ad, 3>, idx: Tensor<Ad, 2, Int>) -> Tensor<Ad, 3> {
+        let Some(s) = token_shape(&x.dims(), idx.dims()) else {
+            return crate::lower::ops::gather_tokens(x, idx);
+        };
+        let idx = host_indices(idx.inner());
+        let x = unwrap_ad(x);
+        let xi = contiguous(x.primitive.clone());
+        let mut out = vec![0.0f32; s.batch * s.kept * s.width];
+        tokens::gather(values(&xi), &idx, s, &mut out);
+        let out = tensor_of(out, vec![s.batch, s.kept, s.width]);
+        let out = match GatherBackward
+            .prepare::<NoCheckpointing>([x.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((idx, s), out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        };
+        wrap_ad(out)
+    }
+
+    fn fused_merge_tokens(
+        base: Tensor<Ad, 3>,
+        kept: Tensor<Ad, 3>,
+        idx: Tensor<Ad, 2, Int>,
+    ) -> Tensor<Ad, 3> {
+        let Some(s) = token_shape(&base.dims(), idx.dims()) else {
+            return crate::lower::ops::merge_tokens(base, kept, idx);
+        };
+        let idx = host_indices(idx.inner());
+        let (base, kept) = (unwrap_ad(base), unwrap_ad(kept));
+        let (bi, ki) = (
+            contiguous(base.primitive.clone()),
+            contiguous(kept.primitive.clone()),
+        );
+        let mut out = vec![0.0f32; s.batch * s.tokens * s.width];
+        tokens::merge(values(&bi), values(&ki), &idx, s, &mut out);
+        let out = tensor_of(out, vec![s.batch, s.tokens, s.width]);
+        let out = match MergeBackward
+            .prepare::<NoCheckpointing>([base.node.clone(), kept.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((idx, s), out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        };
+        wrap_ad(out)
+    }
+
     fn fused_attention(qkv: Tensor<Ad, 2>, batch: usize, heads: usize) -> Tensor<Ad, 2> {
         let qkv = unwrap_ad(qkv);
         let inner = contiguous(qkv.primitive.clone());

@@ -2,13 +2,14 @@
 
 use burn::backend::flex::FlexTensor;
 use burn::backend::Flex;
-use burn::tensor::{Tensor, TensorData, TensorPrimitive};
+use burn::tensor::{Int, Tensor, TensorData, TensorPrimitive};
 
 use super::{AdamEmaState, FusedOps, Mods, NormKind};
 use crate::kernels::adamw::{self, AdamWEma};
 use crate::kernels::attention::{self, AttnShape};
 use crate::kernels::elementwise::{self, Rows};
 use crate::kernels::norm;
+use crate::kernels::tokens::{self, TokenShape};
 
 /// The burn-flex tensor behind a float tensor, contiguous (copied only if it was a strided view).
 pub(super) fn flex<const D: usize>(t: Tensor<Flex, D>) -> FlexTensor {
@@ -102,7 +103,66 @@ pub(super) fn norm_forward(
     )
 }
 
+/// Host copy of kept token indices (`i64` or `i32` storage).
+pub(super) fn host_indices(idx: Tensor<Flex, 2, Int>) -> Vec<usize> {
+    let t = idx.into_primitive();
+    let t = if t.is_contiguous() {
+        t
+    } else {
+        t.to_contiguous()
+    };
+    if let Some(v) = t.as_slice::<i64>() {
+        v.iter().map(|&i| i as usize).collect()
+    } else if let Some(v) = t.as_slice::<i32>() {
+        v.iter().map(|&i| i as usize).collect()
+    } else {
+        t.to_contiguous()
+            .into_data()
+            .convert::<i64>()
+            .into_vec::<i64>()
+            .expect("route indices are integers")
+            .into_iter()
+            .map(|i| i as usize)
+            .collect()
+    }
+}
+
+/// The sizes of a partition of `x` (`[B, N, D]`) by `idx` (`[B, K]`), or `None` when `x` is
+/// shared by all samples (`[1, N, D]`, left to the decomposition).
+pub(super) fn token_shape(x: &[usize], idx: [usize; 2]) -> Option<TokenShape> {
+    (x[0] == idx[0]).then_some(TokenShape {
+        batch: idx[0],
+        tokens: x[1],
+        kept: idx[1],
+        width: x[2],
+    })
+}
+
 impl FusedOps for Flex {
+    fn fused_gather_tokens(x: Tensor<Flex, 3>, idx: Tensor<Flex, 2, Int>) -> Tensor<Flex, 3> {
+        let Some(s) = token_shape(&x.dims(), idx.dims()) else {
+            return crate::lower::ops::gather_tokens(x, idx);
+        };
+        let (x, idx) = (flex(x), host_indices(idx));
+        let mut out = vec![0.0f32; s.batch * s.kept * s.width];
+        tokens::gather(values(&x), &idx, s, &mut out);
+        wrap(tensor_of(out, vec![s.batch, s.kept, s.width]))
+    }
+
+    fn fused_merge_tokens(
+        base: Tensor<Flex, 3>,
+        kept: Tensor<Flex, 3>,
+        idx: Tensor<Flex, 2, Int>,
+    ) -> Tensor<Flex, 3> {
+        let Some(s) = token_shape(&base.dims(), idx.dims()) else {
+            return crate::lower::ops::merge_tokens(base, kept, idx);
+        };
+        let (base, kept, idx) = (flex(base), flex(kept), host_indices(idx));
+        let mut out = vec![0.0f32; s.batch * s.tokens * s.width];
+        tokens::merge(values(&base), values(&kept), &idx, s, &mut out);
+        wrap(tensor_of(out, vec![s.batch, s.tokens, s.width]))
+    }
+
     fn fused_attention(qkv: Tensor<Flex, 2>, batch: usize, heads: usize) -> Tensor<Flex, 2> {
         wrap(attention_forward(&flex(qkv), batch, heads, false).0)
     }

@@ -15,7 +15,7 @@ mod flex;
 pub mod reference;
 
 use burn::tensor::backend::{AutodiffBackend, Backend, BackendTypes};
-use burn::tensor::Tensor;
+use burn::tensor::{Int, Tensor};
 
 use crate::kernels::adamw::AdamWEma;
 pub use crate::kernels::norm::NormKind;
@@ -55,6 +55,21 @@ pub trait FusedOps: Backend {
         batch: usize,
     ) -> Tensor<Self, 2> {
         reference::gated_residual(x, gate, y, batch)
+    }
+
+    /// TREAD's partition: the kept tokens `idx [B, K]` of `x [b, N, D]` (`b` = B, or 1 for a
+    /// parameter shared by all samples).
+    fn fused_gather_tokens(x: Tensor<Self, 3>, idx: Tensor<Self, 2, Int>) -> Tensor<Self, 3> {
+        crate::lower::ops::gather_tokens(x, idx)
+    }
+
+    /// TREAD's merge: `base` with rows `idx` replaced by `kept`.
+    fn fused_merge_tokens(
+        base: Tensor<Self, 3>,
+        kept: Tensor<Self, 3>,
+        idx: Tensor<Self, 2, Int>,
+    ) -> Tensor<Self, 3> {
+        crate::lower::ops::merge_tokens(base, kept, idx)
     }
 
     /// AdamW then EMA on flat parameters; `grads[i] = None` leaves parameter `i` and its

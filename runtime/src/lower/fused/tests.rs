@@ -267,3 +267,77 @@ fn thirty_mnist_steps_fused_and_unfused_agree() {
         );
     }
 }
+
+/// Distinct kept indices per sample, in a shuffled order.
+fn kept_indices(batch: usize, tokens: usize, kept: usize, seed: u64) -> Vec<i64> {
+    let mut x = seed.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1;
+    let mut out = vec![];
+    for _ in 0..batch {
+        let mut all: Vec<i64> = (0..tokens as i64).collect();
+        for i in (1..tokens).rev() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            all.swap(i, (x % (i as u64 + 1)) as usize);
+        }
+        out.extend_from_slice(&all[..kept]);
+    }
+    out
+}
+
+/// Partition and merge, fused vs decomposition: forward values and the gradients of the full
+/// value, the processed kept tokens, on random sizes.
+fn check_tokens(batch: usize, tokens: usize, kept: usize, d: usize, seed: u64) {
+    use burn::tensor::Int;
+    let idx_v = kept_indices(batch, tokens, kept, seed);
+    let idx = || {
+        Tensor::<Ad, 2, Int>::from_data(
+            TensorData::new(idx_v.clone(), [batch, kept]),
+            &Default::default(),
+        )
+    };
+    let x3 = |r, c, s| rand2::<Ad>(r, c, s).reshape([batch, r / batch, c]);
+    let run = |fused: bool| {
+        let x = x3(batch * tokens, d, seed).require_grad();
+        let k = x3(batch * kept, d, seed + 1).require_grad();
+        let (g, m) = if fused {
+            let g = <Ad as FusedOps>::fused_gather_tokens(x.clone(), idx());
+            (
+                g.clone(),
+                <Ad as FusedOps>::fused_merge_tokens(x.clone(), k.clone() * g, idx()),
+            )
+        } else {
+            let g = crate::lower::ops::gather_tokens(x.clone(), idx());
+            (
+                g.clone(),
+                crate::lower::ops::merge_tokens(x.clone(), k.clone() * g, idx()),
+            )
+        };
+        let w = x3(batch * tokens, d, seed + 2);
+        let grads = (m.clone() * w).sum().backward();
+        (
+            host(g),
+            host(m),
+            host(x.grad(&grads).unwrap()),
+            host(k.grad(&grads).unwrap()),
+        )
+    };
+    let (a, b) = (run(true), run(false));
+    assert!(rel_err(&a.0, &b.0) < TOL, "gather forward");
+    assert!(rel_err(&a.1, &b.1) < TOL, "merge forward");
+    assert!(rel_err(&a.2, &b.2) < TOL, "gradient of the full value");
+    assert!(rel_err(&a.3, &b.3) < TOL, "gradient of the kept tokens");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    #[test]
+    fn partition_and_merge_match_the_decomposition(
+        batch in 1usize..4, tokens in 1usize..40, keep_frac in 0.0f64..1.0, d in 1usize..20,
+        seed in 0u64..1000,
+    ) {
+        let kept = ((tokens as f64 * keep_frac) as usize).max(1);
+        check_tokens(batch, tokens, kept, d, seed);
+    }
+}
