@@ -69,3 +69,32 @@ fn mnist_preset_fits_the_bundled_data() {
     assert_eq!(image.as_deref(), Some("f32[B, 1, 32, 32]"));
     assert_eq!(m.dims["K"], 10);
 }
+
+/// The fusion pass on every preset (dense and routed): it verifies, keeps params and FLOPs,
+/// and its output for the default model is a reviewed snapshot (`treadc compile --fused`).
+#[test]
+fn fusion_keeps_params_and_flops_on_every_preset_with_snapshots() {
+    use tread_compiler::analysis::analyse;
+    use tread_compiler::params::param_specs;
+    use tread_compiler::passes::fuse;
+    for p in presets() {
+        let stem = p.file_stem().unwrap().to_string_lossy().into_owned();
+        for g in [compile_dense(&p).routed, compile(&p, &[]).routed] {
+            let (f, report) = fuse(&g).unwrap();
+            assert_eq!(param_specs(&f), param_specs(&g), "{stem}");
+            assert_eq!(analyse(&f).total, analyse(&g).total, "{stem}");
+            let fused_nodes = report.norm_modulate + report.gated_residual;
+            assert_eq!(f.len(), g.len() - fused_nodes, "{stem}");
+            if stem.starts_with("dit-") || stem.starts_with("sit-") || stem == "mnist-dit" {
+                let depth = g.depth();
+                assert_eq!(report.norm_modulate, 2 * depth + 1, "{stem}");
+                assert_eq!(report.gated_residual, 2 * depth, "{stem}");
+            }
+        }
+    }
+    let routed = compile(&root().join("models/mnist-dit.json"), &[]);
+    snapshot(
+        "fused-mnist-dit-routed",
+        &to_text(&fuse(&routed.routed).unwrap().0),
+    );
+}
