@@ -34,17 +34,10 @@ pub fn fuse(g: &Graph) -> Result<(Graph, FuseReport)> {
     let mut out = g.clone();
     let mut report = FuseReport::default();
     for id in out.node_ids() {
-        match out.node(id).op {
-            Op::Modulate => {
-                if fuse_norm_modulate(&mut out, id) {
-                    report.norm_modulate += 1;
-                }
-            }
-            Op::Add => {
-                if fuse_gated_residual(&mut out, id) {
-                    report.gated_residual += 1;
-                }
-            }
+        let op = out.node(id).op.clone();
+        match op {
+            Op::Modulate if fuse_norm_modulate(&mut out, id) => report.norm_modulate += 1,
+            Op::Add if fuse_gated_residual(&mut out, id) => report.gated_residual += 1,
             _ => {}
         }
     }
