@@ -210,18 +210,22 @@ impl<'a> Lowering<'a> {
             Op::TokenConv { kernel, causal } => {
                 self.token_conv(&name, &x[0], ins[0], *kernel as usize, *causal)?
             }
-            Op::NormModulate { .. } | Op::GatedResidual => {
-                return Err(Diagnostic::new(
-                    Location::Node {
-                        name: name.clone(),
-                        path: node.origin.clone(),
-                    },
-                    format!("fused op `{}` has no ONNX mapping", node.op.name()),
-                )
-                .expected("the unfused graph (the fusion pass is for the burn runtime only)")
-                .found(format!("`{}` in the graph", node.op)))
-            }
-            Op::RouteSelect { .. } | Op::GatherTokens { .. } | Op::MergeTokens { .. } => {
+            Op::RouteSelect { .. }
+            | Op::GatherTokens { .. }
+            | Op::MergeTokens { .. }
+            | Op::NormModulate { .. }
+            | Op::GatedResidual => {
+                let (expected, help) = if node.op.is_fused() {
+                    (
+                        "the unfused graph",
+                        "the fusion pass is for the burn runtime only; export the graph before it",
+                    )
+                } else {
+                    (
+                        "a dense graph (routes are stripped before export)",
+                        "export the dense inference graph: routing is a training-time transform",
+                    )
+                };
                 return Err(Diagnostic::new(
                     Location::Node {
                         name: name.clone(),
@@ -229,9 +233,9 @@ impl<'a> Lowering<'a> {
                     },
                     format!("op `{}` has no ONNX mapping", node.op.name()),
                 )
-                .expected("a dense graph (routes are stripped before export)")
+                .expected(expected)
                 .found(format!("`{}` in the graph", node.op))
-                .help("export the dense inference graph: routing is a training-time transform"))
+                .help(help));
             }
         };
         self.names.insert(id, out);

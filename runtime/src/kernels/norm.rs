@@ -96,26 +96,26 @@ pub fn forward(
         });
 }
 
-/// Gradients of the modulation vectors, written by [`backward`] when the forward modulated.
+/// The modulation side of [`backward`]: the forward's scale vectors and where the shift and
+/// scale gradients go (all `[B, D]`).
 pub struct ModGrads<'a> {
-    /// `[B, D]`.
-    pub shift: &'a mut [f32],
-    /// `[B, D]`.
-    pub scale: &'a mut [f32],
+    /// The forward's scale vectors.
+    pub scale: &'a [f32],
+    /// Receives the shift gradient.
+    pub dshift: &'a mut [f32],
+    /// Receives the scale gradient.
+    pub dscale: &'a mut [f32],
 }
 
-/// Backward: `dx` from the output gradient `g`, and the modulation gradients when `scale` (the
-/// forward's scale vectors) and `dmods` are given.
-#[allow(clippy::too_many_arguments)]
+/// Backward: `dx` from the output gradient `g`, and the modulation gradients when the forward
+/// modulated (`mods`).
 pub fn backward(
     x: &[f32],
     stats: &[f32],
-    scale: Option<&[f32]>,
     g: &[f32],
-    s: Rows,
-    kind: NormKind,
+    (s, kind): (Rows, NormKind),
     dx: &mut [f32],
-    dmods: Option<ModGrads<'_>>,
+    mods: Option<ModGrads<'_>>,
 ) {
     let (n, d) = (s.tokens, s.width);
     assert_eq!(x.len(), s.len(), "norm backward: x length");
@@ -159,13 +159,17 @@ pub fn backward(
                 }
             }
         };
-    match (scale, dmods) {
-        (Some(sc), Some(dm)) => {
+    match mods {
+        Some(ModGrads {
+            scale: sc,
+            dshift,
+            dscale,
+        }) => {
             assert_eq!(sc.len(), s.batch * d, "norm backward: scale length");
-            assert_eq!(dm.shift.len(), s.batch * d, "norm backward: dshift length");
-            assert_eq!(dm.scale.len(), s.batch * d, "norm backward: dscale length");
+            assert_eq!(dshift.len(), s.batch * d, "norm backward: dshift length");
+            assert_eq!(dscale.len(), s.batch * d, "norm backward: dscale length");
             dx.par_chunks_mut(n * d)
-                .zip(dm.shift.par_chunks_mut(d).zip(dm.scale.par_chunks_mut(d)))
+                .zip(dshift.par_chunks_mut(d).zip(dscale.par_chunks_mut(d)))
                 .enumerate()
                 .for_each(|(b, (dxs, (dsh, dsc)))| {
                     dsh.fill(0.0);
@@ -176,7 +180,7 @@ pub fn backward(
                     }
                 });
         }
-        (None, None) => {
+        None => {
             dx.par_chunks_mut(ROW_CHUNK * d)
                 .enumerate()
                 .for_each(|(c, dxs)| {
@@ -185,6 +189,5 @@ pub fn backward(
                     }
                 });
         }
-        _ => panic!("norm backward: scale and modulation gradients go together"),
     }
 }

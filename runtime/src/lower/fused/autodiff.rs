@@ -14,8 +14,8 @@ use burn::tensor::backend::BackendTypes;
 use burn::tensor::{Int, Tensor, TensorPrimitive};
 
 use super::flex::{
-    attention_forward, contiguous, host_indices, norm_forward, rows_of, tensor_of, token_shape,
-    values,
+    attention_forward_keep, contiguous, gated_forward, gather_forward, gelu_forward, host_indices,
+    merge_forward, norm_forward, tensor_of, token_shape, values,
 };
 use super::{AdamEmaState, FusedOps, Mods, NormKind};
 use crate::kernels::adamw::AdamWEma;
@@ -91,10 +91,8 @@ impl Backward<Flex, 1> for NormBackward {
             norm::backward(
                 values(&x),
                 values(&stats),
-                None,
                 values(&g),
-                s,
-                kind,
+                (s, kind),
                 &mut dx,
                 None,
             );
@@ -118,14 +116,13 @@ impl Backward<Flex, 3> for NormModulateBackward {
             norm::backward(
                 values(&x),
                 values(&stats),
-                Some(values(&scale)),
                 values(&g),
-                s,
-                kind,
+                (s, kind),
                 &mut dx,
                 Some(ModGrads {
-                    shift: &mut dshift,
-                    scale: &mut dscale,
+                    scale: values(&scale),
+                    dshift: &mut dshift,
+                    dscale: &mut dscale,
                 }),
             );
             let per_sample = vec![s.batch, s.width];
@@ -218,26 +215,37 @@ impl Backward<Flex, 2> for MergeBackward {
     }
 }
 
+/// Records `out` as one autodiff node computed from `parents`, whose backward is `bw` with
+/// `state` (dropped when no parent is tracked).
+fn record<BW: Backward<Flex, N>, const N: usize>(
+    bw: BW,
+    parents: [&AdTensor; N],
+    state: BW::State,
+    out: FlexTensor,
+) -> AdTensor {
+    match bw
+        .prepare::<NoCheckpointing>(parents.map(|p| p.node.clone()))
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish(state, out),
+        OpsKind::UnTracked(prep) => prep.finish(out),
+    }
+}
+
+/// The flex tensor behind an autodiff tensor, contiguous.
+fn inner(t: &AdTensor) -> FlexTensor {
+    contiguous(t.primitive.clone())
+}
+
 impl FusedOps for Ad {
     fn fused_gather_tokens(x: Tensor<Ad, 3>, idx: Tensor<Ad, 2, Int>) -> Tensor<Ad, 3> {
         let Some(s) = token_shape(&x.dims(), idx.dims()) else {
             return crate::lower::ops::gather_tokens(x, idx);
         };
-        let idx = host_indices(idx.inner());
-        let x = unwrap_ad(x);
-        let xi = contiguous(x.primitive.clone());
-        let mut out = vec![0.0f32; s.batch * s.kept * s.width];
-        tokens::gather(values(&xi), &idx, s, &mut out);
-        let out = tensor_of(out, vec![s.batch, s.kept, s.width]);
-        let out = match GatherBackward
-            .prepare::<NoCheckpointing>([x.node.clone()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => prep.finish((idx, s), out),
-            OpsKind::UnTracked(prep) => prep.finish(out),
-        };
-        wrap_ad(out)
+        let (x, idx) = (unwrap_ad(x), host_indices(idx.inner()));
+        let out = gather_forward(&inner(&x), &idx, s);
+        wrap_ad(record(GatherBackward, [&x], (idx, s), out))
     }
 
     fn fused_merge_tokens(
@@ -248,44 +256,16 @@ impl FusedOps for Ad {
         let Some(s) = token_shape(&base.dims(), idx.dims()) else {
             return crate::lower::ops::merge_tokens(base, kept, idx);
         };
-        let idx = host_indices(idx.inner());
-        let (base, kept) = (unwrap_ad(base), unwrap_ad(kept));
-        let (bi, ki) = (
-            contiguous(base.primitive.clone()),
-            contiguous(kept.primitive.clone()),
-        );
-        let mut out = vec![0.0f32; s.batch * s.tokens * s.width];
-        tokens::merge(values(&bi), values(&ki), &idx, s, &mut out);
-        let out = tensor_of(out, vec![s.batch, s.tokens, s.width]);
-        let out = match MergeBackward
-            .prepare::<NoCheckpointing>([base.node.clone(), kept.node.clone()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => prep.finish((idx, s), out),
-            OpsKind::UnTracked(prep) => prep.finish(out),
-        };
-        wrap_ad(out)
+        let (base, kept, idx) = (unwrap_ad(base), unwrap_ad(kept), host_indices(idx.inner()));
+        let out = merge_forward(&inner(&base), &inner(&kept), &idx, s);
+        wrap_ad(record(MergeBackward, [&base, &kept], (idx, s), out))
     }
 
     fn fused_attention(qkv: Tensor<Ad, 2>, batch: usize, heads: usize) -> Tensor<Ad, 2> {
         let qkv = unwrap_ad(qkv);
-        let inner = contiguous(qkv.primitive.clone());
-        let out = match AttentionBackward
-            .prepare::<NoCheckpointing>([qkv.node.clone()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let (out, probs, s) = attention_forward(&inner, batch, heads, true);
-                let probs = probs.expect("probabilities are kept when asked for");
-                prep.finish((inner, probs, s), out)
-            }
-            OpsKind::UnTracked(prep) => {
-                prep.finish(attention_forward(&inner, batch, heads, false).0)
-            }
-        };
-        wrap_ad(out)
+        let qi = inner(&qkv);
+        let (out, probs, s) = attention_forward_keep(&qi, batch, heads);
+        wrap_ad(record(AttentionBackward, [&qkv], (qi, probs, s), out))
     }
 
     fn fused_norm(
@@ -296,61 +276,27 @@ impl FusedOps for Ad {
         eps: f64,
     ) -> Tensor<Ad, 2> {
         let x = unwrap_ad(x);
-        let xi = contiguous(x.primitive.clone());
-        let out = match mods {
-            None => match NormBackward
-                .prepare::<NoCheckpointing>([x.node.clone()])
-                .compute_bound()
-                .stateful()
-            {
-                OpsKind::Tracked(prep) => {
-                    let (out, stats, s) = norm_forward(&xi, None, batch, kind, eps);
-                    prep.finish((xi, stats, s, kind), out)
-                }
-                OpsKind::UnTracked(prep) => {
-                    prep.finish(norm_forward(&xi, None, batch, kind, eps).0)
-                }
-            },
+        let xi = inner(&x);
+        wrap_ad(match mods {
+            None => {
+                let (out, stats, s) = norm_forward(&xi, None, batch, kind, eps);
+                record(NormBackward, [&x], (xi, stats, s, kind), out)
+            }
             Some((shift, scale)) => {
                 let (shift, scale) = (unwrap_ad(shift), unwrap_ad(scale));
-                let (shi, sci) = (
-                    contiguous(shift.primitive.clone()),
-                    contiguous(scale.primitive.clone()),
-                );
+                let (shi, sci) = (inner(&shift), inner(&scale));
                 let (out, stats, s) = norm_forward(&xi, Some((&shi, &sci)), batch, kind, eps);
-                match NormModulateBackward
-                    .prepare::<NoCheckpointing>([
-                        x.node.clone(),
-                        shift.node.clone(),
-                        scale.node.clone(),
-                    ])
-                    .compute_bound()
-                    .stateful()
-                {
-                    OpsKind::Tracked(prep) => prep.finish((xi, stats, sci, s, kind), out),
-                    OpsKind::UnTracked(prep) => prep.finish(out),
-                }
+                let state = (xi, stats, sci, s, kind);
+                record(NormModulateBackward, [&x, &shift, &scale], state, out)
             }
-        };
-        wrap_ad(out)
+        })
     }
 
     fn fused_gelu_tanh(x: Tensor<Ad, 2>) -> Tensor<Ad, 2> {
         let x = unwrap_ad(x);
-        let xi = contiguous(x.primitive.clone());
-        let shape = shape_of(&xi);
-        let mut out = vec![0.0f32; values(&xi).len()];
-        elementwise::gelu_tanh(values(&xi), &mut out);
-        let out = tensor_of(out, shape);
-        let out = match GeluBackward
-            .prepare::<NoCheckpointing>([x.node.clone()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => prep.finish(xi, out),
-            OpsKind::UnTracked(prep) => prep.finish(out),
-        };
-        wrap_ad(out)
+        let xi = inner(&x);
+        let out = gelu_forward(&xi);
+        wrap_ad(record(GeluBackward, [&x], xi, out))
     }
 
     fn fused_gated_residual(
@@ -360,25 +306,14 @@ impl FusedOps for Ad {
         batch: usize,
     ) -> Tensor<Ad, 2> {
         let (x, gate, y) = (unwrap_ad(x), unwrap_ad(gate), unwrap_ad(y));
-        let (xi, gi, yi) = (
-            contiguous(x.primitive.clone()),
-            contiguous(gate.primitive.clone()),
-            contiguous(y.primitive.clone()),
-        );
-        let shape = shape_of(&xi);
-        let s = rows_of(&shape, batch);
-        let mut out = vec![0.0f32; s.len()];
-        elementwise::gated_residual(values(&xi), values(&gi), values(&yi), s, &mut out);
-        let out = tensor_of(out, shape);
-        let out = match GatedResidualBackward
-            .prepare::<NoCheckpointing>([x.node.clone(), gate.node.clone(), y.node.clone()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => prep.finish((gi, yi, s), out),
-            OpsKind::UnTracked(prep) => prep.finish(out),
-        };
-        wrap_ad(out)
+        let (gi, yi) = (inner(&gate), inner(&y));
+        let (out, s) = gated_forward(&inner(&x), &gi, &yi, batch);
+        wrap_ad(record(
+            GatedResidualBackward,
+            [&x, &gate, &y],
+            (gi, yi, s),
+            out,
+        ))
     }
 
     /// The optimiser never runs on autodiff tensors (the trainer steps the inner backend).

@@ -49,30 +49,35 @@ pub(super) fn rows_of(shape: &[usize], batch: usize) -> Rows {
     }
 }
 
-/// Attention forward on flex tensors; returns the output and, if `keep`, the probabilities.
-pub(super) fn attention_forward(
-    qkv: &FlexTensor,
-    batch: usize,
-    heads: usize,
-    keep: bool,
-) -> (FlexTensor, Option<FlexTensor>, AttnShape) {
-    let shape = qkv.layout().shape().to_vec();
-    let s = AttnShape {
+fn attention_shape(qkv: &FlexTensor, batch: usize, heads: usize) -> AttnShape {
+    let shape = qkv.layout().shape();
+    AttnShape {
         batch,
         tokens: shape[0] / batch,
         heads,
         dim: shape[1] / 3,
-    };
+    }
+}
+
+/// Attention forward on flex tensors (probabilities in per-task scratch, not kept).
+pub(super) fn attention_forward(qkv: &FlexTensor, batch: usize, heads: usize) -> FlexTensor {
+    let s = attention_shape(qkv, batch, heads);
     let mut out = vec![0.0f32; s.out_len()];
-    let probs = if keep {
-        let mut p = vec![0.0f32; s.probs_len()];
-        attention::forward(values(qkv), s, &mut out, Some(&mut p));
-        Some(tensor_of(p, vec![s.probs_len()]))
-    } else {
-        attention::forward(values(qkv), s, &mut out, None);
-        None
-    };
-    (tensor_of(out, vec![shape[0], s.dim]), probs, s)
+    attention::forward(values(qkv), s, &mut out, None);
+    tensor_of(out, vec![s.batch * s.tokens, s.dim])
+}
+
+/// Attention forward keeping the probabilities for the backward: `(output, probs, sizes)`.
+pub(super) fn attention_forward_keep(
+    qkv: &FlexTensor,
+    batch: usize,
+    heads: usize,
+) -> (FlexTensor, FlexTensor, AttnShape) {
+    let s = attention_shape(qkv, batch, heads);
+    let (mut out, mut p) = (vec![0.0f32; s.out_len()], vec![0.0f32; s.probs_len()]);
+    attention::forward(values(qkv), s, &mut out, Some(&mut p));
+    let out = tensor_of(out, vec![s.batch * s.tokens, s.dim]);
+    (out, tensor_of(p, vec![s.probs_len()]), s)
 }
 
 /// Norm forward on flex tensors; returns the output and the per-row statistics.
@@ -138,15 +143,53 @@ pub(super) fn token_shape(x: &[usize], idx: [usize; 2]) -> Option<TokenShape> {
     })
 }
 
+/// tanh-GELU forward on a flex tensor.
+pub(super) fn gelu_forward(x: &FlexTensor) -> FlexTensor {
+    let shape = x.layout().shape().to_vec();
+    let mut out = vec![0.0f32; values(x).len()];
+    elementwise::gelu_tanh(values(x), &mut out);
+    tensor_of(out, shape)
+}
+
+/// Gated residual forward on flex tensors; returns the output and the row layout.
+pub(super) fn gated_forward(
+    x: &FlexTensor,
+    gate: &FlexTensor,
+    y: &FlexTensor,
+    batch: usize,
+) -> (FlexTensor, Rows) {
+    let shape = x.layout().shape().to_vec();
+    let s = rows_of(&shape, batch);
+    let mut out = vec![0.0f32; s.len()];
+    elementwise::gated_residual(values(x), values(gate), values(y), s, &mut out);
+    (tensor_of(out, shape), s)
+}
+
+/// Partition forward: the kept rows `[B, K, D]`.
+pub(super) fn gather_forward(x: &FlexTensor, idx: &[usize], s: TokenShape) -> FlexTensor {
+    let mut out = vec![0.0f32; s.batch * s.kept * s.width];
+    tokens::gather(values(x), idx, s, &mut out);
+    tensor_of(out, vec![s.batch, s.kept, s.width])
+}
+
+/// Merge forward: `base` with the kept rows written back, `[B, N, D]`.
+pub(super) fn merge_forward(
+    base: &FlexTensor,
+    kept: &FlexTensor,
+    idx: &[usize],
+    s: TokenShape,
+) -> FlexTensor {
+    let mut out = vec![0.0f32; s.batch * s.tokens * s.width];
+    tokens::merge(values(base), values(kept), idx, s, &mut out);
+    tensor_of(out, vec![s.batch, s.tokens, s.width])
+}
+
 impl FusedOps for Flex {
     fn fused_gather_tokens(x: Tensor<Flex, 3>, idx: Tensor<Flex, 2, Int>) -> Tensor<Flex, 3> {
         let Some(s) = token_shape(&x.dims(), idx.dims()) else {
             return crate::lower::ops::gather_tokens(x, idx);
         };
-        let (x, idx) = (flex(x), host_indices(idx));
-        let mut out = vec![0.0f32; s.batch * s.kept * s.width];
-        tokens::gather(values(&x), &idx, s, &mut out);
-        wrap(tensor_of(out, vec![s.batch, s.kept, s.width]))
+        wrap(gather_forward(&flex(x), &host_indices(idx), s))
     }
 
     fn fused_merge_tokens(
@@ -157,14 +200,16 @@ impl FusedOps for Flex {
         let Some(s) = token_shape(&base.dims(), idx.dims()) else {
             return crate::lower::ops::merge_tokens(base, kept, idx);
         };
-        let (base, kept, idx) = (flex(base), flex(kept), host_indices(idx));
-        let mut out = vec![0.0f32; s.batch * s.tokens * s.width];
-        tokens::merge(values(&base), values(&kept), &idx, s, &mut out);
-        wrap(tensor_of(out, vec![s.batch, s.tokens, s.width]))
+        wrap(merge_forward(
+            &flex(base),
+            &flex(kept),
+            &host_indices(idx),
+            s,
+        ))
     }
 
     fn fused_attention(qkv: Tensor<Flex, 2>, batch: usize, heads: usize) -> Tensor<Flex, 2> {
-        wrap(attention_forward(&flex(qkv), batch, heads, false).0)
+        wrap(attention_forward(&flex(qkv), batch, heads))
     }
 
     fn fused_norm(
@@ -180,11 +225,7 @@ impl FusedOps for Flex {
     }
 
     fn fused_gelu_tanh(x: Tensor<Flex, 2>) -> Tensor<Flex, 2> {
-        let x = flex(x);
-        let shape = x.layout().shape().to_vec();
-        let mut out = vec![0.0f32; shape.iter().product()];
-        elementwise::gelu_tanh(values(&x), &mut out);
-        wrap(tensor_of(out, shape))
+        wrap(gelu_forward(&flex(x)))
     }
 
     fn fused_gated_residual(
@@ -193,12 +234,7 @@ impl FusedOps for Flex {
         y: Tensor<Flex, 2>,
         batch: usize,
     ) -> Tensor<Flex, 2> {
-        let (x, gate, y) = (flex(x), flex(gate), flex(y));
-        let shape = x.layout().shape().to_vec();
-        let s = rows_of(&shape, batch);
-        let mut out = vec![0.0f32; s.len()];
-        elementwise::gated_residual(values(&x), values(&gate), values(&y), s, &mut out);
-        wrap(tensor_of(out, shape))
+        wrap(gated_forward(&flex(x), &flex(gate), &flex(y), batch).0)
     }
 
     fn fused_adamw_ema(
