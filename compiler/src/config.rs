@@ -52,6 +52,9 @@ pub struct TrainingConfig {
     pub init: Init,
     /// AdamW learning rate.
     pub lr: f64,
+    /// Linear learning-rate warm-up over this many steps (0: none): step `s` (0-based) uses
+    /// `lr · min(1, (s+1)/lr_warmup)`.
+    pub lr_warmup: u64,
     /// AdamW weight decay.
     pub weight_decay: f64,
     /// EMA decay.
@@ -62,6 +65,10 @@ pub struct TrainingConfig {
     pub class_dropout: f64,
     /// Default batch size.
     pub batch: u64,
+    /// EDM's noise-level distribution during training: ln σ ~ N(p_mean, p_std²).
+    pub p_mean: f64,
+    /// See `p_mean`.
+    pub p_std: f64,
 }
 
 impl Default for TrainingConfig {
@@ -70,19 +77,25 @@ impl Default for TrainingConfig {
             objective: Objective::Edm,
             init: Init::Xavier,
             lr: 1e-4,
+            lr_warmup: 0,
             weight_decay: 0.0,
             ema_decay: 0.9999,
             ema_warmup: false,
             class_dropout: 0.1,
             batch: 256,
+            p_mean: -1.2,
+            p_std: 1.2,
         }
     }
 }
 
-const KEYS: [&str; 8] = [
+const KEYS: [&str; 11] = [
+    "p_mean",
+    "p_std",
     "objective",
     "init",
     "lr",
+    "lr_warmup",
     "weight_decay",
     "ema_decay",
     "ema_warmup",
@@ -137,10 +150,28 @@ impl TrainingConfig {
                     .found(lr.to_string()),
             );
         }
+        let lr_warmup = match f.get("lr_warmup") {
+            None => d.lr_warmup,
+            Some(v) => v.as_u64().ok_or_else(|| {
+                Diagnostic::at_path(f.at("lr_warmup"), "bad warm-up length")
+                    .expected("a number of steps ≥ 0")
+                    .found(crate::parse::fields::describe(v))
+            })?,
+        };
+        let p_mean = f.opt_f64("p_mean")?.unwrap_or(d.p_mean);
+        let p_std = f.opt_f64("p_std")?.unwrap_or(d.p_std);
+        if !(p_std > 0.0 && p_std.is_finite() && p_mean.is_finite()) {
+            return Err(
+                Diagnostic::at_path(f.at("p_std"), "bad noise-level distribution")
+                    .expected("a finite p_mean and p_std > 0")
+                    .found(format!("p_mean {p_mean}, p_std {p_std}")),
+            );
+        }
         let cfg = TrainingConfig {
             objective,
             init,
             lr,
+            lr_warmup,
             weight_decay: unit(
                 "weight_decay",
                 f.opt_f64("weight_decay")?,
@@ -163,6 +194,8 @@ impl TrainingConfig {
                         .found(crate::parse::fields::describe(v))
                 })?,
             },
+            p_mean,
+            p_std,
         };
         f.finish(&KEYS)?;
         Ok(cfg)

@@ -67,15 +67,16 @@ pub fn param_specs(g: &Graph) -> Vec<ParamSpec> {
             Op::Linear { out: o, bias } => {
                 let i = last(0);
                 let zero = is_adaln_zero_linear(g, id);
-                push(
-                    "weight",
-                    vec![i, *o],
+                let role = if is_timestep_mlp_linear(g, id) {
+                    InitRole::Normal { std: 0.02 }
+                } else {
                     InitRole::LinearWeight {
                         fan_in: i,
                         fan_out: *o,
                         zero_under_adaln: zero,
-                    },
-                );
+                    }
+                };
+                push("weight", vec![i, *o], role);
                 if *bias {
                     push("bias", vec![*o], InitRole::Zeros);
                 }
@@ -135,6 +136,23 @@ pub fn param_specs(g: &Graph) -> Vec<ParamSpec> {
         }
     }
     out
+}
+
+/// The timestep embedder's MLP (`linear(timestep_embed)` and the linear after its activation):
+/// the official DiT code re-initialises both weights from normal(0, 0.02) after the Xavier
+/// pass, under either init scheme.
+fn is_timestep_mlp_linear(g: &Graph, id: NodeId) -> bool {
+    let input = |n: NodeId| g.inputs_of(n).first().copied();
+    let is = |n: Option<NodeId>, f: fn(&Op) -> bool| n.is_some_and(|n| f(&g.node(n).op));
+    let first = |n: Option<NodeId>| {
+        is(n, |o| matches!(o, Op::Linear { .. }))
+            && is(n.and_then(input), |o| matches!(o, Op::TimestepEmbed { .. }))
+    };
+    let me = Some(id);
+    first(me) || {
+        let act = input(id);
+        is(act, |o| matches!(o, Op::Silu | Op::Gelu { .. })) && first(act.and_then(input))
+    }
 }
 
 /// DiT's adaLN-Zero zeroes (a) linears that turn the conditioning (no token axis) into
@@ -219,5 +237,16 @@ mod tests {
         assert!(zeroed.contains(&"final_ada.weight".to_string()));
         assert!(zeroed.contains(&"final_linear.weight".to_string()));
         assert!(!zeroed.contains(&"t_hidden.weight".to_string()));
+    }
+
+    #[test]
+    fn the_timestep_mlp_starts_from_normal_002_and_nothing_else_does() {
+        let g = dit_s2();
+        let normal: Vec<String> = param_specs(&g)
+            .into_iter()
+            .filter(|p| p.init == InitRole::Normal { std: 0.02 } && p.name.ends_with(".weight"))
+            .map(|p| p.name)
+            .collect();
+        assert_eq!(normal, ["t_hidden.weight", "t_emb.weight"]);
     }
 }

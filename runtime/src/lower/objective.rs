@@ -1,13 +1,13 @@
 //! Diffusion objectives (tread.md §3) and the denoiser they define.
 //!
-//! EDM: ln σ ~ N(−1.2, 1.2²), σ_data 0.5, D(x; σ) = c_skip·x + c_out·F(c_in·x, ln(σ)/4, y),
+//! EDM: ln σ ~ N(p_mean, p_std²) (the model file's; EDM's −1.2, 1.2 by default), σ_data 0.5, D(x; σ) = c_skip·x + c_out·F(c_in·x, ln(σ)/4, y),
 //! loss = mean λ(σ)·(D(x + σε) − x)². Rectified flow: t = sigmoid(N(0,1)), z = (1−t)x + tε,
 //! loss = mean (ε − x − v(z, t, y))². Per-sample scalars are drawn on the host.
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use rand_chacha::ChaCha8Rng;
-use tread_compiler::config::Objective;
+use tread_compiler::config::{Objective, TrainingConfig};
 use tread_compiler::ir::Graph;
 
 use super::forward::{forward, Inputs};
@@ -54,7 +54,7 @@ fn net<B: FusedOps>(
 
 /// The training loss on a batch `x0 [B, C, H, W]` with labels (after class dropout).
 pub fn training_loss<B: FusedOps>(
-    objective: Objective,
+    training: &TrainingConfig,
     g: &Graph,
     params: &ParamStore<B>,
     x0: Tensor<B, 4>,
@@ -67,10 +67,12 @@ pub fn training_loss<B: FusedOps>(
     let device = x0.device();
     let eps_host: Vec<f32> = (0..b * c * h * w).map(|_| normal(rng)).collect();
     let eps = Tensor::<B, 4>::from_data(TensorData::new(eps_host, [b, c, h, w]), &device);
+    let objective = training.objective;
     match objective {
         Objective::Edm => {
+            let (mean, std) = (training.p_mean, training.p_std);
             let sigma: Vec<f64> = (0..b)
-                .map(|_| (-1.2 + 1.2 * normal(rng) as f64).exp())
+                .map(|_| (mean + std * normal(rng) as f64).exp())
                 .collect();
             let weight: Vec<f64> = sigma.iter().map(|&s| Precond::edm(s).weight).collect();
             let y = x0.clone() + eps * col::<B>(&sigma, dims, &device);

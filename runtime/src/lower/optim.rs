@@ -71,6 +71,15 @@ impl AdamW {
     }
 }
 
+/// The learning-rate multiplier at `step` (0-based) of a linear warm-up over `warmup` steps.
+pub fn lr_warmup_factor(warmup: u64, step: u64) -> f64 {
+    if warmup == 0 {
+        1.0
+    } else {
+        ((step + 1) as f64 / warmup as f64).min(1.0)
+    }
+}
+
 /// The EMA decay at `step` (0-based): `decay`, or with warm-up `min(decay, (1+step)/(10+step))`.
 pub fn ema_decay(decay: f64, warmup: bool, step: u64) -> f64 {
     if warmup {
@@ -149,6 +158,14 @@ mod tests {
         check::<NdArray>(reference::adamw_ema);
         check::<Flex>(reference::adamw_ema);
         check::<Flex>(<Flex as FusedOps>::fused_adamw_ema);
+    }
+
+    #[test]
+    fn lr_warmup_is_linear_then_flat() {
+        assert_eq!(lr_warmup_factor(0, 0), 1.0);
+        assert_eq!(lr_warmup_factor(4, 0), 0.25);
+        assert_eq!(lr_warmup_factor(4, 3), 1.0);
+        assert_eq!(lr_warmup_factor(4, 100), 1.0);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use tread_compiler::passes::fuse;
 
 use super::fused::{AdamEmaState, Engine};
 use super::objective::training_loss;
-use super::optim::{ema_decay, AdamState, AdamW};
+use super::optim::{ema_decay, lr_warmup_factor, AdamState, AdamW};
 use super::sample::{sample, Guidance, SampleSpec};
 use super::store::ParamStore;
 use super::value::OpResult;
@@ -202,7 +202,7 @@ impl<B: Engine> Trainer<B> {
         let mut route_rng = rng.clone();
         route_rng.set_stream(s ^ (1 << 63));
         let loss = training_loss(
-            self.recipe.training.objective,
+            &self.recipe.training,
             &self.lowered.0,
             &store,
             x0,
@@ -225,7 +225,8 @@ impl<B: Engine> Trainer<B> {
             self.recipe.training.ema_warmup,
             s,
         );
-        let h = self.opt.with_step(s + 1, d);
+        let mut h = self.opt.with_step(s + 1, d);
+        h.lr *= lr_warmup_factor(self.recipe.training.lr_warmup, s) as f32;
         let state = AdamEmaState {
             m: &mut self.adam.m,
             v: &mut self.adam.v,
