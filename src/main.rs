@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+
+mod quality;
 use tread_compiler::compile::{compile_file, CompileOptions};
 use tread_compiler::diag::{Diagnostic, Location};
 use tread_compiler::emit;
@@ -20,7 +22,8 @@ use tread_runtime::run::{RunError, RunSettings};
 const ROUTE_HELP: &str = "A route RATE:START-END: the fraction RATE of tokens (chosen at random \
 per sample, per step) skips blocks START..=END (END inclusive) and re-enters unchanged after END. \
 `paper` = 0.5:2-(depth-4), the TREAD paper's placement. Repeat for several ordered, \
-non-overlapping routes. Replaces the routes declared in the model file.";
+non-overlapping routes. Replaces the routes declared in the model file; `treadc train --route none` \
+trains dense.";
 
 #[derive(Parser)]
 #[command(
@@ -66,6 +69,17 @@ treadc export models/dit-s2.json -o dit-s2.onnx --opset 23 --list"
     /// Sample from an exported ONNX file on tract (no burn): EDM Heun or flow Euler, CFG.
     #[command(after_help = "Example:\n  treadc run mnist.onnx --n 16 --seed 0 -o grid.png")]
     Run(RunArgs),
+    /// Score a digit model: Fréchet distance to held-out digits (classifier features) and the
+    /// share of samples recognised as their class.
+    #[command(after_help = "Example:\n  treadc eval runs/mnist --n 1000 --json")]
+    Eval(quality::EvalArgs),
+    /// Train the digit classifier `treadc eval` uses (its weights ship in data/classifier/).
+    TrainClassifier(quality::TrainClassifierArgs),
+    /// Plot runs' curves (loss, FD or accuracy against step or training wall time), PNG or SVG.
+    #[command(
+        after_help = "Example:\n  treadc plot runs/dense runs/routed --x wall --y fd -o fd.png"
+    )]
+    Plot(quality::PlotArgs),
 }
 
 #[derive(clap::Args)]
@@ -160,9 +174,16 @@ struct TrainArgs {
     /// Write a checkpoint every K steps (0: at the end only).
     #[arg(long, default_value_t = 500)]
     ckpt_every: u64,
-    /// Sampler steps for the grids.
+    /// Sampler steps for the grids and evaluations.
     #[arg(long, default_value_t = 18)]
     sample_steps: usize,
+    /// Score EMA samples with the digit metric (FD, class accuracy; see `treadc eval`) every K
+    /// steps and at the end, into metrics.jsonl (0: never). Digit models only.
+    #[arg(long, default_value_t = 0, value_name = "K")]
+    eval_every: u64,
+    /// Samples per evaluation during training.
+    #[arg(long, default_value_t = 500)]
+    eval_n: usize,
     /// burn backend: flex (default), ndarray, or cuda (with --features cuda).
     #[arg(long, default_value = "flex")]
     backend: String,
@@ -288,7 +309,7 @@ enum ReportKind {
 }
 
 /// A failure with its exit code.
-enum Failure {
+pub(crate) enum Failure {
     /// Bad user input: exit 2.
     Input(Diagnostic),
     /// Anything else: exit 1.
@@ -307,6 +328,9 @@ fn main() -> ExitCode {
         Command::Bench(args) => run_bench(args),
         Command::Export(args) => run_export(args),
         Command::Run(args) => run_onnx(args),
+        Command::Eval(args) => quality::run_eval(args),
+        Command::TrainClassifier(args) => quality::run_train_classifier(args),
+        Command::Plot(args) => quality::run_plot(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -403,14 +427,14 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
     })
 }
 
-fn from_run(e: RunError) -> Failure {
+pub(crate) fn from_run(e: RunError) -> Failure {
     match e {
         RunError::Input(d) => Failure::Input(d),
         RunError::Failed(m) => Failure::Other(m),
     }
 }
 
-fn cli_error(what: &str, expected: &str, found: String) -> Failure {
+pub(crate) fn cli_error(what: &str, expected: &str, found: String) -> Failure {
     Failure::Input(
         Diagnostic::new(Location::Item(what.to_string()), "bad argument")
             .expected(expected)
@@ -419,14 +443,20 @@ fn cli_error(what: &str, expected: &str, found: String) -> Failure {
     )
 }
 
-/// The bundled MNIST folder: `data/mnist` under the working directory, else in the source tree.
-fn bundled_mnist() -> PathBuf {
-    let local = PathBuf::from("data/mnist");
-    if local.is_dir() {
+/// The bundled data folder (`mnist/`, `classifier/`): `data` under the working directory if it
+/// holds the digits, else the source tree's.
+pub(crate) fn bundled_data() -> PathBuf {
+    let local = PathBuf::from("data");
+    if local.join("mnist").is_dir() {
         local
     } else {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist")
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("data")
     }
+}
+
+/// The bundled MNIST folder.
+fn bundled_mnist() -> PathBuf {
+    bundled_data().join("mnist")
 }
 
 fn read_model(path: &Path) -> Result<String, Failure> {
@@ -498,6 +528,8 @@ fn run_train(args: TrainArgs) -> Result<(), Failure> {
             sample_every: args.sample_every,
             ckpt_every: args.ckpt_every,
             sample_steps: args.sample_steps,
+            eval_every: args.eval_every,
+            eval_n: args.eval_n,
         };
         (s, text, out, false)
     };
@@ -551,8 +583,9 @@ fn run_sample(args: SampleArgs) -> Result<(), Failure> {
         raw: args.raw,
         class: args.class,
     };
-    let (imgs, n, shape) = sample_on(kind, &ckpt, &req).map_err(from_run)?;
-    tread_runtime::run::write_samples(&imgs, n, shape, &args.output, args.npy.as_deref())
+    let s = sample_on(kind, &ckpt, &req).map_err(from_run)?;
+    let n = s.n;
+    tread_runtime::run::write_samples(&s.images, n, s.shape, &args.output, args.npy.as_deref())
         .map_err(Failure::Input)?;
     eprintln!("wrote {n} samples to {}", args.output.display());
     Ok(())

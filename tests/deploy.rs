@@ -26,6 +26,8 @@ fn tract_samples_equal_burn_samples() {
         sample_every: 0,
         ckpt_every: 0,
         sample_steps: 1,
+        eval_every: 0,
+        eval_n: 500,
     };
     let run = dir.join("run");
     train_on(
@@ -68,7 +70,7 @@ fn tract_samples_equal_burn_samples() {
                 },
             )
             .unwrap_or_else(|e| panic!("{e:?}"))
-            .0;
+            .images;
             let tract = d
                 .sample(&RunRequest {
                     n: 4,

@@ -54,13 +54,37 @@ pub struct RunSettings {
     pub sample_every: u64,
     /// Write a checkpoint every this many steps (0: only at the end).
     pub ckpt_every: u64,
-    /// Sampler steps for the grids.
+    /// Sampler steps for the grids (and the evaluations).
     pub sample_steps: usize,
+    /// Score EMA samples with the digit metric every this many steps and at the end (0: never).
+    #[serde(default)]
+    pub eval_every: u64,
+    /// Samples per evaluation.
+    #[serde(default = "default_eval_n")]
+    pub eval_n: usize,
 }
 
-/// Compiles model text with route flags.
+fn default_eval_n() -> usize {
+    500
+}
+
+/// Compiles model text with route flags; the single flag `none` trains dense (the file's
+/// routes ignored).
 pub fn compile_model(text: &str, file: &str, routes: &[String]) -> Result<Compiled, Diagnostic> {
     let mut opts = CompileOptions::default();
+    if routes.iter().any(|r| r.trim() == "none") {
+        if routes.len() > 1 {
+            return Err(Diagnostic::new(
+                Location::Item("--route".into()),
+                "`--route none` cannot be combined with other routes",
+            )
+            .expected("either `--route none` or routes")
+            .found(routes.join(", "))
+            .in_file("<command line>"));
+        }
+        opts.dense = true;
+        return compile_str(text, file, &opts);
+    }
     for (i, r) in routes.iter().enumerate() {
         opts.routes.push(parse_flag(r, i)?);
     }
@@ -187,6 +211,14 @@ pub fn train<B: Engine>(
     let (data, notes): (Dataset, Vec<String>) =
         fit_to_model(raw, shape[0], shape[1], shape[2], classes, settings.seed)?;
     let r = recipe(&compiled, settings.batch, settings.seed)?;
+    let evaluator = if settings.eval_every > 0 {
+        crate::eval::check_digit_model(shape, classes)
+            .map_err(|d| d.in_file(settings.model_file.clone()))?;
+        let data_dir = bundled_mnist.parent().unwrap_or(Path::new("."));
+        Some(crate::eval::Evaluator::bundled(data_dir)?)
+    } else {
+        None
+    };
     let mut trainer = if resume {
         let ck = Checkpoint::load(&paths.checkpoint())?;
         let step: u64 = ck.meta("step", &paths.checkpoint())?.parse().map_err(|_| {
@@ -211,7 +243,11 @@ pub fn train<B: Engine>(
         .map_err(|e| io_err("cannot create the run folder", e))?;
     let settings_json =
         serde_json::to_string_pretty(&settings).map_err(|e| io_err("settings", e))?;
-    crate::checkpoint::write_atomic(&paths.dir.join("run.json"), settings_json.as_bytes())?;
+    // run.json: the settings plus the routes in effect (for plots and people).
+    let mut run_json = serde_json::to_value(&settings).map_err(|e| io_err("settings", e))?;
+    run_json["routes_in_effect"] = route_text(&compiled).into();
+    let run_json = serde_json::to_string_pretty(&run_json).map_err(|e| io_err("settings", e))?;
+    crate::checkpoint::write_atomic(&paths.dir.join("run.json"), run_json.as_bytes())?;
     for n in &notes {
         eprintln!("data: {n}");
     }
@@ -226,18 +262,11 @@ pub fn train<B: Engine>(
         trainer.step,
         settings.steps,
         settings.batch,
-        if compiled.routed.routes.is_empty() {
-            "none".to_string()
-        } else {
-            compiled
-                .routed
-                .routes
-                .iter()
-                .map(|r| format!("{}:{}-{}", r.rate, r.start, r.end))
-                .collect::<Vec<_>>()
-                .join(" ")
-        }
+        route_text(&compiled)
     );
+    if resume {
+        crate::metrics::truncate_after(&paths.metrics(), trainer.step)?;
+    }
     let mut log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -257,7 +286,16 @@ pub fn train<B: Engine>(
         indicatif::ProgressBar::hidden()
     };
     let start = Instant::now();
+    // Training wall time: grids, checkpoints and evaluations are paused out, and a resumed run
+    // continues the clock of its checkpoint's step.
+    let mut paused = std::time::Duration::ZERO;
+    let clock0 = if resume {
+        crate::metrics::elapsed_at(&paths.metrics(), trainer.step)
+    } else {
+        0.0
+    };
     let first = trainer.step;
+    let mut last_eval = String::new();
     let save = |t: &Trainer<B>| -> Result<(), RunError> {
         let mut ck = t.to_checkpoint().map_err(RunError::Failed)?;
         ck.meta.insert("model_json".into(), model_text.clone());
@@ -291,6 +329,23 @@ pub fn train<B: Engine>(
         write_grid(path, &imgs, n, shape, 8)?;
         Ok(())
     };
+    let evaluate =
+        |t: &Trainer<B>, ev: &crate::eval::Evaluator| -> Result<crate::eval::Scores, RunError> {
+            let n = settings.eval_n;
+            let spec = SampleSpec {
+                shape,
+                labels: grid_labels(n, classes),
+                n,
+                steps: settings.sample_steps,
+                seed: settings.seed ^ EVAL_SEED,
+                null_label: classes.unwrap_or(0) as i64,
+            };
+            let imgs = t
+                .sample(&spec, &Guidance::None, true)
+                .map_err(RunError::Failed)?;
+            ev.score(&imgs, spec.labels.as_deref().unwrap_or(&[]))
+                .map_err(RunError::Failed)
+        };
     while trainer.step < settings.steps {
         let s = trainer.step;
         let loss = trainer.train_step(&data).map_err(RunError::Failed)?;
@@ -310,23 +365,40 @@ pub fn train<B: Engine>(
                 s + 1
             )));
         }
-        let elapsed = start.elapsed().as_secs_f64();
-        let rate = (trainer.step - first) as f64 / elapsed.max(1e-9);
+        let trained = (start.elapsed() - paused).as_secs_f64();
+        let elapsed = clock0 + trained;
+        let rate = (trainer.step - first) as f64 / trained.max(1e-9);
         writeln!(log, "{}", serde_json::json!({"step": trainer.step, "loss": loss, "steps_per_s": rate, "elapsed_s": elapsed}))
             .map_err(|e| io_err("cannot write metrics.jsonl", e))?;
         bar.set_position(trainer.step);
-        bar.set_message(format!("loss {loss:.4}"));
         let at = |every: u64| every > 0 && trainer.step % every == 0;
+        let pause = Instant::now();
+        if let Some(ev) = evaluator
+            .as_ref()
+            .filter(|_| at(settings.eval_every) || trainer.step == settings.steps)
+        {
+            let sc = evaluate(&trainer, ev)?;
+            writeln!(log, "{}", serde_json::json!({"step": trainer.step, "fd": sc.fd, "accuracy": sc.accuracy, "per_class": sc.per_class, "n": sc.n, "elapsed_s": elapsed}))
+                .map_err(|e| io_err("cannot write metrics.jsonl", e))?;
+            last_eval = format!(" · FD {:.2}, acc {:.1}%", sc.fd, 100.0 * sc.accuracy);
+        }
+        bar.set_message(format!("loss {loss:.4}{last_eval}"));
         if at(settings.sample_every) && trainer.step < settings.steps {
             bar.suspend(|| grid(&trainer, &paths.grid(trainer.step)))?;
         }
         if at(settings.ckpt_every) && trainer.step < settings.steps {
             save(&trainer)?;
         }
+        paused += pause.elapsed();
     }
     bar.finish();
     save(&trainer)?;
     grid(&trainer, &paths.grid(trainer.step))?;
+    drop(log);
+    write_curves(&paths, evaluator.is_some(), &route_text(&compiled))?;
+    if !last_eval.is_empty() {
+        eprintln!("evaluation{last_eval} ({} EMA samples)", settings.eval_n);
+    }
     eprintln!(
         "done: step {}, checkpoint {}, samples {}",
         trainer.step,
@@ -334,6 +406,56 @@ pub fn train<B: Engine>(
         paths.grid(trainer.step).display()
     );
     Ok(trainer)
+}
+
+/// Mixed into the run's seed for the evaluation samples' noise (the same at every evaluation,
+/// so that a curve compares like with like; different from the grids').
+const EVAL_SEED: u64 = 0xe7a1;
+
+/// The routes of a compiled model as `RATE:START-END` (space-separated), or `none`.
+pub fn route_text(c: &Compiled) -> String {
+    if c.routed.routes.is_empty() {
+        return "none".to_string();
+    }
+    c.routed
+        .routes
+        .iter()
+        .map(|r| format!("{}:{}-{}", r.rate, r.start, r.end))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `curves.png` in the run folder: the loss against the step, and with evaluations a second
+/// file `curves-fd.png` with the FD.
+fn write_curves(paths: &RunPaths, with_eval: bool, routes: &str) -> Result<(), RunError> {
+    use crate::plot::{plot, Line, XAxis, YAxis};
+    let curves = crate::metrics::read(&paths.metrics())?;
+    let name = paths
+        .dir
+        .file_name()
+        .map_or("run".into(), |n| n.to_string_lossy().into_owned());
+    let line = [Line {
+        label: format!("{name} (routes {routes})"),
+        curves: &curves,
+    }];
+    let fail = |d: Diagnostic| RunError::Failed(d.to_string());
+    plot(
+        &line,
+        XAxis::Step,
+        YAxis::Loss,
+        &paths.dir.join("curves.png"),
+    )
+    .map_err(fail)?;
+    if with_eval {
+        plot(
+            &line,
+            XAxis::Step,
+            YAxis::Fd,
+            &paths.dir.join("curves-fd.png"),
+        )
+        .map_err(fail)?;
+    }
+    Ok(())
 }
 
 /// Restores a trainer (EMA and all) from a checkpoint file, for sampling and export.
@@ -405,6 +527,8 @@ mod tests {
             sample_every: 0,
             ckpt_every,
             sample_steps: 2,
+            eval_every: 0,
+            eval_n: 500,
         };
         (s, text)
     }
@@ -560,11 +684,11 @@ mod tests {
                 raw: false,
                 class: Some(7),
             };
-            let (imgs, n, shape) =
-                sample_on(BackendKind::Flex, &ck, &req).unwrap_or_else(|e| panic!("{e:?}"));
-            assert_eq!((n, shape), (3, [1, 32, 32]));
-            assert_eq!(imgs.len(), 3 * 32 * 32);
-            assert!(imgs.iter().all(|v| v.is_finite()));
+            let s = sample_on(BackendKind::Flex, &ck, &req).unwrap_or_else(|e| panic!("{e:?}"));
+            assert_eq!((s.n, s.shape, s.step), (3, [1, 32, 32], 2));
+            assert_eq!(s.labels, Some(vec![7; 3]));
+            assert_eq!(s.images.len(), 3 * 32 * 32);
+            assert!(s.images.iter().all(|v| v.is_finite()));
         }
         let bad = SampleRequest {
             n: 1,

@@ -106,17 +106,30 @@ pub struct SampleRequest {
     pub class: Option<i64>,
 }
 
-/// Samples from a checkpoint; returns the images, their count and shape.
-pub fn sample_on(
-    kind: BackendKind,
-    ckpt: &Path,
-    req: &SampleRequest,
-) -> Result<(Vec<f32>, usize, [usize; 3]), RunError> {
+/// What `sample_on` drew, and from what.
+#[derive(Debug, Clone)]
+pub struct Samples {
+    /// `n × C × H × W` values in the training data's range.
+    pub images: Vec<f32>,
+    /// Number of samples.
+    pub n: usize,
+    /// `[C, H, W]`.
+    pub shape: [usize; 3],
+    /// The class each sample was drawn for (`None`: an unconditional model).
+    pub labels: Option<Vec<i64>>,
+    /// The model's class count (`None`: unconditional).
+    pub classes: Option<usize>,
+    /// The checkpoint's training step.
+    pub step: u64,
+}
+
+/// Samples from a checkpoint.
+pub fn sample_on(kind: BackendKind, ckpt: &Path, req: &SampleRequest) -> Result<Samples, RunError> {
     fn go<B: super::fused::Engine>(
         ckpt: &Path,
         req: &SampleRequest,
         device: B::Device,
-    ) -> Result<(Vec<f32>, usize, [usize; 3]), RunError> {
+    ) -> Result<Samples, RunError> {
         use crate::lower::sample::{Guidance, SampleSpec};
         let (t, compiled, settings) = load_run::<B>(ckpt, device)?;
         let (shape, classes) = crate::run::model_io(&compiled)?;
@@ -156,17 +169,24 @@ pub fn sample_on(
         };
         let spec = SampleSpec {
             shape,
-            labels,
+            labels: labels.clone(),
             n: req.n,
             steps: req.steps,
             seed: req.seed,
             null_label: classes.unwrap_or(0) as i64,
         };
         let _ = settings;
-        let imgs = t
+        let images = t
             .sample(&spec, &guidance, !req.raw)
             .map_err(RunError::Failed)?;
-        Ok((imgs, req.n, shape))
+        Ok(Samples {
+            images,
+            n: req.n,
+            shape,
+            labels,
+            classes,
+            step: t.step,
+        })
     }
     dispatch!(kind, go, ckpt, req)
 }

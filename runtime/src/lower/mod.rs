@@ -4,6 +4,7 @@
 //! keeps an upgrade to one room.
 
 pub mod backends;
+pub mod classifier;
 pub mod forward;
 pub mod fused;
 pub mod objective;

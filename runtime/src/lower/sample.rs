@@ -49,6 +49,10 @@ pub struct SampleSpec {
     pub null_label: i64,
 }
 
+/// Samples per dense denoiser call (measured: sampling 500 MNIST digits in one batch took
+/// 86 s, in chunks of 100 see the README's figure).
+const SAMPLE_CHUNK: usize = 100;
+
 /// Draws samples with `dense` (routes stripped) and returns them row-major `[n, C, H, W]`.
 pub fn sample<B: FusedOps>(
     objective: Objective,
@@ -68,42 +72,54 @@ pub fn sample<B: FusedOps>(
     if matches!(guidance, Guidance::Cfg { .. }) && y.is_none() {
         return Err("classifier-free guidance needs a class-conditional model".into());
     }
-    let null = spec.labels.as_ref().map(|l| vec![spec.null_label; l.len()]);
-    let guided = |xs: &[f32], level: f64| -> OpResult<Vec<f32>> {
-        let x = Tensor::<B, 4>::from_data(TensorData::new(xs.to_vec(), [n, c, h, w]), device);
-        let lv = vec![level; n];
+    let len = c * h * w;
+    // One dense denoiser call on samples `from..from + m`.
+    let dense_chunk = |xs: &[f32], level: f64, from: usize, m: usize| -> OpResult<Vec<f32>> {
+        let x = Tensor::<B, 4>::from_data(
+            TensorData::new(xs[from * len..(from + m) * len].to_vec(), [m, c, h, w]),
+            device,
+        );
+        let part = spec.labels.as_deref().map(|l| &l[from..from + m]);
         match guidance {
-            Guidance::None => host(predict(
-                objective,
-                dense,
-                params,
-                x,
-                &lv,
-                y.clone(),
-                &mut NoRoutes,
-            )?),
             Guidance::Cfg { scale } => {
                 let both = Tensor::cat(vec![x.clone(), x], 0);
-                let yy = Tensor::cat(
-                    vec![
-                        y.clone().ok_or("no labels")?,
-                        labels(null.as_deref().unwrap_or(&[])),
-                    ],
-                    0,
-                );
-                let lv2 = vec![level; 2 * n];
+                let yy = labels(&[part.ok_or("no labels")?, &vec![spec.null_label; m]].concat());
                 let out = predict(
                     objective,
                     dense,
                     params,
                     both,
-                    &lv2,
+                    &vec![level; 2 * m],
                     Some(yy),
                     &mut NoRoutes,
                 )?;
-                let cond = host(out.clone().narrow(0, 0, n))?;
-                let uncond = host(out.narrow(0, n, n))?;
+                let cond = host(out.clone().narrow(0, 0, m))?;
+                let uncond = host(out.narrow(0, m, m))?;
                 Ok(guide(&cond, &uncond, *scale))
+            }
+            _ => host(predict(
+                objective,
+                dense,
+                params,
+                x,
+                &vec![level; m],
+                part.map(labels),
+                &mut NoRoutes,
+            )?),
+        }
+    };
+    let guided = |xs: &[f32], level: f64| -> OpResult<Vec<f32>> {
+        let x = Tensor::<B, 4>::from_data(TensorData::new(xs.to_vec(), [n, c, h, w]), device);
+        let lv = vec![level; n];
+        match guidance {
+            // Dense passes run in chunks of SAMPLE_CHUNK samples: each sample is denoised on
+            // its own, and big batches cost more per sample (allocation, cache).
+            Guidance::None | Guidance::Cfg { .. } => {
+                let mut out = Vec::with_capacity(n * len);
+                for from in (0..n).step_by(SAMPLE_CHUNK) {
+                    out.extend(dense_chunk(xs, level, from, SAMPLE_CHUNK.min(n - from))?);
+                }
+                Ok(out)
             }
             Guidance::Sparse {
                 strong,

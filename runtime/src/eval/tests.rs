@@ -1,0 +1,87 @@
+//! The metric on the shipped classifier and the bundled digits.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::*;
+use crate::init::normal;
+
+fn data_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data")
+}
+
+struct Fixture {
+    evaluator: Evaluator,
+    digits: Dataset,
+    params: Vec<Vec<f32>>,
+}
+
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let dir = data_dir();
+        let params = weights::load(&dir.join(weights::CLASSIFIER_FILE))
+            .unwrap()
+            .params;
+        Fixture {
+            evaluator: Evaluator::bundled(&dir).unwrap(),
+            digits: bundled_digits(&dir.join("mnist")).unwrap(),
+            params,
+        }
+    })
+}
+
+#[test]
+fn the_shipped_classifier_recognises_98_percent_of_the_held_out_digits() {
+    let f = fixture();
+    let (images, labels) = slice(&f.digits, HELD_OUT);
+    let (_, logits) = classifier::embed(&f.params, &images, labels.len()).unwrap();
+    let (hits, per_class) = accuracy(&logits, &labels);
+    assert!(hits >= 980, "{hits}/1000, per class {per_class:?}");
+    // Its recorded provenance says the same.
+    let meta = weights::load(&data_dir().join(weights::CLASSIFIER_FILE))
+        .unwrap()
+        .meta;
+    let recorded: f64 = meta["held_out_accuracy"].parse().unwrap();
+    assert!(
+        (recorded - hits as f64 / 1000.0).abs() < 1e-3,
+        "{recorded} vs {hits}"
+    );
+}
+
+#[test]
+fn real_digits_score_near_zero_and_noise_scores_far() {
+    let f = fixture();
+    let (held, held_labels) = slice(&f.digits, HELD_OUT);
+    let itself = f.evaluator.score(&held, &held_labels).unwrap();
+    assert!(itself.fd < 1e-6, "held-out vs itself: {}", itself.fd);
+    assert!(itself.accuracy >= 0.98);
+    // A disjoint real split (part of the classifier's training digits).
+    let (other, other_labels) = slice(&f.digits, 8000..9000);
+    let real = f.evaluator.score(&other, &other_labels).unwrap();
+    // Gaussian noise images, clamped to the data range as samples are.
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let noise: Vec<f32> = (0..held.len()).map(|_| normal(&mut rng)).collect();
+    let bad = f.evaluator.score(&noise, &held_labels).unwrap();
+    assert!(
+        real.fd < 0.05 * bad.fd,
+        "real {} vs noise {}",
+        real.fd,
+        bad.fd
+    );
+    assert!(bad.accuracy < 0.3, "noise accuracy {}", bad.accuracy);
+    assert_eq!(real.per_class.len(), 10);
+}
+
+#[test]
+fn a_model_that_is_not_a_digit_model_is_refused() {
+    assert!(check_digit_model([1, 32, 32], Some(10)).is_ok());
+    let e = check_digit_model([4, 32, 32], Some(1000))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("image 4×32×32, 1000 classes"), "{e}");
+    assert!(check_digit_model([1, 32, 32], None).is_err());
+}

@@ -1,0 +1,316 @@
+//! Training curves as PNG or SVG with `plotters` (the only module that names it). The font is
+//! embedded (`assets/DejaVuSans-ascii.ttf`, 14 KB), so plots render on machines with no system
+//! fonts.
+
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+use plotters::coord::ranged1d::{Ranged, ValueFormatter};
+use plotters::coord::types::RangedCoordf64;
+use plotters::prelude::*;
+use plotters::style::{register_font, FontStyle};
+use tread_compiler::diag::{Diagnostic, Location};
+
+use crate::metrics::Curves;
+
+static FONT: &[u8] = include_bytes!("../assets/DejaVuSans-ascii.ttf");
+
+fn font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // The subset is checked by the tests; a failure here would only lose the text.
+        let _ = register_font("sans-serif", FontStyle::Normal, FONT);
+    });
+}
+
+/// The x axis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XAxis {
+    /// Training step.
+    Step,
+    /// Training wall time (seconds; evaluation, grids and checkpoints excluded).
+    Wall,
+}
+
+/// The y axis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum YAxis {
+    /// Training loss (a moving mean over 25 steps; log scale).
+    Loss,
+    /// Fréchet distance to held-out digits (log scale).
+    Fd,
+    /// Class accuracy (%).
+    Accuracy,
+}
+
+impl YAxis {
+    fn label(self) -> &'static str {
+        match self {
+            YAxis::Loss => "training loss (mean of 25 steps)",
+            YAxis::Fd => "FD to held-out digits (lower is better)",
+            YAxis::Accuracy => "class accuracy, %",
+        }
+    }
+}
+
+/// One run's line: its legend and its curves.
+pub struct Line<'a> {
+    /// Legend text (run name, route).
+    pub label: String,
+    /// The run's curves.
+    pub curves: &'a Curves,
+}
+
+/// The points of one line on the chosen axes.
+pub fn points(c: &Curves, x: XAxis, y: YAxis) -> Vec<(f64, f64)> {
+    let xv = |step: u64, wall: f64| match x {
+        XAxis::Step => step as f64,
+        XAxis::Wall => wall,
+    };
+    match y {
+        YAxis::Loss => {
+            let w = 25usize;
+            let mut sum = 0.0;
+            let mut out = Vec::with_capacity(c.loss.len());
+            for (i, p) in c.loss.iter().enumerate() {
+                sum += p.loss;
+                if i >= w {
+                    sum -= c.loss[i - w].loss;
+                }
+                out.push((xv(p.step, p.elapsed_s), sum / (i + 1).min(w) as f64));
+            }
+            out
+        }
+        YAxis::Fd => c
+            .evals
+            .iter()
+            .map(|p| (xv(p.step, p.elapsed_s), p.fd))
+            .collect(),
+        YAxis::Accuracy => c
+            .evals
+            .iter()
+            .map(|p| (xv(p.step, p.elapsed_s), 100.0 * p.accuracy))
+            .collect(),
+    }
+}
+
+fn bounds(lines: &[Vec<(f64, f64)>]) -> Option<((f64, f64), (f64, f64))> {
+    let all: Vec<&(f64, f64)> = lines.iter().flatten().filter(|p| p.1.is_finite()).collect();
+    let fold = |f: fn(&(f64, f64)) -> f64| {
+        all.iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
+                (lo.min(f(p)), hi.max(f(p)))
+            })
+    };
+    (!all.is_empty()).then(|| (fold(|p| p.0), fold(|p| p.1)))
+}
+
+fn draw<DB: DrawingBackend, Y>(
+    root: DrawingArea<DB, plotters::coord::Shift>,
+    lines: &[(String, Vec<(f64, f64)>)],
+    xr: RangedCoordf64,
+    yr: Y,
+    x_label: &str,
+    y: YAxis,
+) -> Result<(), String>
+where
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+    root.fill(&WHITE).map_err(e)?;
+    let mut chart = ChartBuilder::on(&root)
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(64)
+        .build_cartesian_2d(xr, yr)
+        .map_err(e)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_label)
+        .y_desc(y.label())
+        .label_style(("sans-serif", 15))
+        .axis_desc_style(("sans-serif", 16))
+        .draw()
+        .map_err(e)?;
+    for (i, (label, pts)) in lines.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        let series = chart
+            .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))
+            .map_err(e)?;
+        series.label(label.as_str()).legend(move |(x, y)| {
+            PathElement::new(vec![(x, y), (x + 22, y)], color.stroke_width(2))
+        });
+        if y != YAxis::Loss {
+            chart
+                .draw_series(pts.iter().map(|p| Circle::new(*p, 3, color.filled())))
+                .map_err(e)?;
+        }
+    }
+    chart
+        .configure_series_labels()
+        .label_font(("sans-serif", 15))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(if y == YAxis::Accuracy {
+            SeriesLabelPosition::LowerRight
+        } else {
+            SeriesLabelPosition::UpperRight
+        })
+        .draw()
+        .map_err(e)?;
+    root.present().map_err(e)
+}
+
+/// Draws `lines` to `out` (`.png` or `.svg`, 900×560). Errors name the output file.
+pub fn plot(lines: &[Line<'_>], x: XAxis, y: YAxis, out: &Path) -> Result<(), Diagnostic> {
+    font();
+    let bad = |m: String| Diagnostic::new(Location::File, m).in_file(out.display().to_string());
+    let pts: Vec<(String, Vec<(f64, f64)>)> = lines
+        .iter()
+        .map(|l| (l.label.clone(), points(l.curves, x, y)))
+        .collect();
+    let only: Vec<Vec<(f64, f64)>> = pts.iter().map(|p| p.1.clone()).collect();
+    let ((x0, x1), (y0, y1)) = bounds(&only).ok_or_else(|| {
+        bad(format!(
+            "nothing to plot: no run has {} values",
+            match y {
+                YAxis::Loss => "loss",
+                YAxis::Fd => "fd",
+                YAxis::Accuracy => "accuracy",
+            }
+        ))
+    })?;
+    let xr: RangedCoordf64 = (x0..x1.max(x0 + 1e-9)).into();
+    let x_label = match x {
+        XAxis::Step => "training step",
+        XAxis::Wall => "training wall time, s",
+    };
+    let tmp = temp_path(out);
+    let size = (900, 560);
+    let svg = out
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("svg"));
+    let drawn = {
+        macro_rules! on {
+            ($root:expr) => {
+                match y {
+                    YAxis::Accuracy => {
+                        let yr: RangedCoordf64 = (0.0..100.0).into();
+                        draw($root, &pts, xr, yr, x_label, y)
+                    }
+                    YAxis::Loss | YAxis::Fd => {
+                        let lo = (y0.max(1e-6) / 1.2).max(1e-6);
+                        let hi = (y1.max(lo * 1.5)) * 1.2;
+                        let yr: LogCoord<f64> = (lo..hi).log_scale().into();
+                        draw($root, &pts, xr, yr, x_label, y)
+                    }
+                }
+            };
+        }
+        if svg {
+            on!(SVGBackend::new(&tmp, size).into_drawing_area())
+        } else {
+            on!(BitMapBackend::new(&tmp, size).into_drawing_area())
+        }
+    };
+    drawn.map_err(|m| bad(format!("cannot draw the plot: {m}")))?;
+    std::fs::rename(&tmp, out).map_err(|e| bad(format!("cannot write the plot: {e}")))
+}
+
+/// A temporary sibling of `out` with the same extension (the backends pick the format from it).
+fn temp_path(out: &Path) -> PathBuf {
+    let name = out
+        .file_name()
+        .map_or("plot".into(), |n| n.to_string_lossy().into_owned());
+    out.with_file_name(format!(".tmp-{}-{name}", std::process::id()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::{EvalPoint, LossPoint};
+
+    fn curves(scale: f64) -> Curves {
+        Curves {
+            loss: (1..=100)
+                .map(|s| LossPoint {
+                    step: s,
+                    elapsed_s: s as f64 * 0.5,
+                    loss: scale / s as f64,
+                })
+                .collect(),
+            evals: (1..=4)
+                .map(|k| EvalPoint {
+                    step: 25 * k,
+                    elapsed_s: 12.5 * k as f64,
+                    fd: 100.0 * scale / k as f64,
+                    accuracy: 0.2 * k as f64,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn png_and_svg_for_one_and_three_runs() {
+        let dir = std::env::temp_dir().join(format!("treadc-plot-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let runs = [curves(1.0), curves(2.0), curves(3.0)];
+        for n in [1, 3] {
+            let lines: Vec<Line> = runs[..n]
+                .iter()
+                .enumerate()
+                .map(|(i, c)| Line {
+                    label: format!("run{i} (route 0.5:2-4)"),
+                    curves: c,
+                })
+                .collect();
+            for (y, x) in [
+                (YAxis::Loss, XAxis::Step),
+                (YAxis::Fd, XAxis::Wall),
+                (YAxis::Accuracy, XAxis::Step),
+            ] {
+                let png = dir.join(format!("{n}-{y:?}.png"));
+                plot(&lines, x, y, &png).unwrap();
+                let bytes = std::fs::read(&png).unwrap();
+                assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+                let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
+                let info = decoder.read_info().unwrap();
+                assert_eq!((info.info().width, info.info().height), (900, 560));
+                let svg = dir.join(format!("{n}-{y:?}.svg"));
+                plot(&lines, x, y, &svg).unwrap();
+                let text = std::fs::read_to_string(&svg).unwrap();
+                assert!(text.starts_with("<svg") && text.trim_end().ends_with("</svg>"));
+                assert!(text.contains("run0 (route 0.5:2-4)"), "legend text missing");
+            }
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_metric_no_run_has_is_an_error_and_leaves_no_file() {
+        let c = Curves::default();
+        let out =
+            std::env::temp_dir().join(format!("treadc-plot-empty-{}.png", std::process::id()));
+        let e = plot(
+            &[Line {
+                label: "x".into(),
+                curves: &c,
+            }],
+            XAxis::Step,
+            YAxis::Fd,
+            &out,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("no run has fd values"), "{e}");
+        assert!(!out.exists());
+    }
+
+    #[test]
+    fn the_loss_is_a_moving_mean() {
+        let c = curves(1.0);
+        let p = points(&c, XAxis::Step, YAxis::Loss);
+        assert_eq!(p[0], (1.0, 1.0));
+        assert!((p[1].1 - 0.75).abs() < 1e-12);
+    }
+}

@@ -1,0 +1,283 @@
+//! `treadc eval` and `treadc train-classifier`: the digit metric's commands (argument parsing
+//! and printing; the work is in `tread_runtime::eval` and `tread_runtime::lower::classifier`).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use tread_runtime::eval::{bundled_digits, check_digit_model, slice, weights, Evaluator, HELD_OUT};
+use tread_runtime::lower::backends::{sample_on, BackendKind, SampleRequest};
+use tread_runtime::lower::classifier::{self, TrainPlan};
+
+use crate::{bundled_data, cli_error, from_run, Failure};
+
+/// `treadc eval`'s arguments.
+#[derive(clap::Args)]
+pub struct EvalArgs {
+    /// A run folder or a checkpoint file of a digit model (1×32×32 images, 10 classes).
+    run: PathBuf,
+    /// Number of samples (classes cycled 0, 1, …, 9, 0, …).
+    #[arg(long, default_value_t = 1000)]
+    n: usize,
+    /// Sampler steps (EDM Heun; Euler for flow models).
+    #[arg(long, default_value_t = 18)]
+    sampler_steps: usize,
+    /// Seed of the initial noise.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Classifier-free guidance scale (default: plain conditional samples).
+    #[arg(long)]
+    cfg: Option<f64>,
+    /// Score the raw weights instead of the EMA.
+    #[arg(long)]
+    raw: bool,
+    /// burn backend.
+    #[arg(long, default_value = "flex")]
+    backend: String,
+    /// One JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Samples `n` digits from a checkpoint and scores them.
+pub fn run_eval(args: EvalArgs) -> Result<(), Failure> {
+    let kind = BackendKind::parse(&args.backend).map_err(Failure::Input)?;
+    if args.n < 2 || args.sampler_steps == 0 {
+        return Err(cli_error(
+            "--n/--sampler-steps",
+            "n ≥ 2 (a Gaussian fit) and at least 1 sampler step",
+            format!("n {} sampler steps {}", args.n, args.sampler_steps),
+        ));
+    }
+    let ckpt = if args.run.is_dir() {
+        args.run.join("checkpoint.safetensors")
+    } else {
+        args.run.clone()
+    };
+    let evaluator = Evaluator::bundled(&bundled_data()).map_err(Failure::Input)?;
+    let start = Instant::now();
+    let req = SampleRequest {
+        n: args.n,
+        steps: args.sampler_steps,
+        seed: args.seed,
+        cfg: args.cfg,
+        sparse: None,
+        raw: args.raw,
+        class: None,
+    };
+    let s = sample_on(kind, &ckpt, &req).map_err(from_run)?;
+    check_digit_model(s.shape, s.classes)
+        .map_err(|d| Failure::Input(d.in_file(ckpt.display().to_string())))?;
+    let labels = s.labels.unwrap_or_default();
+    let scores = evaluator
+        .score(&s.images, &labels)
+        .map_err(Failure::Other)?;
+    let wall_s = start.elapsed().as_secs_f64();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "fd": scores.fd, "accuracy": scores.accuracy, "per_class": scores.per_class,
+                "n": scores.n, "step": s.step, "wall_s": wall_s,
+                "sampler_steps": args.sampler_steps, "seed": args.seed, "cfg": args.cfg,
+            })
+        );
+    } else {
+        let per: Vec<String> = scores
+            .per_class
+            .iter()
+            .enumerate()
+            .map(|(k, a)| format!("{k}: {:.0}%", 100.0 * a))
+            .collect();
+        println!(
+            "step {}: FD {:.3}, accuracy {:.1}% ({} samples, {} sampler steps, {}seed {}, {:.1} s)\nper class: {}",
+            s.step,
+            scores.fd,
+            100.0 * scores.accuracy,
+            scores.n,
+            args.sampler_steps,
+            args.cfg.map_or(String::new(), |c| format!("cfg {c}, ")),
+            args.seed,
+            wall_s,
+            per.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// `treadc train-classifier`'s arguments.
+#[derive(clap::Args)]
+pub struct TrainClassifierArgs {
+    /// Where to write the weights.
+    #[arg(
+        short = 'o',
+        long = "output",
+        default_value = "data/classifier/digits-cnn.safetensors"
+    )]
+    output: PathBuf,
+    /// Optimiser steps.
+    #[arg(long, default_value_t = 1500)]
+    steps: usize,
+    /// Batch size.
+    #[arg(long, default_value_t = 128)]
+    batch: usize,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 2e-3)]
+    lr: f64,
+    /// Seed of the initialisation, batch order and shifts.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+/// Trains the digit classifier on the bundled digits 0..9000 and reports its accuracy on the
+/// held-out 9000..10000.
+pub fn run_train_classifier(args: TrainClassifierArgs) -> Result<(), Failure> {
+    if args.steps == 0 || args.batch == 0 {
+        return Err(cli_error(
+            "--steps/--batch",
+            "at least 1",
+            format!("steps {} batch {}", args.steps, args.batch),
+        ));
+    }
+    let digits = bundled_digits(&bundled_data().join("mnist")).map_err(Failure::Input)?;
+    let (images, labels) = slice(&digits, 0..HELD_OUT.start);
+    let plan = TrainPlan {
+        steps: args.steps,
+        batch: args.batch,
+        lr: args.lr,
+        seed: args.seed,
+        max_shift: 2,
+    };
+    let start = Instant::now();
+    let params = classifier::train(&images, &labels, plan, |step, loss| {
+        if (step + 1) % 100 == 0 {
+            eprintln!("step {}: loss {loss:.4}", step + 1);
+        }
+    })
+    .map_err(Failure::Other)?;
+    let wall_s = start.elapsed().as_secs_f64();
+    let (test_images, test_labels) = slice(&digits, HELD_OUT);
+    let (_, logits) =
+        classifier::embed(&params, &test_images, test_labels.len()).map_err(Failure::Other)?;
+    let (hits, _) = tread_runtime::eval::accuracy(&logits, &test_labels);
+    let acc = hits as f64 / test_labels.len() as f64;
+    let command = format!(
+        "treadc train-classifier --steps {} --batch {} --lr {} --seed {}",
+        args.steps, args.batch, args.lr, args.seed
+    );
+    let meta = BTreeMap::from([
+        ("command".to_string(), command),
+        (
+            "train_split".into(),
+            format!("bundled digits 0..{}", HELD_OUT.start),
+        ),
+        (
+            "held_out_split".into(),
+            format!("bundled digits {}..{}", HELD_OUT.start, HELD_OUT.end),
+        ),
+        ("held_out_accuracy".into(), format!("{acc:.4}")),
+        ("train_wall_s".into(), format!("{wall_s:.1}")),
+    ]);
+    if let Some(dir) = args.output.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Failure::Other(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    weights::save(&args.output, &params, meta).map_err(|d| Failure::Other(d.to_string()))?;
+    eprintln!(
+        "held-out accuracy {:.2}% ({hits}/{}), {wall_s:.0} s; wrote {}",
+        100.0 * acc,
+        test_labels.len(),
+        args.output.display()
+    );
+    Ok(())
+}
+
+/// The x axis of `treadc plot`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum XArg {
+    /// Training step.
+    Step,
+    /// Training wall time (evaluation, grids and checkpoints excluded).
+    Wall,
+}
+
+/// The y axis of `treadc plot`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum YArg {
+    /// Training loss (moving mean of 25 steps).
+    Loss,
+    /// Fréchet distance to held-out digits (`--eval-every` runs).
+    Fd,
+    /// Class accuracy (`--eval-every` runs).
+    Accuracy,
+}
+
+/// `treadc plot`'s arguments.
+#[derive(clap::Args)]
+pub struct PlotArgs {
+    /// Run folders (each with a metrics.jsonl).
+    #[arg(required = true)]
+    runs: Vec<PathBuf>,
+    /// The x axis.
+    #[arg(long, value_enum, default_value = "step")]
+    x: XArg,
+    /// The y axis.
+    #[arg(long, value_enum, default_value = "loss")]
+    y: YArg,
+    /// Output file: .png or .svg.
+    #[arg(short = 'o', long = "output", default_value = "curves.png")]
+    output: PathBuf,
+}
+
+/// Overlays the runs' curves in one figure, with a legend of run names and routes.
+pub fn run_plot(args: PlotArgs) -> Result<(), Failure> {
+    use tread_runtime::plot::{plot, Line, XAxis, YAxis};
+    let ext = args
+        .output
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("");
+    if !["png", "svg"].contains(&ext.to_ascii_lowercase().as_str()) {
+        return Err(cli_error(
+            "-o",
+            "an output file ending in .png or .svg",
+            args.output.display().to_string(),
+        ));
+    }
+    let mut curves = Vec::new();
+    let mut labels = Vec::new();
+    for run in &args.runs {
+        let c = tread_runtime::metrics::read(&run.join("metrics.jsonl")).map_err(Failure::Input)?;
+        let name = run.file_name().map_or(run.display().to_string(), |n| {
+            n.to_string_lossy().into_owned()
+        });
+        labels.push(format!("{name} (routes {})", route_of(run)));
+        curves.push(c);
+    }
+    let lines: Vec<Line> = labels
+        .into_iter()
+        .zip(&curves)
+        .map(|(label, curves)| Line { label, curves })
+        .collect();
+    let x = match args.x {
+        XArg::Step => XAxis::Step,
+        XArg::Wall => XAxis::Wall,
+    };
+    let y = match args.y {
+        YArg::Loss => YAxis::Loss,
+        YArg::Fd => YAxis::Fd,
+        YArg::Accuracy => YAxis::Accuracy,
+    };
+    plot(&lines, x, y, &args.output).map_err(Failure::Input)?;
+    eprintln!("wrote {}", args.output.display());
+    Ok(())
+}
+
+/// A run's routes in effect, from its run.json (`none`: dense).
+fn route_of(run: &std::path::Path) -> String {
+    std::fs::read_to_string(run.join("run.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v.get("routes_in_effect")?.as_str().map(String::from))
+        .unwrap_or_else(|| "unknown".into())
+}
