@@ -44,6 +44,7 @@ type OpFn<B> = Box<dyn Fn(Vec<Tensor<B, 2>>) -> Tensor<B, 2>>;
 
 /// One op under test: its inputs' shapes, and the op fused (autodiff and flex) and decomposed.
 struct Case {
+    name: String,
     shapes: Vec<[usize; 2]>,
     fused: OpFn<Ad>,
     reference: OpFn<Ad>,
@@ -65,21 +66,26 @@ fn check(case: &Case, seed: u64) {
     let [r, c] = ya.dims();
     let w = rand2::<Ad>(r, c, seed + 1000);
     let yf = (case.fused_flex)(flex_in);
-    assert!(rel_err(&host(yf), &host(yb.clone())) < TOL, "flex forward");
+    let name = &case.name;
+    assert!(
+        rel_err(&host(yf), &host(yb.clone())) < TOL,
+        "{name}: flex forward"
+    );
     assert!(
         rel_err(&host(ya.clone()), &host(yb.clone())) < TOL,
-        "autodiff forward"
+        "{name}: autodiff forward"
     );
     let (ga, gb) = ((ya * w.clone()).sum().backward(), (yb * w).sum().backward());
     for (i, (a, b)) in xa.iter().zip(&xb).enumerate() {
         let (da, db) = (a.grad(&ga).unwrap(), b.grad(&gb).unwrap());
         let e = rel_err(&host(da), &host(db));
-        assert!(e < TOL, "gradient of input {i}: relative error {e}");
+        assert!(e < TOL, "{name}: gradient of input {i}: relative error {e}");
     }
 }
 
 fn attention_case(batch: usize, tokens: usize, heads: usize, dh: usize) -> Case {
     Case {
+        name: format!("attention b{batch} n{tokens} h{heads} dh{dh}"),
         shapes: vec![[batch * tokens, 3 * heads * dh]],
         fused: Box::new(move |x| <Ad as FusedOps>::fused_attention(x[0].clone(), batch, heads)),
         reference: Box::new(move |x| reference::attention(x[0].clone(), batch, heads)),
@@ -105,6 +111,7 @@ fn norm_case(batch: usize, tokens: usize, d: usize, modulate: bool, rms: bool) -
         };
     }
     Case {
+        name: format!("{kind:?} norm {}x{d}, modulate {modulate}", batch * tokens),
         shapes,
         fused: op!(<Ad as FusedOps>::fused_norm),
         reference: op!(reference::norm::<Ad>),
@@ -114,6 +121,7 @@ fn norm_case(batch: usize, tokens: usize, d: usize, modulate: bool, rms: bool) -
 
 fn gelu_case(rows: usize, d: usize) -> Case {
     Case {
+        name: format!("gelu {rows}x{d}"),
         shapes: vec![[rows, d]],
         fused: Box::new(|x| <Ad as FusedOps>::fused_gelu_tanh(x[0].clone() * 3.0)),
         reference: Box::new(|x| reference::gelu_tanh(x[0].clone() * 3.0)),
@@ -128,6 +136,7 @@ fn gated_case(batch: usize, tokens: usize, d: usize) -> Case {
         };
     }
     Case {
+        name: format!("gated residual b{batch} n{tokens} d{d}"),
         shapes: vec![[batch * tokens, d], [batch, d], [batch * tokens, d]],
         fused: op!(<Ad as FusedOps>::fused_gated_residual),
         reference: op!(reference::gated_residual::<Ad>),
@@ -157,7 +166,9 @@ proptest! {
         modulate in any::<bool>(), rms in any::<bool>(), seed in 0u64..1000,
     ) {
         check(&attention_case(batch, tokens, heads, dh), seed);
-        check(&norm_case(batch, tokens, heads * dh + 1, modulate, rms), seed);
+        // Width ≥ 3: a layer norm over 2 values outputs ±1 whatever they are, so its gradient
+        // is zero and the comparison would be one of rounding noise (found by this test).
+        check(&norm_case(batch, tokens, heads * dh + 2, modulate, rms), seed);
         check(&gelu_case(batch * tokens, heads * dh), seed);
         check(&gated_case(batch, tokens, heads * dh), seed);
     }
