@@ -261,6 +261,15 @@ def main():
                     "train on two CPU cores in minutes (the README's default run). A higher "
                     "learning rate and a short EMA with warm-up suit runs of a few thousand steps.",
         training={"lr": 5e-4, "ema_decay": 0.999, "ema_warmup": True, "batch": 64}))
+    write("mnist-dit-small.json", dit(
+        "MNIST-DiT-small", 6, 64, 4, 4, size=32, channels=1, classes=10,
+        description="MNIST-DiT at width 64 and depth 6 (64 tokens of 4x4 patches), trained fast: "
+                    "adaLN-Zero, lr 3e-3 with a 100-step warm-up, noise levels ln(sigma) ~ "
+                    "N(-0.4, 1.4^2) (more high-noise samples, where the class decides the digit), "
+                    "a short EMA with warm-up. 2,000 steps on two CPU cores give digits "
+                    "(README: FD and class accuracy measured with treadc eval).",
+        training={"init": "adaln_zero", "lr": 3e-3, "lr_warmup": 100, "ema_decay": 0.999,
+                  "ema_warmup": True, "batch": 64, "p_mean": -0.4, "p_std": 1.4}))
 
 
 if __name__ == "__main__":
