@@ -2,25 +2,7 @@
 
 mod common;
 
-use std::process::{Command, Output};
-
 use common::*;
-
-fn treadc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_treadc"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("treadc runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 #[test]
 fn report_json_has_the_documented_fields() {

@@ -4,21 +4,8 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
 
 use common::*;
-
-fn treadc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_treadc"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("treadc runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 fn temp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("treadc-quality-{name}-{}", std::process::id()));

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 use tread_compiler::compile::{compile_file, CompileOptions, Compiled};
 use tread_compiler::route_spec::parse_flag;
@@ -95,4 +96,23 @@ pub fn temp_dir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).expect("temp dir");
     d
+}
+
+/// Runs the `treadc` binary from the repository root.
+pub fn treadc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_treadc"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("treadc runs")
+}
+
+/// A finished command's stdout as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A finished command's stderr as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
 }

@@ -109,8 +109,6 @@ pub fn sample<B: FusedOps>(
         }
     };
     let guided = |xs: &[f32], level: f64| -> OpResult<Vec<f32>> {
-        let x = Tensor::<B, 4>::from_data(TensorData::new(xs.to_vec(), [n, c, h, w]), device);
-        let lv = vec![level; n];
         match guidance {
             // Dense passes run in chunks of SAMPLE_CHUNK samples: each sample is denoised on
             // its own, and big batches cost more per sample (allocation, cache).
@@ -126,6 +124,9 @@ pub fn sample<B: FusedOps>(
                 weak,
                 scale,
             } => {
+                let x =
+                    Tensor::<B, 4>::from_data(TensorData::new(xs.to_vec(), [n, c, h, w]), device);
+                let lv = vec![level; n];
                 let mut r = RandomRoutes {
                     rng: &mut route_rng,
                 };
