@@ -14,6 +14,7 @@ use gemm::Parallelism;
 use rayon::prelude::*;
 
 use super::elementwise::exp_fast;
+use super::simd;
 use super::SharedMut;
 
 /// Sizes of one attention call.
@@ -95,16 +96,16 @@ unsafe fn matmul(
     }
 }
 
-/// Row-wise softmax of an `n × n` matrix, in place.
+/// Row-wise softmax of an `n × n` matrix, in place: max, exponentials, sum and scaling as
+/// separate passes so each vectorises (see [`simd`]).
+#[inline(always)]
 fn softmax_rows(p: &mut [f32], n: usize) {
     for row in p.chunks_exact_mut(n) {
-        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let mut sum = 0.0f32;
+        let max = simd::max(row);
         for x in row.iter_mut() {
             *x = exp_fast(*x - max);
-            sum += *x;
         }
-        let inv = 1.0 / sum;
+        let inv = 1.0 / simd::sum(row);
         for x in row.iter_mut() {
             *x *= inv;
         }
@@ -135,7 +136,10 @@ pub fn forward(qkv: &[f32], s: AttnShape, out: &mut [f32], probs: Option<&mut [f
                 (k, 1, 3 * d),
                 s.scale(),
             );
-            softmax_rows(p, n);
+            simd::vectorized(
+                #[inline(always)]
+                || softmax_rows(p, n),
+            );
             let o = out_ptr.get().add(b * n * d + h * dh);
             matmul((n, dh, n), o, d, (p.as_ptr(), n, 1), (v, 3 * d, 1), 1.0);
         }
@@ -193,12 +197,17 @@ pub fn backward(qkv: &[f32], probs: &[f32], gout: &[f32], s: AttnShape, dqkv: &m
                     1.0,
                 );
             }
-            for (dsr, pr) in ds.chunks_exact_mut(n).zip(p.chunks_exact(n)) {
-                let dot: f32 = dsr.iter().zip(pr).map(|(a, b)| a * b).sum();
-                for (x, &pv) in dsr.iter_mut().zip(pr) {
-                    *x = pv * (*x - dot);
-                }
-            }
+            simd::vectorized(
+                #[inline(always)]
+                || {
+                    for (dsr, pr) in ds.chunks_exact_mut(n).zip(p.chunks_exact(n)) {
+                        let dot = simd::dot(dsr, pr);
+                        for (x, &pv) in dsr.iter_mut().zip(pr) {
+                            *x = pv * (*x - dot);
+                        }
+                    }
+                },
+            );
             // SAFETY: as above.
             unsafe {
                 let k = q.add(d);

@@ -3,6 +3,7 @@
 
 use rayon::prelude::*;
 
+use super::simd::vectorized;
 use super::{ELEM_CHUNK, ROW_CHUNK};
 
 /// `eˣ` to about 2 ulp over the f32 range, written with plain arithmetic and bit operations
@@ -40,10 +41,15 @@ pub fn gelu_tanh(x: &[f32], out: &mut [f32]) {
     out.par_chunks_mut(ELEM_CHUNK)
         .zip(x.par_chunks(ELEM_CHUNK))
         .for_each(|(o, x)| {
-            for (o, &x) in o.iter_mut().zip(x) {
-                let z = GELU_K * (x + GELU_C * x * x * x);
-                *o = x / (1.0 + exp_fast(-z));
-            }
+            vectorized(
+                #[inline(always)]
+                || {
+                    for (o, &x) in o.iter_mut().zip(x) {
+                        let z = GELU_K * (x + GELU_C * x * x * x);
+                        *o = x / (1.0 + exp_fast(-z));
+                    }
+                },
+            )
         });
 }
 
@@ -55,12 +61,17 @@ pub fn gelu_tanh_backward(x: &[f32], g: &[f32], dx: &mut [f32]) {
     dx.par_chunks_mut(ELEM_CHUNK)
         .zip(x.par_chunks(ELEM_CHUNK).zip(g.par_chunks(ELEM_CHUNK)))
         .for_each(|(d, (x, g))| {
-            for ((d, &x), &g) in d.iter_mut().zip(x).zip(g) {
-                let z = GELU_K * (x + GELU_C * x * x * x);
-                let s = 1.0 / (1.0 + exp_fast(-z));
-                let dz = GELU_K * (1.0 + 3.0 * GELU_C * x * x);
-                *d = g * (s + x * s * (1.0 - s) * dz);
-            }
+            vectorized(
+                #[inline(always)]
+                || {
+                    for ((d, &x), &g) in d.iter_mut().zip(x).zip(g) {
+                        let z = GELU_K * (x + GELU_C * x * x * x);
+                        let s = 1.0 / (1.0 + exp_fast(-z));
+                        let dz = GELU_K * (1.0 + 3.0 * GELU_C * x * x);
+                        *d = g * (s + x * s * (1.0 - s) * dz);
+                    }
+                },
+            )
         });
 }
 
@@ -72,14 +83,19 @@ pub fn gated_residual(x: &[f32], gate: &[f32], y: &[f32], s: Rows, out: &mut [f3
     out.par_chunks_mut(ROW_CHUNK * d)
         .enumerate()
         .for_each(|(c, o)| {
-            for (i, o) in o.chunks_exact_mut(d).enumerate() {
-                let r = c * ROW_CHUNK + i;
-                let gt = &gate[s.sample_of(r) * d..][..d];
-                let (xr, yr) = (&x[r * d..][..d], &y[r * d..][..d]);
-                for j in 0..d {
-                    o[j] = xr[j] + gt[j] * yr[j];
-                }
-            }
+            vectorized(
+                #[inline(always)]
+                || {
+                    for (i, o) in o.chunks_exact_mut(d).enumerate() {
+                        let r = c * ROW_CHUNK + i;
+                        let gt = &gate[s.sample_of(r) * d..][..d];
+                        let (xr, yr) = (&x[r * d..][..d], &y[r * d..][..d]);
+                        for (((o, &x), &g), &y) in o.iter_mut().zip(xr).zip(gt).zip(yr) {
+                            *o = x + g * y;
+                        }
+                    }
+                },
+            )
         });
 }
 
@@ -105,16 +121,23 @@ pub fn gated_residual_backward(
         .zip(dy.par_chunks_mut(n * d))
         .enumerate()
         .for_each(|(b, (dg, dys))| {
-            dg.fill(0.0);
-            let gt = &gate[b * d..][..d];
-            for (t, dyr) in dys.chunks_exact_mut(d).enumerate() {
-                let r = b * n + t;
-                let (gr, yr) = (&g[r * d..][..d], &y[r * d..][..d]);
-                for j in 0..d {
-                    dyr[j] = gr[j] * gt[j];
-                    dg[j] += gr[j] * yr[j];
-                }
-            }
+            vectorized(
+                #[inline(always)]
+                || {
+                    dg.fill(0.0);
+                    let gt = &gate[b * d..][..d];
+                    for (t, dyr) in dys.chunks_exact_mut(d).enumerate() {
+                        let r = b * n + t;
+                        let (gr, yr) = (&g[r * d..][..d], &y[r * d..][..d]);
+                        for ((((dy, dg), &g), &gt), &y) in
+                            dyr.iter_mut().zip(dg.iter_mut()).zip(gr).zip(gt).zip(yr)
+                        {
+                            *dy = g * gt;
+                            *dg += g * y;
+                        }
+                    }
+                },
+            )
         });
 }
 

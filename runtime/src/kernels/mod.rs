@@ -12,7 +12,9 @@
 pub mod adamw;
 pub mod attention;
 pub mod elementwise;
+pub mod linear;
 pub mod norm;
+pub mod simd;
 pub mod tokens;
 
 /// Rows per rayon task for row-wise kernels: large enough that scheduling costs nothing,

@@ -14,6 +14,7 @@
 use rayon::prelude::*;
 
 use super::elementwise::Rows;
+use super::simd::{self, vectorized};
 use super::ROW_CHUNK;
 
 /// Which normalisation.
@@ -25,15 +26,16 @@ pub enum NormKind {
     Rms,
 }
 
-/// Mean and 1/σ of one row.
-#[inline]
+/// Mean and 1/σ of one row (two passes: the mean, then the centred squares, which is exact
+/// where `E[x²] − E[x]²` cancels).
+#[inline(always)]
 fn row_stats(x: &[f32], kind: NormKind, eps: f32) -> (f32, f32) {
     let inv_d = 1.0 / x.len() as f32;
     let mean = match kind {
-        NormKind::Layer => x.iter().sum::<f32>() * inv_d,
+        NormKind::Layer => simd::sum(x) * inv_d,
         NormKind::Rms => 0.0,
     };
-    let var = x.iter().map(|&v| (v - mean) * (v - mean)).sum::<f32>() * inv_d;
+    let var = simd::sum_sq_centred(x, mean) * inv_d;
     (mean, 1.0 / (var + eps).sqrt())
 }
 
@@ -68,31 +70,36 @@ pub fn forward(
         .zip(stats.par_chunks_mut(ROW_CHUNK * 2))
         .enumerate()
         .for_each(|(c, (o, st))| {
-            for (i, (o, st)) in o
-                .chunks_exact_mut(d)
-                .zip(st.chunks_exact_mut(2))
-                .enumerate()
-            {
-                let r = c * ROW_CHUNK + i;
-                let xr = &x[r * d..][..d];
-                let (mean, rstd) = row_stats(xr, kind, eps);
-                st[0] = mean;
-                st[1] = rstd;
-                match mods {
-                    Some((sh, sc)) => {
-                        let b = s.sample_of(r);
-                        let (sh, sc) = (&sh[b * d..][..d], &sc[b * d..][..d]);
-                        for j in 0..d {
-                            o[j] = (xr[j] - mean) * rstd * (1.0 + sc[j]) + sh[j];
+            vectorized(
+                #[inline(always)]
+                || {
+                    for (i, (o, st)) in o
+                        .chunks_exact_mut(d)
+                        .zip(st.chunks_exact_mut(2))
+                        .enumerate()
+                    {
+                        let r = c * ROW_CHUNK + i;
+                        let xr = &x[r * d..][..d];
+                        let (mean, rstd) = row_stats(xr, kind, eps);
+                        st[0] = mean;
+                        st[1] = rstd;
+                        match mods {
+                            Some((sh, sc)) => {
+                                let b = s.sample_of(r);
+                                let (sh, sc) = (&sh[b * d..][..d], &sc[b * d..][..d]);
+                                for (((o, &x), &sc), &sh) in o.iter_mut().zip(xr).zip(sc).zip(sh) {
+                                    *o = (x - mean) * rstd * (1.0 + sc) + sh;
+                                }
+                            }
+                            None => {
+                                for (o, &x) in o.iter_mut().zip(xr) {
+                                    *o = (x - mean) * rstd;
+                                }
+                            }
                         }
                     }
-                    None => {
-                        for j in 0..d {
-                            o[j] = (xr[j] - mean) * rstd;
-                        }
-                    }
-                }
-            }
+                },
+            )
         });
 }
 
@@ -105,6 +112,48 @@ pub struct ModGrads<'a> {
     pub dshift: &'a mut [f32],
     /// Receives the scale gradient.
     pub dscale: &'a mut [f32],
+}
+
+/// One row of [`backward`]: `dxr` from the row's input and gradient `(x, g)`, its statistics
+/// and the sample's scale; adds the modulation gradients into `acc`. Inlined into the
+/// dispatched loops (a plain closure would not be, and would lose the wide SIMD units).
+#[inline(always)]
+fn row_backward(
+    (xr, gr): (&[f32], &[f32]),
+    (mean, rstd): (f32, f32),
+    kind: NormKind,
+    dxr: &mut [f32],
+    sc: Option<&[f32]>,
+    acc: Option<(&mut [f32], &mut [f32])>,
+) {
+    let inv_d = 1.0 / xr.len() as f32;
+    // dx first holds ĝ.
+    match sc {
+        Some(sc) => {
+            for ((dx, &g), &sc) in dxr.iter_mut().zip(gr).zip(sc) {
+                *dx = g * (1.0 + sc);
+            }
+        }
+        None => dxr.copy_from_slice(gr),
+    }
+    let sum_g = simd::sum(dxr);
+    let sum_gx = rstd * simd::dot_centred(dxr, xr, mean);
+    let a = match kind {
+        NormKind::Layer => sum_g * inv_d,
+        NormKind::Rms => 0.0,
+    };
+    let c = sum_gx * inv_d;
+    for (dx, &x) in dxr.iter_mut().zip(xr) {
+        let xh = (x - mean) * rstd;
+        *dx = rstd * (*dx - a - xh * c);
+    }
+    if let Some((dsh, dsc)) = acc {
+        for (((dsh, dsc), &g), &x) in dsh.iter_mut().zip(dsc.iter_mut()).zip(gr).zip(xr) {
+            let xh = (x - mean) * rstd;
+            *dsh += g;
+            *dsc += g * xh;
+        }
+    }
 }
 
 /// Backward: `dx` from the output gradient `g`, and the modulation gradients when the forward
@@ -122,43 +171,13 @@ pub fn backward(
     assert_eq!(g.len(), s.len(), "norm backward: g length");
     assert_eq!(dx.len(), s.len(), "norm backward: dx length");
     assert_eq!(stats.len(), 2 * s.batch * n, "norm backward: stats length");
-    let inv_d = 1.0 / d as f32;
-    let row =
-        |r: usize, dxr: &mut [f32], sc: Option<&[f32]>, acc: Option<(&mut [f32], &mut [f32])>| {
-            let (xr, gr) = (&x[r * d..][..d], &g[r * d..][..d]);
-            let (mean, rstd) = (stats[2 * r], stats[2 * r + 1]);
-            // dx first holds ĝ.
-            match sc {
-                Some(sc) => {
-                    for j in 0..d {
-                        dxr[j] = gr[j] * (1.0 + sc[j]);
-                    }
-                }
-                None => dxr.copy_from_slice(gr),
-            }
-            let (mut sum_g, mut sum_gx) = (0.0f32, 0.0f32);
-            for j in 0..d {
-                let xh = (xr[j] - mean) * rstd;
-                sum_g += dxr[j];
-                sum_gx += dxr[j] * xh;
-            }
-            let a = match kind {
-                NormKind::Layer => sum_g * inv_d,
-                NormKind::Rms => 0.0,
-            };
-            let c = sum_gx * inv_d;
-            for j in 0..d {
-                let xh = (xr[j] - mean) * rstd;
-                dxr[j] = rstd * (dxr[j] - a - xh * c);
-            }
-            if let Some((dsh, dsc)) = acc {
-                for j in 0..d {
-                    let xh = (xr[j] - mean) * rstd;
-                    dsh[j] += gr[j];
-                    dsc[j] += gr[j] * xh;
-                }
-            }
-        };
+    // Row r's input, gradient and statistics (a plain closure: only indexing, inlined).
+    let at = |r: usize| {
+        (
+            (&x[r * d..][..d], &g[r * d..][..d]),
+            (stats[2 * r], stats[2 * r + 1]),
+        )
+    };
     match mods {
         Some(ModGrads {
             scale: sc,
@@ -172,21 +191,34 @@ pub fn backward(
                 .zip(dshift.par_chunks_mut(d).zip(dscale.par_chunks_mut(d)))
                 .enumerate()
                 .for_each(|(b, (dxs, (dsh, dsc)))| {
-                    dsh.fill(0.0);
-                    dsc.fill(0.0);
-                    let scb = &sc[b * d..][..d];
-                    for (t, dxr) in dxs.chunks_exact_mut(d).enumerate() {
-                        row(b * n + t, dxr, Some(scb), Some((&mut *dsh, &mut *dsc)));
-                    }
+                    vectorized(
+                        #[inline(always)]
+                        || {
+                            dsh.fill(0.0);
+                            dsc.fill(0.0);
+                            let scb = &sc[b * d..][..d];
+                            for (t, dxr) in dxs.chunks_exact_mut(d).enumerate() {
+                                let (rows, st) = at(b * n + t);
+                                let acc = Some((&mut *dsh, &mut *dsc));
+                                row_backward(rows, st, kind, dxr, Some(scb), acc);
+                            }
+                        },
+                    )
                 });
         }
         None => {
             dx.par_chunks_mut(ROW_CHUNK * d)
                 .enumerate()
                 .for_each(|(c, dxs)| {
-                    for (i, dxr) in dxs.chunks_exact_mut(d).enumerate() {
-                        row(c * ROW_CHUNK + i, dxr, None, None);
-                    }
+                    vectorized(
+                        #[inline(always)]
+                        || {
+                            for (i, dxr) in dxs.chunks_exact_mut(d).enumerate() {
+                                let (rows, st) = at(c * ROW_CHUNK + i);
+                                row_backward(rows, st, kind, dxr, None, None);
+                            }
+                        },
+                    )
                 });
         }
     }

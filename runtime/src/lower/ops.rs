@@ -49,7 +49,11 @@ pub fn eval<B: FusedOps>(
             } else {
                 None
             };
-            let f = |r: Tensor<B, 2>| linear(r, w.clone(), b.clone());
+            let fused = ctx.fused;
+            let f = |r: Tensor<B, 2>| match fused {
+                true => B::fused_linear(r, w.clone(), b.clone()),
+                false => linear(r, w.clone(), b.clone()),
+            };
             map_float(next()?, f, |t| per_row(t, f))?
         }
         Op::LayerNorm { eps, affine } | Op::RmsNorm { eps, affine } => {
@@ -95,11 +99,11 @@ pub fn eval<B: FusedOps>(
             } else {
                 None
             };
-            let qkv = linear(t.reshape([b * n, d]), wqkv, bqkv);
+            let qkv = B::fused_linear(t.reshape([b * n, d]), wqkv, bqkv);
             let o = B::fused_attention(qkv, b, *heads as usize);
             let wp = ctx.params.get::<2>(&p("proj.weight"))?;
             let bp = ctx.params.get::<1>(&p("proj.bias"))?;
-            Value::F3(linear(o, wp, Some(bp)).reshape([b, n, d]))
+            Value::F3(B::fused_linear(o, wp, Some(bp)).reshape([b, n, d]))
         }
         Op::Attention { heads, qkv_bias } => {
             let t = next()?.f3()?;

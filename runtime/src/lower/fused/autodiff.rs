@@ -15,12 +15,13 @@ use burn::tensor::{Int, Tensor, TensorPrimitive};
 
 use super::flex::{
     attention_forward_keep, contiguous, gated_forward, gather_forward, gelu_forward, host_indices,
-    merge_forward, norm_forward, tensor_of, token_shape, values,
+    linear_forward, merge_forward, norm_forward, tensor_of, token_shape, values,
 };
 use super::{AdamEmaState, FusedOps, Mods, NormKind};
 use crate::kernels::adamw::AdamWEma;
 use crate::kernels::attention::{self, AttnShape};
 use crate::kernels::elementwise::{self, Rows};
+use crate::kernels::linear::{self, LinearGrads, LinearShape, Wanted};
 use crate::kernels::norm::{self, ModGrads};
 use crate::kernels::tokens::{self, TokenShape};
 
@@ -60,6 +61,56 @@ fn backward_n<S, const N: usize>(
 
 fn shape_of(t: &FlexTensor) -> Vec<usize> {
     t.layout().shape().to_vec()
+}
+
+/// The linear layer's backward, with a bias (parents x, W, b) or without (x, W).
+#[derive(Debug)]
+struct LinearBackward;
+
+/// The gradients of a linear layer as flex tensors, for the tracked parents `[x, W, b]`.
+fn linear_grads(
+    (x, w, s): (FlexTensor, FlexTensor, LinearShape),
+    g: &FlexTensor,
+    [x_tracked, weight, bias]: [bool; 3],
+) -> [Option<FlexTensor>; 3] {
+    let want = Wanted {
+        x: x_tracked,
+        weight,
+        bias,
+    };
+    let LinearGrads {
+        x: dx,
+        weight: dw,
+        bias: db,
+    } = linear::backward(values(&x), values(&w), values(g), s, want);
+    [
+        dx.map(|v| tensor_of(v, vec![s.rows, s.inputs])),
+        dw.map(|v| tensor_of(v, vec![s.inputs, s.outputs])),
+        db.map(|v| tensor_of(v, vec![s.outputs])),
+    ]
+}
+
+impl Backward<Flex, 3> for LinearBackward {
+    /// The input, the weight and the sizes.
+    type State = (FlexTensor, FlexTensor, LinearShape);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        backward_n(ops, grads, |state, g, tracked| {
+            linear_grads(state, &g, tracked)
+        });
+    }
+}
+
+impl Backward<Flex, 2> for LinearBackward {
+    /// The input, the weight and the sizes.
+    type State = (FlexTensor, FlexTensor, LinearShape);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        backward_n(ops, grads, |state, g, [x, w]| {
+            let [dx, dw, _] = linear_grads(state, &g, [x, w, false]);
+            [dx, dw]
+        });
+    }
 }
 
 #[derive(Debug)]
@@ -259,6 +310,22 @@ impl FusedOps for Ad {
         let (base, kept, idx) = (unwrap_ad(base), unwrap_ad(kept), host_indices(idx.inner()));
         let out = merge_forward(&inner(&base), &inner(&kept), &idx, s);
         wrap_ad(record(MergeBackward, [&base, &kept], (idx, s), out))
+    }
+
+    fn fused_linear(x: Tensor<Ad, 2>, w: Tensor<Ad, 2>, b: Option<Tensor<Ad, 1>>) -> Tensor<Ad, 2> {
+        let (x, w) = (unwrap_ad(x), unwrap_ad(w));
+        let (xi, wi) = (inner(&x), inner(&w));
+        wrap_ad(match b {
+            Some(b) => {
+                let b = unwrap_ad(b);
+                let (out, s) = linear_forward(&xi, &wi, Some(&inner(&b)));
+                record(LinearBackward, [&x, &w, &b], (xi, wi, s), out)
+            }
+            None => {
+                let (out, s) = linear_forward(&xi, &wi, None);
+                record(LinearBackward, [&x, &w], (xi, wi, s), out)
+            }
+        })
     }
 
     fn fused_attention(qkv: Tensor<Ad, 2>, batch: usize, heads: usize) -> Tensor<Ad, 2> {

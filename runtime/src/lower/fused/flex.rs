@@ -8,6 +8,7 @@ use super::{AdamEmaState, FusedOps, Mods, NormKind};
 use crate::kernels::adamw::{self, AdamWEma};
 use crate::kernels::attention::{self, AttnShape};
 use crate::kernels::elementwise::{self, Rows};
+use crate::kernels::linear::{self, LinearShape};
 use crate::kernels::norm;
 use crate::kernels::tokens::{self, TokenShape};
 
@@ -78,6 +79,23 @@ pub(super) fn attention_forward_keep(
     attention::forward(values(qkv), s, &mut out, Some(&mut p));
     let out = tensor_of(out, vec![s.batch * s.tokens, s.dim]);
     (out, tensor_of(p, vec![s.probs_len()]), s)
+}
+
+/// Linear forward on flex tensors (`x [R, I]`, `w [I, O]`, `b [O]`); returns the output and the
+/// sizes.
+pub(super) fn linear_forward(
+    x: &FlexTensor,
+    w: &FlexTensor,
+    b: Option<&FlexTensor>,
+) -> (FlexTensor, LinearShape) {
+    let (xs, ws) = (x.layout().shape(), w.layout().shape());
+    let s = LinearShape {
+        rows: xs[0],
+        inputs: xs[1],
+        outputs: ws[1],
+    };
+    let out = linear::forward(values(x), values(w), b.map(values), s);
+    (tensor_of(out, vec![s.rows, s.outputs]), s)
 }
 
 /// Norm forward on flex tensors; returns the output and the per-row statistics.
@@ -206,6 +224,15 @@ impl FusedOps for Flex {
             &host_indices(idx),
             s,
         ))
+    }
+
+    fn fused_linear(
+        x: Tensor<Flex, 2>,
+        w: Tensor<Flex, 2>,
+        b: Option<Tensor<Flex, 1>>,
+    ) -> Tensor<Flex, 2> {
+        let b = b.map(flex);
+        wrap(linear_forward(&flex(x), &flex(w), b.as_ref()).0)
     }
 
     fn fused_attention(qkv: Tensor<Flex, 2>, batch: usize, heads: usize) -> Tensor<Flex, 2> {

@@ -26,6 +26,15 @@ pub type Mods<B> = (Tensor<B, 2>, Tensor<B, 2>);
 /// Fused ops, each on row-major `[rows, width]` matrices whose rows are `batch` equal groups of
 /// tokens. Defaults decompose into burn ops (see [`reference`]).
 pub trait FusedOps: Backend {
+    /// A linear layer `x·W + b` (`x [R, I]`, `W [I, O]`, `b [O]`) as one op.
+    fn fused_linear(
+        x: Tensor<Self, 2>,
+        w: Tensor<Self, 2>,
+        b: Option<Tensor<Self, 1>>,
+    ) -> Tensor<Self, 2> {
+        burn::tensor::module::linear(x, w, b)
+    }
+
     /// Self-attention on the packed projection `qkv = [B·N, 3·D]` → `[B·N, D]`.
     fn fused_attention(qkv: Tensor<Self, 2>, batch: usize, heads: usize) -> Tensor<Self, 2> {
         reference::attention(qkv, batch, heads)

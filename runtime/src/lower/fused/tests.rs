@@ -144,8 +144,38 @@ fn gated_case(batch: usize, tokens: usize, d: usize) -> Case {
     }
 }
 
+/// A linear layer `[rows, inputs] · [inputs, outputs] (+ bias)`; the bias is a `[1, outputs]`
+/// input reshaped to the op's `[outputs]`, so its gradient is checked like the others.
+fn linear_case(rows: usize, inputs: usize, outputs: usize, bias: bool) -> Case {
+    let mut shapes = vec![[rows, inputs], [inputs, outputs]];
+    if bias {
+        shapes.push([1, outputs]);
+    }
+    macro_rules! op {
+        ($f:expr) => {
+            Box::new(move |x| {
+                let b = x.get(2).map(|b| b.clone().reshape([outputs]));
+                $f(x[0].clone(), x[1].clone(), b)
+            })
+        };
+    }
+    Case {
+        name: format!("linear {rows}x{inputs} -> {outputs}, bias {bias}"),
+        shapes,
+        fused: op!(<Ad as FusedOps>::fused_linear),
+        reference: op!(burn::tensor::module::linear::<Ad, 2>),
+        fused_flex: op!(<Flex as FusedOps>::fused_linear),
+    }
+}
+
 #[test]
 fn dit_shapes_match_the_decomposition() {
+    // The block's linears at MNIST-DiT's width (qkv, fc1 at 64 and 32 tokens), the adaLN
+    // linear on one row per sample, and a linear without bias.
+    check(&linear_case(3 * 64, 128, 384, true), 11);
+    check(&linear_case(32, 128, 512, true), 12);
+    check(&linear_case(3, 128, 768, true), 13);
+    check(&linear_case(70, 40, 9, false), 14);
     // MNIST-DiT (64 tokens, width 128, 4 heads), its routed span (32 kept), batch 1.
     check(&attention_case(3, 64, 4, 32), 1);
     check(&attention_case(1, 32, 4, 32), 2);
@@ -171,6 +201,7 @@ proptest! {
         check(&norm_case(batch, tokens, heads * dh + 2, modulate, rms), seed);
         check(&gelu_case(batch * tokens, heads * dh), seed);
         check(&gated_case(batch, tokens, heads * dh), seed);
+        check(&linear_case(batch * tokens, heads * dh, dh + 1, modulate), seed);
     }
 }
 
@@ -185,6 +216,8 @@ fn backwards_match_finite_differences() {
         (norm_case(1, 4, 6, false, false), 4),
         (gelu_case(3, 5), 5),
         (gated_case(2, 3, 4), 6),
+        (linear_case(4, 3, 5, true), 7),
+        (linear_case(3, 4, 2, false), 8),
     ] {
         let xs: Vec<Tensor<Ad, 2>> = case
             .shapes
