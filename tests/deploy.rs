@@ -28,6 +28,7 @@ fn tract_samples_equal_burn_samples() {
         sample_steps: 1,
         eval_every: 0,
         eval_n: 500,
+        cfg: None,
     };
     let run = dir.join("run");
     train_on(

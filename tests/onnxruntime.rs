@@ -1,11 +1,10 @@
 //! The exported files on an independent runtime: `onnx.checker.check_model(full_check=True)`
-//! and onnxruntime through Python (tests/onnx_check.py), against the burn forward. Without
-//! Python's `onnx` and `onnxruntime` this test FAILS with instructions (CI installs them);
-//! set TREADC_SKIP_ONNXRUNTIME=1 to skip it knowingly.
+//! and onnxruntime through Python (tests/onnx_check.py), against the burn forward. When the
+//! system `python3` lacks `onnx`/`onnxruntime`, the test sets up a virtual environment for them
+//! under target/ on first use (`onnx_python`); set TREADC_SKIP_ONNXRUNTIME=1 to skip it knowingly.
 
 mod common;
-
-use std::process::Command;
+mod onnx_python;
 
 use common::{presets, reduced_preset, root, temp_dir};
 use tread_compiler::export::file::{read_model, ExternalData};
@@ -16,24 +15,13 @@ use tread_runtime::export::{
 };
 use tread_runtime::image_out::write_npy;
 
-fn python_ready() -> bool {
-    Command::new("python3")
-        .args(["-c", "import onnx, onnxruntime"])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 #[test]
 fn onnx_checker_and_onnxruntime_agree_with_burn() {
     if std::env::var_os("TREADC_SKIP_ONNXRUNTIME").is_some() {
         eprintln!("SKIPPED on request (TREADC_SKIP_ONNXRUNTIME): onnxruntime check not run");
         return;
     }
-    assert!(
-        python_ready(),
-        "python3 with `onnx` and `onnxruntime` is needed for this test: \
-         `pip install onnx onnxruntime` (or set TREADC_SKIP_ONNXRUNTIME=1 to skip it knowingly)"
-    );
+    let python = onnx_python::checker_python().unwrap_or_else(|e| panic!("{e}"));
     let dir = temp_dir("onnxruntime");
     let mut models: Vec<_> = presets()
         .iter()
@@ -95,7 +83,7 @@ fn onnx_checker_and_onnxruntime_agree_with_burn() {
             cases += 1;
         }
     }
-    let out = Command::new("python3")
+    let out = std::process::Command::new(&python)
         .arg(root().join("tests/onnx_check.py"))
         .arg(&dir)
         .output()

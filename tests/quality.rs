@@ -33,6 +33,8 @@ fn train_with_evaluations_then_eval_and_plot() {
         "2",
         "--eval-n",
         "20",
+        "--cfg",
+        "1.5",
         "--quiet",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -45,6 +47,7 @@ fn train_with_evaluations_then_eval_and_plot() {
     assert_eq!(evals.len(), 2, "{metrics}");
     assert_eq!(evals[1]["step"], 4);
     assert_eq!(evals[1]["n"], 20);
+    assert_eq!(evals[1]["cfg"], 1.5, "the evaluations say how they sampled");
     assert!(evals[1]["fd"].as_f64().unwrap() > 0.0);
     // Training wall time excludes the evaluations: it never runs backwards, and step 4's clock
     // equals that of its loss line.
@@ -124,5 +127,45 @@ fn train_with_evaluations_then_eval_and_plot() {
     assert!(!out.exists());
     let o = treadc(&["eval", empty.to_str().unwrap(), "--n", "10"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `train --cfg`: a scale that is not positive, or a model that never learnt an unconditional
+/// prediction (class_dropout 0), is bad input (exit 2) and leaves no run folder.
+#[test]
+fn train_cfg_bad_inputs_are_refused_before_anything_is_written() {
+    let dir = temp("cfg");
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = std::fs::read_to_string(root().join("tests/models/tiny-mnist.json")).unwrap();
+    assert!(text.contains("\"class_dropout\": 0.1"));
+    let no_dropout = dir.join("no-dropout.json");
+    std::fs::write(
+        &no_dropout,
+        text.replace("\"class_dropout\": 0.1", "\"class_dropout\": 0.0"),
+    )
+    .unwrap();
+    for (model, cfg, says) in [
+        ("tests/models/tiny-mnist.json", "0", "a guidance scale > 0"),
+        ("tests/models/tiny-mnist.json", "-1", "a guidance scale > 0"),
+        (no_dropout.to_str().unwrap(), "2", "class_dropout"),
+    ] {
+        let run = dir.join("run");
+        let flag = format!("--cfg={cfg}");
+        let o = treadc(&[
+            "train",
+            model,
+            "--steps",
+            "1",
+            "--batch",
+            "2",
+            "--out",
+            run.to_str().unwrap(),
+            &flag,
+            "--quiet",
+        ]);
+        assert_eq!(o.status.code(), Some(2), "--cfg {cfg}: {}", stderr(&o));
+        assert!(stderr(&o).contains(says), "--cfg {cfg}: {}", stderr(&o));
+        assert!(!run.exists(), "--cfg {cfg}: no run folder");
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -62,6 +62,10 @@ pub struct RunSettings {
     /// Samples per evaluation.
     #[serde(default = "default_eval_n")]
     pub eval_n: usize,
+    /// Classifier-free guidance scale of the grids and evaluations (`None`: plain conditional
+    /// samples).
+    #[serde(default)]
+    pub cfg: Option<f64>,
 }
 
 fn default_eval_n() -> usize {
@@ -211,6 +215,26 @@ pub fn train<B: Engine>(
     let (data, notes): (Dataset, Vec<String>) =
         fit_to_model(raw, shape[0], shape[1], shape[2], classes, settings.seed)?;
     let r = recipe(&compiled, settings.batch, settings.seed)?;
+    let guidance = match settings.cfg {
+        None => Guidance::None,
+        Some(scale) if classes.is_some() && r.training.class_dropout > 0.0 => {
+            Guidance::Cfg { scale }
+        }
+        Some(_) => {
+            return Err(RunError::Input(
+                Diagnostic::new(
+                    Location::Item("--cfg".into()),
+                    format!(
+                        "classifier-free guidance needs a class-conditional model trained with \
+                         `training.class_dropout` > 0; this one has {} classes and class_dropout {}",
+                        classes.map_or("no".to_string(), |k| k.to_string()),
+                        r.training.class_dropout
+                    ),
+                )
+                .in_file(settings.model_file.clone()),
+            ))
+        }
+    };
     let evaluator = if settings.eval_every > 0 {
         crate::eval::check_digit_model(shape, classes)
             .map_err(|d| d.in_file(settings.model_file.clone()))?;
@@ -323,9 +347,7 @@ pub fn train<B: Engine>(
             seed: settings.seed,
             null_label: classes.unwrap_or(0) as i64,
         };
-        let imgs = t
-            .sample(&spec, &Guidance::None, true)
-            .map_err(RunError::Failed)?;
+        let imgs = t.sample(&spec, &guidance, true).map_err(RunError::Failed)?;
         write_grid(path, &imgs, n, shape, 8)?;
         Ok(())
     };
@@ -340,9 +362,7 @@ pub fn train<B: Engine>(
                 seed: settings.seed ^ EVAL_SEED,
                 null_label: classes.unwrap_or(0) as i64,
             };
-            let imgs = t
-                .sample(&spec, &Guidance::None, true)
-                .map_err(RunError::Failed)?;
+            let imgs = t.sample(&spec, &guidance, true).map_err(RunError::Failed)?;
             ev.score(&imgs, spec.labels.as_deref().unwrap_or(&[]))
                 .map_err(RunError::Failed)
         };
@@ -378,7 +398,7 @@ pub fn train<B: Engine>(
             .filter(|_| at(settings.eval_every) || trainer.step == settings.steps)
         {
             let sc = evaluate(&trainer, ev)?;
-            writeln!(log, "{}", serde_json::json!({"step": trainer.step, "fd": sc.fd, "accuracy": sc.accuracy, "per_class": sc.per_class, "n": sc.n, "elapsed_s": elapsed}))
+            writeln!(log, "{}", serde_json::json!({"step": trainer.step, "fd": sc.fd, "accuracy": sc.accuracy, "per_class": sc.per_class, "n": sc.n, "cfg": settings.cfg, "elapsed_s": elapsed}))
                 .map_err(|e| io_err("cannot write metrics.jsonl", e))?;
             last_eval = format!(" · FD {:.2}, acc {:.1}%", sc.fd, 100.0 * sc.accuracy);
         }
@@ -529,6 +549,7 @@ mod tests {
             sample_steps: 2,
             eval_every: 0,
             eval_n: 500,
+            cfg: None,
         };
         (s, text)
     }
