@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod devices;
 mod quality;
 use tread_compiler::compile::{compile_file, CompileOptions};
 use tread_compiler::diag::{Diagnostic, Location};
@@ -83,6 +84,9 @@ treadc export models/dit-s2.json -o dit-s2.onnx --opset 23 --list"
         after_help = "Example:\n  treadc plot runs/dense runs/routed --x wall --y fd -o fd.png"
     )]
     Plot(quality::PlotArgs),
+    /// What this binary can run on: backends, CPU cores and SIMD, CUDA driver, NVRTC and GPUs.
+    #[command(after_help = "Example:\n  treadc devices --json")]
+    Devices(devices::DevicesArgs),
 }
 
 #[derive(clap::Args)]
@@ -338,6 +342,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => quality::run_eval(args),
         Command::TrainClassifier(args) => quality::run_train_classifier(args),
         Command::Plot(args) => quality::run_plot(args),
+        Command::Devices(args) => devices::run_devices(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -434,6 +439,14 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
     })
 }
 
+/// The `--backend` flag: unknown names are bad input (exit 2); a backend that cannot start
+/// here (cuda without a usable driver, NVRTC or GPU) fails before anything is written (exit 1).
+pub(crate) fn backend(name: &str) -> Result<BackendKind, Failure> {
+    let kind = BackendKind::parse(name).map_err(Failure::Input)?;
+    kind.check_ready().map_err(Failure::Other)?;
+    Ok(kind)
+}
+
 pub(crate) fn from_run(e: RunError) -> Failure {
     match e {
         RunError::Input(d) => Failure::Input(d),
@@ -478,7 +491,7 @@ fn read_model(path: &Path) -> Result<String, Failure> {
 }
 
 fn run_train(args: TrainArgs) -> Result<(), Failure> {
-    let kind = BackendKind::parse(&args.backend).map_err(Failure::Input)?;
+    let kind = backend(&args.backend)?;
     let (settings, text, out, resume) = if let Some(dir) = &args.resume {
         let ck = dir.join("checkpoint.safetensors");
         let c = Checkpoint::load(&ck).map_err(Failure::Input)?;
@@ -557,7 +570,7 @@ fn run_train(args: TrainArgs) -> Result<(), Failure> {
 }
 
 fn run_sample(args: SampleArgs) -> Result<(), Failure> {
-    let kind = BackendKind::parse(&args.backend).map_err(Failure::Input)?;
+    let kind = backend(&args.backend)?;
     let ckpt = if args.run.is_dir() {
         args.run.join("checkpoint.safetensors")
     } else {
@@ -606,7 +619,7 @@ fn run_bench(args: BenchArgs) -> Result<(), Failure> {
     if args.model.extension().is_some_and(|e| e == "onnx") {
         return bench_onnx(&args);
     }
-    let kind = BackendKind::parse(&args.backend).map_err(Failure::Input)?;
+    let kind = backend(&args.backend)?;
     let text = read_model(&args.model)?;
     let compiled =
         tread_runtime::run::compile_model(&text, &args.model.display().to_string(), &args.routes)

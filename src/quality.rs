@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use tread_runtime::eval::{bundled_digits, check_digit_model, slice, weights, Evaluator, HELD_OUT};
-use tread_runtime::lower::backends::{sample_on, BackendKind, SampleRequest};
+use tread_runtime::lower::backends::{sample_on, SampleRequest};
 use tread_runtime::lower::classifier::{self, TrainPlan};
 
 use crate::{bundled_data, cli_error, from_run, Failure};
@@ -41,7 +41,7 @@ pub struct EvalArgs {
 
 /// Samples `n` digits from a checkpoint and scores them.
 pub fn run_eval(args: EvalArgs) -> Result<(), Failure> {
-    let kind = BackendKind::parse(&args.backend).map_err(Failure::Input)?;
+    let kind = crate::backend(&args.backend)?;
     if args.n < 2 || args.sampler_steps == 0 {
         return Err(cli_error(
             "--n/--sampler-steps",

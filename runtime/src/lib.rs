@@ -10,6 +10,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod data;
 pub mod deploy;
+pub mod devices;
 pub mod eval;
 pub mod export;
 pub mod image_out;

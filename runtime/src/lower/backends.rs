@@ -42,13 +42,56 @@ impl BackendKind {
     }
 }
 
+impl BackendKind {
+    /// `Ok` when the backend can start on this machine. cuda is probed (driver, NVRTC, a GPU)
+    /// before any burn-cuda call, because burn-cuda panics on a device thread without them;
+    /// the CPU backends always can.
+    pub fn check_ready(self) -> Result<(), String> {
+        match self {
+            BackendKind::Flex | BackendKind::NdArray => Ok(()),
+            BackendKind::Cuda => crate::devices::require_cuda().map(|_| ()),
+        }
+    }
+}
+
+/// Runs a burn-cuda call, turning a panic into [`RunError::Failed`] with its message instead of
+/// a backtrace. Why: burn-cuda (cubecl, cudarc) panics on its device thread when the driver or
+/// NVRTC misbehaves at start-up (the probe of [`BackendKind::check_ready`] catches the missing
+/// ones first); the caller's thread then panics on a closed channel. The first message, usually
+/// the device thread's, is the one reported.
+#[cfg(feature = "cuda")]
+fn guard_cuda<T>(f: impl FnOnce() -> Result<T, RunError>) -> Result<T, RunError> {
+    use std::sync::{Arc, Mutex};
+    let first: Arc<Mutex<Option<String>>> = Arc::default();
+    let sink = first.clone();
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if let Ok(mut m) = sink.lock() {
+            m.get_or_insert_with(|| info.to_string());
+        }
+    }));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    std::panic::set_hook(previous);
+    result.unwrap_or_else(|_| {
+        let what = first
+            .lock()
+            .ok()
+            .and_then(|m| m.clone())
+            .unwrap_or_else(|| "a panic without a message".into());
+        Err(RunError::Failed(format!(
+            "the cuda backend failed: {what}; `treadc devices` shows what the driver and NVRTC \
+             report; --backend flex runs on the CPU"
+        )))
+    })
+}
+
 macro_rules! dispatch {
     ($kind:expr, $f:ident, $($arg:expr),*) => {
         match $kind {
             BackendKind::Flex => $f::<burn::backend::Flex>($($arg,)* Default::default()),
             BackendKind::NdArray => $f::<burn::backend::NdArray>($($arg,)* Default::default()),
             #[cfg(feature = "cuda")]
-            BackendKind::Cuda => $f::<burn::backend::Cuda>($($arg,)* Default::default()),
+            BackendKind::Cuda => guard_cuda(|| $f::<burn::backend::Cuda>($($arg,)* Default::default())),
             #[cfg(not(feature = "cuda"))]
             BackendKind::Cuda => unreachable!("parse refuses cuda without the feature"),
         }

@@ -1,0 +1,69 @@
+//! `treadc devices`: what this binary can run on — its backends, the CPU, and CUDA (driver,
+//! NVRTC, GPUs) or why CUDA is not usable. The probe itself is `tread_runtime::devices`.
+
+use tread_runtime::devices::{cpu, cuda};
+
+use crate::Failure;
+
+/// Arguments of `treadc devices`.
+#[derive(clap::Args)]
+pub struct DevicesArgs {
+    /// One JSON object on stdout (keys: backends, cpu, cuda).
+    #[arg(long)]
+    json: bool,
+}
+
+/// Prints the report; never fails on a missing GPU (that is a finding, not an error).
+pub fn run_devices(args: DevicesArgs) -> Result<(), Failure> {
+    let mut backends = vec!["flex", "ndarray"];
+    if cfg!(feature = "cuda") {
+        backends.push("cuda");
+    }
+    let (c, g) = (cpu(), cuda());
+    if args.json {
+        let gpus: Vec<_> = g
+            .gpus
+            .iter()
+            .map(|d| serde_json::json!({"index": d.index, "name": d.name, "memory_mib": d.memory_mib}))
+            .collect();
+        let v = serde_json::json!({
+            "backends": backends,
+            "cpu": {"cores": c.cores, "simd": c.simd},
+            "cuda": {
+                "in_build": cfg!(feature = "cuda"),
+                "usable": g.usable(),
+                "driver": g.driver_library,
+                "driver_version": g.driver_version.map(|(a, b)| format!("{a}.{b}")),
+                "nvrtc": g.nvrtc.as_ref().map(|(n, (a, b))| format!("{n} {a}.{b}")),
+                "gpus": gpus,
+                "problem": g.problem,
+            },
+        });
+        println!("{v}");
+        return Ok(());
+    }
+    println!("backends: {} (default flex)", backends.join(", "));
+    if !cfg!(feature = "cuda") {
+        println!("  cuda: not in this build (cargo build --release --features cuda)");
+    }
+    println!(
+        "cpu: {} cores, SIMD {} (the GEMM and the fused kernels dispatch to it)",
+        c.cores, c.simd
+    );
+    match (&g.driver_library, g.driver_version) {
+        (Some(lib), Some((a, b))) => println!("cuda driver: {lib}, CUDA {a}.{b}"),
+        (Some(lib), None) => println!("cuda driver: {lib}"),
+        _ => {}
+    }
+    if let Some((n, (a, b))) = &g.nvrtc {
+        println!("nvrtc: {n} {a}.{b}");
+    }
+    for d in &g.gpus {
+        println!("gpu {}: {}, {} MiB", d.index, d.name, d.memory_mib);
+    }
+    match &g.problem {
+        None => println!("cuda: usable"),
+        Some(p) => println!("cuda: not usable: {p}"),
+    }
+    Ok(())
+}
