@@ -10,10 +10,10 @@
 //! dV = Pᵀ·dO    dP = dO·Vᵀ    dS = P ⊙ (dP − rowsum(dP ⊙ P))    dQ = dS·K/√Dh    dK = dSᵀ·Q/√Dh
 //! ```
 
-use gemm::Parallelism;
 use rayon::prelude::*;
 
 use super::elementwise::exp_fast;
+use super::gemm::matmul;
 use super::simd;
 use super::SharedMut;
 
@@ -56,46 +56,6 @@ impl AttnShape {
     }
 }
 
-/// `dst = beta · lhs · rhs` for one matrix, single-threaded (the caller parallelises), with
-/// explicit row and column strides for every operand.
-///
-/// # Safety
-/// Every pointer must be valid for the `m × k`, `k × n` and `m × n` strided extents given.
-#[allow(clippy::too_many_arguments)]
-unsafe fn matmul(
-    (m, n, k): (usize, usize, usize),
-    dst: *mut f32,
-    dst_rs: usize,
-    (lhs, lhs_rs, lhs_cs): (*const f32, usize, usize),
-    (rhs, rhs_rs, rhs_cs): (*const f32, usize, usize),
-    beta: f32,
-) {
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst,
-            1,
-            dst_rs as isize,
-            false,
-            lhs,
-            lhs_cs as isize,
-            lhs_rs as isize,
-            rhs,
-            rhs_cs as isize,
-            rhs_rs as isize,
-            0.0,
-            beta,
-            false,
-            false,
-            false,
-            Parallelism::None,
-        );
-    }
-}
-
 /// Row-wise softmax of an `n × n` matrix, in place: max, exponentials, sum and scaling as
 /// separate passes so each vectorises (see [`simd`]).
 #[inline(always)]
@@ -130,8 +90,8 @@ pub fn forward(qkv: &[f32], s: AttnShape, out: &mut [f32], probs: Option<&mut [f
             let (k, v) = (q.add(d), q.add(2 * d));
             matmul(
                 (n, n, dh),
-                p.as_mut_ptr(),
-                n,
+                (p.as_mut_ptr(), n),
+                false,
                 (q, 3 * d, 1),
                 (k, 1, 3 * d),
                 s.scale(),
@@ -141,7 +101,14 @@ pub fn forward(qkv: &[f32], s: AttnShape, out: &mut [f32], probs: Option<&mut [f
                 || softmax_rows(p, n),
             );
             let o = out_ptr.get().add(b * n * d + h * dh);
-            matmul((n, dh, n), o, d, (p.as_ptr(), n, 1), (v, 3 * d, 1), 1.0);
+            matmul(
+                (n, dh, n),
+                (o, d),
+                false,
+                (p.as_ptr(), n, 1),
+                (v, 3 * d, 1),
+                1.0,
+            );
         }
     };
     match probs {
@@ -186,12 +153,19 @@ pub fn backward(qkv: &[f32], probs: &[f32], gout: &[f32], s: AttnShape, dqkv: &m
                 let v = q.add(2 * d);
                 let dv = dqkv_ptr.get().add(off + 2 * d);
                 // dV = Pᵀ·dO
-                matmul((n, dh, n), dv, 3 * d, (p.as_ptr(), 1, n), (go, d, 1), 1.0);
+                matmul(
+                    (n, dh, n),
+                    (dv, 3 * d),
+                    false,
+                    (p.as_ptr(), 1, n),
+                    (go, d, 1),
+                    1.0,
+                );
                 // dP = dO·Vᵀ
                 matmul(
                     (n, n, dh),
-                    ds.as_mut_ptr(),
-                    n,
+                    (ds.as_mut_ptr(), n),
+                    false,
                     (go, d, 1),
                     (v, 1, 3 * d),
                     1.0,
@@ -216,16 +190,16 @@ pub fn backward(qkv: &[f32], probs: &[f32], gout: &[f32], s: AttnShape, dqkv: &m
                 // dQ = dS·K·scale, dK = dSᵀ·Q·scale
                 matmul(
                     (n, dh, n),
-                    dq,
-                    3 * d,
+                    (dq, 3 * d),
+                    false,
                     (ds.as_ptr(), n, 1),
                     (k, 3 * d, 1),
                     s.scale(),
                 );
                 matmul(
                     (n, dh, n),
-                    dk,
-                    3 * d,
+                    (dk, 3 * d),
+                    false,
                     (ds.as_ptr(), 1, n),
                     (q, 3 * d, 1),
                     s.scale(),

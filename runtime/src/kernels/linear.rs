@@ -5,7 +5,7 @@
 //! node. The add is a second pass over the output that allocates and runs on one core (burn-flex
 //! parallelises binary ops only from 4M elements), and its backward sums the bias gradient on
 //! one core too. Here the bias is written into the output first and the GEMM accumulates onto it
-//! (`read_dst`), and the backward runs its three products — `dx = g·Wᵀ`, `dW = xᵀ·g`,
+//! (an accumulating GEMM), and the backward runs its three products — `dx = g·Wᵀ`, `dW = xᵀ·g`,
 //! `db = Σ_rows g` — concurrently, the transposes as strides (no copies).
 //!
 //! Outputs are written whole by the GEMM (or the bias fill), so their buffers start
@@ -13,9 +13,9 @@
 
 use std::mem::MaybeUninit;
 
-use gemm::Parallelism;
 use rayon::prelude::*;
 
+use super::gemm::{matmul, Operand};
 use super::simd::vectorized;
 use super::ROW_CHUNK;
 
@@ -30,71 +30,18 @@ pub struct LinearShape {
     pub outputs: usize,
 }
 
-/// burn-flex's threshold for a multithreaded GEMM (m·n·k ≥ 192³): below it, splitting costs
-/// more than it gains.
-const PARALLEL_FROM: usize = 192 * 192 * 192;
-
-fn parallelism(m: usize, n: usize, k: usize) -> Parallelism {
-    if m.saturating_mul(n).saturating_mul(k) >= PARALLEL_FROM {
-        Parallelism::Rayon(0)
-    } else {
-        Parallelism::None
-    }
-}
-
-/// A strided matrix operand: pointer, row stride, column stride (in elements).
-type Operand = (*const f32, usize, usize);
-
-/// `dst (m × n, row-major, row stride n) = [dst +] lhs · rhs` with strided operands.
-///
-/// # Safety
-/// `dst` must be valid for `m·n` writes (and reads when `accumulate`), and the operands for
-/// their `m × k` and `k × n` strided extents.
-unsafe fn gemm_into(
-    (m, n, k): (usize, usize, usize),
-    dst: *mut f32,
-    accumulate: bool,
-    (lhs, lhs_rs, lhs_cs): Operand,
-    (rhs, rhs_rs, rhs_cs): Operand,
-) {
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst,
-            1,
-            n as isize,
-            accumulate,
-            lhs,
-            lhs_cs as isize,
-            lhs_rs as isize,
-            rhs,
-            rhs_cs as isize,
-            rhs_rs as isize,
-            if accumulate { 1.0 } else { 0.0 },
-            1.0,
-            false,
-            false,
-            false,
-            parallelism(m, n, k),
-        );
-    }
-}
-
-/// A buffer of `len` values that `fill` writes completely (it is handed the raw pointer).
-/// Saves the zeroing pass of `vec![0.0; len]` before a GEMM overwrites every value.
+/// A buffer of `len` values that `fill` initialises completely. Saves the zeroing pass of
+/// `vec![0.0; len]` before a GEMM overwrites every value.
 ///
 /// # Safety
 /// `fill` must write every one of the `len` values before returning.
-unsafe fn uninit_buffer(len: usize, fill: impl FnOnce(*mut f32)) -> Vec<f32> {
+unsafe fn uninit_buffer(len: usize, fill: impl FnOnce(&mut [MaybeUninit<f32>])) -> Vec<f32> {
     let mut v: Vec<MaybeUninit<f32>> = Vec::with_capacity(len);
     // SAFETY: MaybeUninit needs no initialisation; `fill` initialises all `len` values (caller's
     // contract) before the buffer is reinterpreted as initialised f32 (same layout).
     unsafe {
         v.set_len(len);
-        fill(v.as_mut_ptr().cast::<f32>());
+        fill(&mut v);
         let mut v = std::mem::ManuallyDrop::new(v);
         Vec::from_raw_parts(v.as_mut_ptr().cast::<f32>(), len, v.capacity())
     }
@@ -123,27 +70,25 @@ pub fn forward(x: &[f32], w: &[f32], b: Option<&[f32]>, s: LinearShape) -> Vec<f
         };
     }
     // SAFETY: every value is written: by the bias fill then accumulated onto, or by the GEMM
-    // with `read_dst = false` (k = i > 0); operand extents checked above.
+    // without accumulation (k = i > 0); operand extents checked above.
     unsafe {
         uninit_buffer(rows * o, |dst| {
             if let Some(b) = b {
-                let shared = super::SharedMut::new(dst);
-                (0..rows.div_ceil(ROW_CHUNK)).into_par_iter().for_each(|c| {
-                    let (r0, r1) = (c * ROW_CHUNK, ((c + 1) * ROW_CHUNK).min(rows));
-                    // SAFETY: rows r0..r1 of dst belong to this task alone.
-                    let block =
-                        std::slice::from_raw_parts_mut(shared.get().add(r0 * o), (r1 - r0) * o);
+                dst.par_chunks_mut(ROW_CHUNK * o).for_each(|block| {
                     for row in block.chunks_exact_mut(o) {
-                        row.copy_from_slice(b);
+                        for (slot, &v) in row.iter_mut().zip(b) {
+                            slot.write(v);
+                        }
                     }
                 });
             }
-            gemm_into(
+            matmul(
                 (rows, o, i),
-                dst,
+                (dst.as_mut_ptr().cast(), o),
                 b.is_some(),
                 (x.as_ptr(), i, 1),
                 (w.as_ptr(), o, 1),
+                1.0,
             );
         })
     }
@@ -186,9 +131,20 @@ pub fn backward(x: &[f32], w: &[f32], g: &[f32], s: LinearShape, want: Wanted) -
         if m * n == 0 || k == 0 {
             return vec![0.0; m * n];
         }
-        // SAFETY: the GEMM writes all m·n values (read_dst = false, k > 0); the operand
+        // SAFETY: the GEMM writes all m·n values (no accumulation, k > 0); the operand
         // extents follow from the lengths checked above.
-        unsafe { uninit_buffer(m * n, |dst| gemm_into((m, n, k), dst, false, lhs, rhs)) }
+        unsafe {
+            uninit_buffer(m * n, |dst| {
+                matmul(
+                    (m, n, k),
+                    (dst.as_mut_ptr().cast(), n),
+                    false,
+                    lhs,
+                    rhs,
+                    1.0,
+                )
+            })
+        }
     };
     let (x_grad, (weight_grad, bias_grad)) = rayon::join(
         // dx[R, I] = g[R, O] · Wᵀ (Wᵀ[o, j] = W[j, o]).
@@ -247,6 +203,14 @@ fn column_sums(g: &[f32], rows: usize, width: usize) -> Vec<f32> {
 mod tests {
     use super::*;
 
+    fn shape(rows: usize, inputs: usize, outputs: usize) -> LinearShape {
+        LinearShape {
+            rows,
+            inputs,
+            outputs,
+        }
+    }
+
     fn data(n: usize, seed: u32) -> Vec<f32> {
         (0..n)
             .map(|k| {
@@ -295,11 +259,7 @@ mod tests {
     #[test]
     fn forward_matches_the_f64_product_with_and_without_bias() {
         for (rows, inputs, outputs) in SHAPES {
-            let s = LinearShape {
-                rows,
-                inputs,
-                outputs,
-            };
+            let s = shape(rows, inputs, outputs);
             let (x, w, b) = (
                 data(rows * inputs, 1),
                 data(inputs * outputs, 2),
@@ -321,11 +281,7 @@ mod tests {
     #[test]
     fn backward_matches_the_transposed_f64_products() {
         for (rows, inputs, outputs) in SHAPES {
-            let s = LinearShape {
-                rows,
-                inputs,
-                outputs,
-            };
+            let s = shape(rows, inputs, outputs);
             let (x, w, g) = (
                 data(rows * inputs, 4),
                 data(inputs * outputs, 5),
@@ -341,11 +297,7 @@ mod tests {
             let wt: Vec<f32> = (0..outputs * inputs)
                 .map(|k| w[(k % inputs) * outputs + k / inputs])
                 .collect();
-            let sx = LinearShape {
-                rows,
-                inputs: outputs,
-                outputs: inputs,
-            };
+            let sx = shape(rows, outputs, inputs);
             close(
                 grads.x.as_deref().unwrap_or_default(),
                 &naive(&g, &wt, None, sx),
@@ -355,11 +307,7 @@ mod tests {
             let xt: Vec<f32> = (0..inputs * rows)
                 .map(|k| x[(k % rows) * inputs + k / rows])
                 .collect();
-            let sw = LinearShape {
-                rows: inputs,
-                inputs: rows,
-                outputs,
-            };
+            let sw = shape(inputs, rows, outputs);
             close(
                 grads.weight.as_deref().unwrap_or_default(),
                 &naive(&xt, &g, None, sw),
@@ -374,11 +322,7 @@ mod tests {
 
     #[test]
     fn backward_computes_only_what_is_wanted() {
-        let s = LinearShape {
-            rows: 4,
-            inputs: 3,
-            outputs: 2,
-        };
+        let s = shape(4, 3, 2);
         let (x, w, g) = (data(12, 7), data(6, 8), data(8, 9));
         let only_weight = Wanted {
             x: false,

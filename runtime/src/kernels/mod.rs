@@ -12,6 +12,7 @@
 pub mod adamw;
 pub mod attention;
 pub mod elementwise;
+mod gemm;
 pub mod linear;
 pub mod norm;
 pub mod simd;
