@@ -97,7 +97,7 @@ struct ExportArgs {
     #[arg(short = 'o', long = "output")]
     output: Option<PathBuf>,
     /// ONNX opset, 17 to 23 (23 uses the fused Attention op).
-    #[arg(long, default_value_t = tread_compiler::export::DEFAULT_OPSET)]
+    #[arg(long, default_value_t = tread_onnx::export::DEFAULT_OPSET)]
     opset: i64,
     /// Export the EMA weights (the default).
     #[arg(long, conflicts_with = "raw")]
@@ -681,10 +681,10 @@ fn run_bench(args: BenchArgs) -> Result<(), Failure> {
 }
 
 fn run_export(args: ExportArgs) -> Result<(), Failure> {
-    use tread_compiler::export::file::ExternalData;
-    use tread_compiler::export::listing::{listing, node_count, op_histogram};
+    use tread_onnx::export::file::ExternalData;
+    use tread_onnx::export::listing::{listing, node_count, op_histogram};
     use tread_runtime::export::{check_against_burn, export_source, load_source, ExportRequest};
-    tread_compiler::export::check_opset(args.opset).map_err(Failure::Input)?;
+    tread_onnx::export::check_opset(args.opset).map_err(Failure::Input)?;
     let output = args.output.clone().unwrap_or_else(|| {
         if args.source.is_dir() {
             args.source.join("model.onnx")

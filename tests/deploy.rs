@@ -5,8 +5,8 @@
 mod common;
 
 use common::{root, temp_dir};
-use tread_compiler::export::file::ExternalData;
-use tread_compiler::export::DEFAULT_OPSET;
+use tread_onnx::export::file::ExternalData;
+use tread_onnx::export::DEFAULT_OPSET;
 use tread_runtime::deploy::{Deployment, RunRequest};
 use tread_runtime::export::{export_source, load_source, ExportRequest, WhichWeights};
 use tread_runtime::lower::backends::{sample_on, train_on, BackendKind, SampleRequest};

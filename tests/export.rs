@@ -7,9 +7,9 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{presets, reduced_preset, rel, root, snapshot, temp_dir};
-use tread_compiler::export::file::{read_model, ExternalData};
-use tread_compiler::export::listing::{listing, op_histogram};
-use tread_compiler::export::{DEFAULT_OPSET, OPSETS};
+use tread_onnx::export::file::{read_model, ExternalData};
+use tread_onnx::export::listing::{listing, op_histogram};
+use tread_onnx::export::{DEFAULT_OPSET, OPSETS};
 use tread_runtime::export::{
     check_against_burn, export_source, load_source, ExportRequest, WhichWeights,
 };

@@ -7,9 +7,9 @@ mod common;
 mod onnx_python;
 
 use common::{presets, reduced_preset, root, temp_dir};
-use tread_compiler::export::file::{read_model, ExternalData};
-use tread_compiler::export::{DEFAULT_OPSET, OPSETS};
-use tread_runtime::deploy::tract::HostValue;
+use tread_onnx::export::file::{read_model, ExternalData};
+use tread_onnx::export::{DEFAULT_OPSET, OPSETS};
+use tread_onnx::tract::HostValue;
 use tread_runtime::export::{
     export_source, load_source, reference_case, ExportRequest, WhichWeights,
 };

@@ -14,7 +14,6 @@ pub mod diag;
 pub mod dims;
 pub mod edm;
 pub mod emit;
-pub mod export;
 pub mod ir;
 pub mod params;
 pub mod parse;

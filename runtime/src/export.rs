@@ -9,19 +9,19 @@ use std::time::Instant;
 
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use tract_onnx::pb;
 use tread_compiler::compile::Compiled;
 use tread_compiler::diag::{Diagnostic, Location};
-use tread_compiler::export::file::{read_model, write_model, ExternalData, Written};
-use tread_compiler::export::{export, ExportOptions, Weights};
 use tread_compiler::ir::Graph;
 use tread_compiler::params::param_specs;
 use tread_compiler::passes::strip_routes;
+use tread_onnx::export::file::{read_model, write_model, ExternalData, Written};
+use tread_onnx::export::{export, ExportOptions, Weights};
+use tread_onnx::{keys, pb};
 
 use crate::checkpoint::Checkpoint;
-use crate::deploy::tract::{HostValue, TractModel};
 use crate::init::{init_values, normal};
 use crate::run::{compile_model, model_io, RunError, RunSettings};
+use tread_onnx::tract::{HostValue, TractModel};
 
 /// Which weights of a checkpoint to export.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,8 +106,8 @@ pub fn load_source(req: &ExportRequest) -> Result<ExportSource, Diagnostic> {
                 tensors,
             },
             metadata: vec![
-                ("weights".into(), format!("init seed {}", req.seed)),
-                ("model_file".into(), src.display().to_string()),
+                (keys::WEIGHTS.into(), format!("init seed {}", req.seed)),
+                (keys::MODEL_FILE.into(), src.display().to_string()),
             ],
         });
     }
@@ -157,9 +157,9 @@ pub fn load_source(req: &ExportRequest) -> Result<ExportSource, Diagnostic> {
             tensors,
         },
         metadata: vec![
-            ("weights".into(), format!("{prefix} at step {step}")),
-            ("checkpoint".into(), ckpt.display().to_string()),
-            ("model_file".into(), settings.model_file.clone()),
+            (keys::WEIGHTS.into(), format!("{prefix} at step {step}")),
+            (keys::CHECKPOINT.into(), ckpt.display().to_string()),
+            (keys::MODEL_FILE.into(), settings.model_file.clone()),
         ],
     })
 }
@@ -277,7 +277,7 @@ pub fn reference_case(
             Some(Op::Input {
                 role: InputRole::NoiseLevel,
             }) => HostValue::F32(inp.level.clone(), vec![batch]),
-            _ if n == tread_compiler::export::precond::SIGMA => {
+            _ if n == tread_onnx::export::precond::SIGMA => {
                 HostValue::F32(inp.level.clone(), vec![batch])
             }
             _ => HostValue::F32(inp.image.clone(), vec![batch, c, h, w]),

@@ -3,19 +3,18 @@
 //! input names); the loop is [`crate::sampler`]'s, shared with `treadc sample`, and the noise is
 //! the same seeded draw, so both agree up to the two runtimes' arithmetic.
 
-pub mod tract;
-
 use std::path::{Path, PathBuf};
 
-use tract_onnx::pb;
 use tread_compiler::config::Objective;
 use tread_compiler::diag::{Diagnostic, Location};
 use tread_compiler::edm::Precond;
-use tread_compiler::export::file::{metadata, read_model};
-use tread_compiler::export::precond::{SIGMA, X_NOISY};
+use tread_compiler::ir::InputRole;
+use tread_onnx::export::file::{metadata, read_model};
+use tread_onnx::export::precond::{SIGMA, X_NOISY};
+use tread_onnx::{keys, pb};
 
 use crate::sampler::{guide, initial_noise, run_sampler};
-use tract::{HostValue, TractModel};
+use tread_onnx::tract::{HostValue, TractModel};
 
 /// What a graph input carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,7 +65,7 @@ impl Deployment {
     /// Reads `path` and its metadata; refuses files that are not treadc exports.
     pub fn open(path: &Path) -> Result<Self, Diagnostic> {
         let proto = read_model(path)?;
-        let objective = metadata(&proto, "objective")
+        let objective = metadata(&proto, keys::OBJECTIVE)
             .and_then(Objective::from_name)
             .ok_or_else(|| {
                 bad(
@@ -76,21 +75,21 @@ impl Deployment {
                     "an ONNX file written by `treadc export` (metadata treadc.objective = edm|flow)",
                     format!(
                         "{:?}",
-                        metadata(&proto, "objective").unwrap_or("no such entry")
+                        metadata(&proto, keys::OBJECTIVE).unwrap_or("no such entry")
                     ),
                 )
             })?;
-        let precond = metadata(&proto, "precond") == Some("edm");
-        let classes = metadata(&proto, "classes").and_then(|c| c.parse().ok());
+        let precond = metadata(&proto, keys::PRECOND) == Some("edm");
+        let classes = metadata(&proto, keys::CLASSES).and_then(|c| c.parse().ok());
         let g = proto
             .graph
             .as_ref()
             .ok_or_else(|| bad(path, "graph", "no graph", "a graph", "none".into()))?;
-        let role_name = |r: &str| metadata(&proto, &format!("input.{r}")).map(str::to_string);
+        let role_name = |r| metadata(&proto, &keys::input(r)).map(str::to_string);
         let (image, level, label) = (
-            role_name("image"),
-            role_name("noise_level"),
-            role_name("label"),
+            role_name(InputRole::Image),
+            role_name(InputRole::NoiseLevel),
+            role_name(InputRole::Label),
         );
         let mut slots = vec![];
         let mut shape = None;

@@ -8,7 +8,7 @@ use tract_onnx::pb;
 use tract_onnx::pb::tensor_proto::DataType;
 use tract_onnx::pb::tensor_shape_proto::{dimension, Dimension};
 
-use crate::ir::{DType, Dim, ValueType};
+use tread_compiler::ir::{DType, Dim, ValueType};
 
 /// An attribute value.
 #[derive(Debug, Clone)]

@@ -18,13 +18,14 @@ pub mod precond;
 
 use std::collections::HashMap;
 
-use tract_onnx::pb;
+use crate::keys;
+use crate::pb;
 
-use crate::config::Objective;
-use crate::diag::{Diagnostic, Location};
-use crate::ir::{Graph, InputRole, Op};
 use builder::GraphBuilder;
 use lower::Lowering;
+use tread_compiler::config::Objective;
+use tread_compiler::diag::{Diagnostic, Location};
+use tread_compiler::ir::{Graph, InputRole, Op};
 
 /// The opsets the exporter writes. 17 is the first with `LayerNormalization`; 20 adds `Gelu`,
 /// 23 `Attention` and `RMSNormalization` (fewer, fused nodes).
@@ -33,9 +34,6 @@ pub const OPSETS: std::ops::RangeInclusive<i64> = 17..=23;
 /// The opset written when none is asked for: the fused `Attention` keeps DiT-S/2 at 359 nodes
 /// (455 at 20, 527 at 17); `--opset 17` serves runtimes older than ONNX 1.18 (2025).
 pub const DEFAULT_OPSET: i64 = 23;
-
-/// Metadata key prefix for what `treadc run` needs to sample from the file alone.
-pub const META_PREFIX: &str = "treadc.";
 
 /// The model's tensors by checkpoint name (`blocks.3.attn.qkv.weight`), with the file they came
 /// from for error messages.
@@ -181,9 +179,12 @@ pub fn export(
     }
     check_unique_names(&b, &g.name)?;
     let mut metadata_props = vec![
-        meta("objective", objective.name()),
-        meta("precond", if opts.precond { "edm" } else { "none" }),
-        meta("sigma_data", &crate::edm::SIGMA_DATA.to_string()),
+        meta(keys::OBJECTIVE, objective.name()),
+        meta(keys::PRECOND, if opts.precond { "edm" } else { "none" }),
+        meta(
+            keys::SIGMA_DATA,
+            &tread_compiler::edm::SIGMA_DATA.to_string(),
+        ),
     ];
     for role in InputRole::ALL {
         if let Some((name, _)) = g
@@ -191,7 +192,7 @@ pub fn export(
             .iter()
             .find(|(_, id)| matches!(g.node(*id).op, Op::Input { role: r } if r == role))
         {
-            metadata_props.push(meta(&format!("input.{}", role.name()), name));
+            metadata_props.push(meta(&keys::input(role), name));
         }
     }
     let classes = g.node_ids().into_iter().find_map(|id| match g.node(id).op {
@@ -199,7 +200,7 @@ pub fn export(
         _ => None,
     });
     if let Some(k) = classes {
-        metadata_props.push(meta("classes", &k.to_string()));
+        metadata_props.push(meta(keys::CLASSES, &k.to_string()));
     }
     metadata_props.extend(opts.metadata.iter().map(|(k, v)| meta(k, v)));
     Ok(pb::ModelProto {
@@ -227,7 +228,7 @@ pub fn export(
 
 fn meta(key: &str, value: &str) -> pb::StringStringEntryProto {
     pb::StringStringEntryProto {
-        key: format!("{META_PREFIX}{key}"),
+        key: keys::full(key),
         value: value.to_string(),
     }
 }
@@ -263,11 +264,11 @@ fn check_unique_names(b: &GraphBuilder, model: &str) -> Result<(), Diagnostic> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compile::{compile_file, CompileOptions};
-    use crate::params::param_specs;
-    use crate::passes::strip_routes;
+    use tread_compiler::compile::{compile_file, CompileOptions};
+    use tread_compiler::params::param_specs;
+    use tread_compiler::passes::strip_routes;
 
-    fn tiny(name: &str) -> crate::compile::Compiled {
+    fn tiny(name: &str) -> tread_compiler::compile::Compiled {
         let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../tests/models")
             .join(name);

@@ -1,14 +1,14 @@
 //! EDM preconditioning inside the exported graph (`--precond`), so that the file is the complete
-//! denoiser D(x; σ, y) = c_skip·x + c_out·F(c_in·x, ln(σ)/4, y) (formulas in [`crate::edm`]).
+//! denoiser D(x; σ, y) = c_skip·x + c_out·F(c_in·x, ln(σ)/4, y) (formulas in [`tread_compiler::edm`]).
 //! Graph inputs become `x_noisy [B, C, H, W]`, `sigma [B]` and the label; the output `denoised`.
 
 use std::collections::HashMap;
 
 use super::builder::GraphBuilder;
-use crate::config::Objective;
-use crate::diag::{Diagnostic, Location};
-use crate::edm::SIGMA_DATA;
-use crate::ir::{Dim, Graph, InputRole, NodeId, Op, ValueType};
+use tread_compiler::config::Objective;
+use tread_compiler::diag::{Diagnostic, Location};
+use tread_compiler::edm::SIGMA_DATA;
+use tread_compiler::ir::{Dim, Graph, InputRole, NodeId, Op, ValueType};
 
 /// Name of the noisy-image input of a preconditioned export.
 pub const X_NOISY: &str = "x_noisy";

@@ -8,9 +8,9 @@ use std::collections::HashMap;
 
 use super::builder::{Attr, GraphBuilder};
 use super::Weights;
-use crate::diag::{Diagnostic, Location};
-use crate::ir::{GeluApprox, Graph, NodeId, Op};
-use crate::tables;
+use tread_compiler::diag::{Diagnostic, Location};
+use tread_compiler::ir::{GeluApprox, Graph, NodeId, Op};
+use tread_compiler::tables;
 
 /// Lowers the nodes of a dense graph, in topological order, into a builder.
 pub struct Lowering<'a> {

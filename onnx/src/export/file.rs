@@ -9,8 +9,8 @@ use std::path::Path;
 use prost::Message;
 use tract_onnx::pb;
 
-use crate::atomic::write_atomic;
-use crate::diag::{Diagnostic, Location};
+use tread_compiler::atomic::write_atomic;
+use tread_compiler::diag::{Diagnostic, Location};
 
 /// Where the weights go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,7 +126,7 @@ pub fn read_model(path: &Path) -> Result<pb::ModelProto, Diagnostic> {
 
 /// A `treadc.*` metadata entry of a model read back.
 pub fn metadata<'m>(m: &'m pb::ModelProto, key: &str) -> Option<&'m str> {
-    let key = format!("{}{key}", super::META_PREFIX);
+    let key = crate::keys::full(key);
     m.metadata_props
         .iter()
         .find(|e| e.key == key)

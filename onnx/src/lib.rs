@@ -1,0 +1,18 @@
+//! `tread-onnx`: everything treadc does with ONNX, and the only crate that links tract.
+//!
+//! - [`export`]: the dense inference graph and its weights as an ONNX `ModelProto` (opsets
+//!   17–23, EDM preconditioning optional), encoded and written atomically, read back;
+//! - [`keys`]: the `treadc.*` metadata keys, shared by the writer and every reader;
+//! - [`tract`]: loading an ONNX file on tract for one batch size and running it on host
+//!   buffers (`treadc export --check`, `treadc run`, `treadc bench model.onnx`).
+//!
+//! Why a crate of its own: the compiler stays pure (no protobuf, no tract; it builds and tests
+//! in seconds) and the runtime's burn code never sees an ONNX type.
+
+pub mod export;
+pub mod keys;
+pub mod tract;
+
+/// The protobuf types of ONNX (tract-onnx's prost-generated schema), re-exported so callers
+/// read and write files with one schema without naming tract.
+pub use tract_onnx::pb;
