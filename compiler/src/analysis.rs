@@ -82,7 +82,25 @@ pub fn node_cost(g: &Graph, id: NodeId) -> Cost {
         Op::ClassEmbed { classes, dim } => c.params = (classes + 1) * dim,
         Op::Param { shape, .. } => c.params = shape.iter().product(),
         Op::PosEmbed2d { height, width, dim } => c.fixed = height * width * dim,
-        _ => {}
+        // No parameters and no matrix products (the convention above): elementwise ops, norms
+        // without affine, shape ops, inputs, sinusoidal features and route gathers/scatters.
+        Op::Input { .. }
+        | Op::Gelu { .. }
+        | Op::Silu
+        | Op::Add
+        | Op::Mul
+        | Op::Modulate
+        | Op::NormModulate { .. }
+        | Op::GatedResidual
+        | Op::Chunk { .. }
+        | Op::Concat { .. }
+        | Op::Unsqueeze { .. }
+        | Op::Patchify { .. }
+        | Op::Unpatchify { .. }
+        | Op::TimestepEmbed { .. }
+        | Op::RouteSelect { .. }
+        | Op::GatherTokens { .. }
+        | Op::MergeTokens { .. } => {}
     }
     c
 }

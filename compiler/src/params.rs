@@ -81,11 +81,17 @@ pub fn param_specs(g: &Graph) -> Vec<ParamSpec> {
                     push("bias", vec![*o], InitRole::Zeros);
                 }
             }
-            Op::LayerNorm { affine: true, .. } => {
-                push("weight", vec![last(0)], InitRole::Ones);
-                push("bias", vec![last(0)], InitRole::Zeros);
+            Op::LayerNorm { affine, .. } => {
+                if *affine {
+                    push("weight", vec![last(0)], InitRole::Ones);
+                    push("bias", vec![last(0)], InitRole::Zeros);
+                }
             }
-            Op::RmsNorm { affine: true, .. } => push("weight", vec![last(0)], InitRole::Ones),
+            Op::RmsNorm { affine, .. } => {
+                if *affine {
+                    push("weight", vec![last(0)], InitRole::Ones)
+                }
+            }
             Op::Attention { qkv_bias, .. } => {
                 let d = last(0);
                 push(
@@ -132,7 +138,26 @@ pub fn param_specs(g: &Graph) -> Vec<ParamSpec> {
                     ParamInit::Normal { std } => InitRole::Normal { std: *std },
                 },
             ),
-            _ => {}
+            // No learned tensors: inputs, fixed tables, shape and elementwise ops, route nodes.
+            // The fused norm has no affine (the fusion pass only fuses `affine: false`).
+            Op::Input { .. }
+            | Op::Gelu { .. }
+            | Op::Silu
+            | Op::Add
+            | Op::Mul
+            | Op::Modulate
+            | Op::NormModulate { .. }
+            | Op::GatedResidual
+            | Op::Chunk { .. }
+            | Op::Concat { .. }
+            | Op::Unsqueeze { .. }
+            | Op::Patchify { .. }
+            | Op::Unpatchify { .. }
+            | Op::PosEmbed2d { .. }
+            | Op::TimestepEmbed { .. }
+            | Op::RouteSelect { .. }
+            | Op::GatherTokens { .. }
+            | Op::MergeTokens { .. } => {}
         }
     }
     out

@@ -5,5 +5,5 @@ mod op;
 mod types;
 
 pub use graph::{AppliedRoute, BlockInfo, Graph, Node, NodeId, Place};
-pub use op::{GeluApprox, InputRole, Op, ParamInit, TokenBehaviour};
+pub use op::{GeluApprox, InputRole, Op, OpKind, ParamInit, TokenBehaviour, WrittenBy};
 pub use types::{DType, Dim, ValueType};

@@ -83,7 +83,16 @@ pub enum ParamInit {
 }
 
 /// One operation with its attributes. Inputs are graph edges, not attributes.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Every fact about an op (name, who may write it, arity, token behaviour, parameters, FLOPs,
+/// lowering, export) is an exhaustive `match`: a new variant does not compile until each is
+/// declared. [`OpKind`] is the attribute-free twin (derived), for lists of ops.
+#[derive(Debug, Clone, PartialEq, strum::EnumDiscriminants)]
+#[strum_discriminants(
+    name(OpKind),
+    derive(strum::EnumIter, Hash),
+    doc = "The kind of an [`Op`] without its attributes: the op set as a list (`OpKind::iter()`)."
+)]
 pub enum Op {
     /// A graph input; its type is declared in model.json.
     Input { role: InputRole },
@@ -158,38 +167,12 @@ pub enum Op {
 impl Op {
     /// The op's name in model.json and dumps.
     pub fn name(&self) -> &'static str {
-        match self {
-            Op::Input { .. } => "input",
-            Op::Param { .. } => "param",
-            Op::Linear { .. } => "linear",
-            Op::LayerNorm { .. } => "layer_norm",
-            Op::RmsNorm { .. } => "rms_norm",
-            Op::Attention { .. } => "attention",
-            Op::Gelu { .. } => "gelu",
-            Op::Silu => "silu",
-            Op::Add => "add",
-            Op::Mul => "mul",
-            Op::Modulate => "modulate",
-            Op::NormModulate { .. } => "norm_modulate",
-            Op::GatedResidual => "gated_residual",
-            Op::Chunk { .. } => "chunk",
-            Op::Concat { .. } => "concat",
-            Op::Unsqueeze { .. } => "unsqueeze",
-            Op::Patchify { .. } => "patchify",
-            Op::Unpatchify { .. } => "unpatchify",
-            Op::PosEmbed2d { .. } => "pos_embed_2d",
-            Op::TimestepEmbed { .. } => "timestep_embed",
-            Op::ClassEmbed { .. } => "class_embed",
-            Op::TokenConv { .. } => "token_conv",
-            Op::RouteSelect { .. } => "route_select",
-            Op::GatherTokens { .. } => "gather_tokens",
-            Op::MergeTokens { .. } => "merge_tokens",
-        }
+        OpKind::from(self).name()
     }
 
     /// True for the ops only the fusion pass writes (never read from model.json, never exported).
     pub fn is_fused(&self) -> bool {
-        matches!(self, Op::NormModulate { .. } | Op::GatedResidual)
+        OpKind::from(self).written_by() == WrittenBy::FusionPass
     }
 
     /// The route this op belongs to, for the nodes the route pass inserts.
@@ -211,7 +194,20 @@ impl Op {
                 Some(3)
             }
             Op::Concat { .. } => None,
-            _ => Some(1),
+            Op::Linear { .. }
+            | Op::LayerNorm { .. }
+            | Op::RmsNorm { .. }
+            | Op::Attention { .. }
+            | Op::Gelu { .. }
+            | Op::Silu
+            | Op::Chunk { .. }
+            | Op::Unsqueeze { .. }
+            | Op::Patchify { .. }
+            | Op::Unpatchify { .. }
+            | Op::TimestepEmbed { .. }
+            | Op::ClassEmbed { .. }
+            | Op::TokenConv { .. }
+            | Op::RouteSelect { .. } => Some(1),
         }
     }
 
@@ -235,8 +231,26 @@ impl Op {
                 Positional
             }
             Op::RouteSelect { .. } | Op::GatherTokens { .. } | Op::MergeTokens { .. } => Positional,
-            _ if has_tokens => PerToken,
-            _ => NoTokenAxis,
+            // Act on each token alone (or on the feature axis of a value without tokens).
+            Op::Linear { .. }
+            | Op::LayerNorm { .. }
+            | Op::RmsNorm { .. }
+            | Op::Gelu { .. }
+            | Op::Silu
+            | Op::Add
+            | Op::Mul
+            | Op::Modulate
+            | Op::NormModulate { .. }
+            | Op::GatedResidual
+            | Op::Chunk { .. }
+            | Op::Concat { .. }
+            | Op::Unsqueeze { .. } => {
+                if has_tokens {
+                    PerToken
+                } else {
+                    NoTokenAxis
+                }
+            }
         }
     }
 
@@ -340,6 +354,96 @@ impl Op {
     }
 }
 
+/// Who writes an op into a graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WrittenBy {
+    /// A node of model.json.
+    ModelFile,
+    /// The graph's inputs (declared under `inputs` in model.json, not as nodes).
+    Inputs,
+    /// The fusion pass (training and sampling graphs only; never exported).
+    FusionPass,
+    /// The route pass.
+    RoutePass,
+}
+
+impl OpKind {
+    /// The op's name in model.json and dumps.
+    pub fn name(self) -> &'static str {
+        match self {
+            OpKind::Input => "input",
+            OpKind::Param => "param",
+            OpKind::Linear => "linear",
+            OpKind::LayerNorm => "layer_norm",
+            OpKind::RmsNorm => "rms_norm",
+            OpKind::Attention => "attention",
+            OpKind::Gelu => "gelu",
+            OpKind::Silu => "silu",
+            OpKind::Add => "add",
+            OpKind::Mul => "mul",
+            OpKind::Modulate => "modulate",
+            OpKind::NormModulate => "norm_modulate",
+            OpKind::GatedResidual => "gated_residual",
+            OpKind::Chunk => "chunk",
+            OpKind::Concat => "concat",
+            OpKind::Unsqueeze => "unsqueeze",
+            OpKind::Patchify => "patchify",
+            OpKind::Unpatchify => "unpatchify",
+            OpKind::PosEmbed2d => "pos_embed_2d",
+            OpKind::TimestepEmbed => "timestep_embed",
+            OpKind::ClassEmbed => "class_embed",
+            OpKind::TokenConv => "token_conv",
+            OpKind::RouteSelect => "route_select",
+            OpKind::GatherTokens => "gather_tokens",
+            OpKind::MergeTokens => "merge_tokens",
+        }
+    }
+
+    /// Who writes this op: only [`WrittenBy::ModelFile`] kinds may appear as model.json nodes.
+    pub fn written_by(self) -> WrittenBy {
+        match self {
+            OpKind::Input => WrittenBy::Inputs,
+            OpKind::NormModulate | OpKind::GatedResidual => WrittenBy::FusionPass,
+            OpKind::RouteSelect | OpKind::GatherTokens | OpKind::MergeTokens => {
+                WrittenBy::RoutePass
+            }
+            OpKind::Param
+            | OpKind::Linear
+            | OpKind::LayerNorm
+            | OpKind::RmsNorm
+            | OpKind::Attention
+            | OpKind::Gelu
+            | OpKind::Silu
+            | OpKind::Add
+            | OpKind::Mul
+            | OpKind::Modulate
+            | OpKind::Chunk
+            | OpKind::Concat
+            | OpKind::Unsqueeze
+            | OpKind::Patchify
+            | OpKind::Unpatchify
+            | OpKind::PosEmbed2d
+            | OpKind::TimestepEmbed
+            | OpKind::ClassEmbed
+            | OpKind::TokenConv => WrittenBy::ModelFile,
+        }
+    }
+
+    /// The kind named `name` in model.json and dumps, if any.
+    pub fn from_name(name: &str) -> Option<OpKind> {
+        use strum::IntoEnumIterator;
+        OpKind::iter().find(|k| k.name() == name)
+    }
+
+    /// The ops a model file may use as nodes, in declaration order (derived from the enum).
+    pub fn user_ops() -> Vec<OpKind> {
+        use strum::IntoEnumIterator;
+        OpKind::iter()
+            .filter(|k| k.written_by() == WrittenBy::ModelFile)
+            .collect()
+    }
+}
+
 impl fmt::Display for ParamInit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -398,6 +502,21 @@ mod tests {
             attn.token_behaviour(Some(1)),
             TokenBehaviour::PermutationEquivariant
         );
+    }
+
+    #[test]
+    fn names_are_unique_and_round_trip() {
+        use strum::IntoEnumIterator;
+        let mut seen = std::collections::HashSet::new();
+        for k in OpKind::iter() {
+            assert!(seen.insert(k.name()), "{} named twice", k.name());
+            assert_eq!(OpKind::from_name(k.name()), Some(k));
+        }
+        assert_eq!(OpKind::from_name("softmax"), None);
+        let users: Vec<&str> = OpKind::user_ops().into_iter().map(OpKind::name).collect();
+        assert!(users.contains(&"token_conv") && users.contains(&"param"));
+        assert!(!users.contains(&"merge_tokens") && !users.contains(&"norm_modulate"));
+        assert!(!users.contains(&"input"));
     }
 
     #[test]

@@ -7,4 +7,4 @@ mod model;
 mod ops;
 
 pub use model::{parse_model, Model, FORMAT};
-pub use ops::USER_OPS;
+pub use ops::user_op_names;

@@ -6,39 +6,29 @@
 use super::fields::{describe, Fields};
 use crate::diag::{Diagnostic, Result};
 use crate::dims::DimTable;
-use crate::ir::{GeluApprox, Op, ParamInit};
+use crate::ir::{GeluApprox, Op, OpKind, ParamInit};
 
 /// Keys every node may have besides its attributes.
 pub const NODE_KEYS: [&str; 3] = ["name", "op", "in"];
 
-/// The ops a model file may use (route ops are inserted by the compiler only).
-pub const USER_OPS: [&str; 19] = [
-    "param",
-    "linear",
-    "layer_norm",
-    "rms_norm",
-    "attention",
-    "gelu",
-    "silu",
-    "add",
-    "mul",
-    "modulate",
-    "chunk",
-    "concat",
-    "unsqueeze",
-    "patchify",
-    "unpatchify",
-    "pos_embed_2d",
-    "timestep_embed",
-    "class_embed",
-    "token_conv",
-];
+/// The ops a model file may use as nodes, for error messages: derived from the op enum
+/// ([`OpKind::user_ops`]), so a new op is listed without touching this file.
+pub fn user_op_names() -> Vec<&'static str> {
+    OpKind::user_ops().into_iter().map(OpKind::name).collect()
+}
 
 /// Parses the op of node object `f`, consuming its attributes and checking for unknown keys.
 pub fn parse_op(f: &Fields, op_name: &str, dims: &DimTable) -> Result<Op> {
     let attrs: &[&str];
-    let op = match op_name {
-        "param" => {
+    let Some(kind) = OpKind::from_name(op_name) else {
+        return Err(
+            Diagnostic::at_path(f.at("op"), format!("unknown op `{op_name}`"))
+                .expected(format!("one of {}", user_op_names().join(", ")))
+                .found(format!("\"{op_name}\"")),
+        );
+    };
+    let op = match kind {
+        OpKind::Param => {
             attrs = &["shape", "token_axis", "init", "std"];
             let shape_v = f.req("shape", "an array of sizes")?;
             let arr = super::fields::as_array(shape_v, &f.at("shape"), "`shape`")?;
@@ -96,14 +86,14 @@ pub fn parse_op(f: &Fields, op_name: &str, dims: &DimTable) -> Result<Op> {
                 init,
             }
         }
-        "linear" => {
+        OpKind::Linear => {
             attrs = &["out", "bias"];
             Op::Linear {
                 out: positive(f, "out", dims)?,
                 bias: f.opt_bool("bias")?.unwrap_or(true),
             }
         }
-        "layer_norm" | "rms_norm" => {
+        OpKind::LayerNorm | OpKind::RmsNorm => {
             attrs = &["eps", "affine"];
             let eps = f.opt_f64("eps")?.unwrap_or(1e-6);
             if eps <= 0.0 {
@@ -112,20 +102,20 @@ pub fn parse_op(f: &Fields, op_name: &str, dims: &DimTable) -> Result<Op> {
                     .found(eps.to_string()));
             }
             let affine = f.opt_bool("affine")?.unwrap_or(false);
-            if op_name == "layer_norm" {
+            if kind == OpKind::LayerNorm {
                 Op::LayerNorm { eps, affine }
             } else {
                 Op::RmsNorm { eps, affine }
             }
         }
-        "attention" => {
+        OpKind::Attention => {
             attrs = &["heads", "qkv_bias"];
             Op::Attention {
                 heads: positive(f, "heads", dims)?,
                 qkv_bias: f.opt_bool("qkv_bias")?.unwrap_or(true),
             }
         }
-        "gelu" => {
+        OpKind::Gelu => {
             attrs = &["approximate"];
             let approximate = match f.opt_str("approximate")?.unwrap_or("none") {
                 "none" => GeluApprox::None,
@@ -140,23 +130,23 @@ pub fn parse_op(f: &Fields, op_name: &str, dims: &DimTable) -> Result<Op> {
             };
             Op::Gelu { approximate }
         }
-        "silu" => {
+        OpKind::Silu => {
             attrs = &[];
             Op::Silu
         }
-        "add" => {
+        OpKind::Add => {
             attrs = &[];
             Op::Add
         }
-        "mul" => {
+        OpKind::Mul => {
             attrs = &[];
             Op::Mul
         }
-        "modulate" => {
+        OpKind::Modulate => {
             attrs = &[];
             Op::Modulate
         }
-        "chunk" => {
+        OpKind::Chunk => {
             attrs = &["axis", "chunks", "index"];
             Op::Chunk {
                 axis: f.size("axis", dims)? as usize,
@@ -164,25 +154,25 @@ pub fn parse_op(f: &Fields, op_name: &str, dims: &DimTable) -> Result<Op> {
                 index: f.size("index", dims)?,
             }
         }
-        "concat" => {
+        OpKind::Concat => {
             attrs = &["axis"];
             Op::Concat {
                 axis: f.size("axis", dims)? as usize,
             }
         }
-        "unsqueeze" => {
+        OpKind::Unsqueeze => {
             attrs = &["axis"];
             Op::Unsqueeze {
                 axis: f.size("axis", dims)? as usize,
             }
         }
-        "patchify" => {
+        OpKind::Patchify => {
             attrs = &["patch"];
             Op::Patchify {
                 patch: positive(f, "patch", dims)?,
             }
         }
-        "unpatchify" => {
+        OpKind::Unpatchify => {
             attrs = &["patch", "height", "width"];
             Op::Unpatchify {
                 patch: positive(f, "patch", dims)?,
@@ -190,7 +180,7 @@ pub fn parse_op(f: &Fields, op_name: &str, dims: &DimTable) -> Result<Op> {
                 width: positive(f, "width", dims)?,
             }
         }
-        "pos_embed_2d" => {
+        OpKind::PosEmbed2d => {
             attrs = &["height", "width", "dim"];
             Op::PosEmbed2d {
                 height: positive(f, "height", dims)?,
@@ -198,7 +188,7 @@ pub fn parse_op(f: &Fields, op_name: &str, dims: &DimTable) -> Result<Op> {
                 dim: positive(f, "dim", dims)?,
             }
         }
-        "timestep_embed" => {
+        OpKind::TimestepEmbed => {
             attrs = &["dim", "max_period"];
             Op::TimestepEmbed {
                 dim: positive(f, "dim", dims)?,
@@ -208,21 +198,21 @@ pub fn parse_op(f: &Fields, op_name: &str, dims: &DimTable) -> Result<Op> {
                 },
             }
         }
-        "class_embed" => {
+        OpKind::ClassEmbed => {
             attrs = &["classes", "dim"];
             Op::ClassEmbed {
                 classes: positive(f, "classes", dims)?,
                 dim: positive(f, "dim", dims)?,
             }
         }
-        "token_conv" => {
+        OpKind::TokenConv => {
             attrs = &["kernel", "causal"];
             Op::TokenConv {
                 kernel: positive(f, "kernel", dims)?,
                 causal: f.opt_bool("causal")?.unwrap_or(true),
             }
         }
-        "route_select" | "gather_tokens" | "merge_tokens" => {
+        OpKind::RouteSelect | OpKind::GatherTokens | OpKind::MergeTokens => {
             return Err(Diagnostic::at_path(
                 f.at("op"),
                 format!("`{op_name}` is inserted by the route pass and cannot be written by hand"),
@@ -230,12 +220,21 @@ pub fn parse_op(f: &Fields, op_name: &str, dims: &DimTable) -> Result<Op> {
             .expected("a backbone op; declare routes under `routes` or with --route")
             .found(format!("\"{op_name}\"")))
         }
-        other => {
-            return Err(
-                Diagnostic::at_path(f.at("op"), format!("unknown op `{other}`"))
-                    .expected(format!("one of {}", USER_OPS.join(", ")))
-                    .found(format!("\"{other}\"")),
+        OpKind::NormModulate | OpKind::GatedResidual => {
+            return Err(Diagnostic::at_path(
+                f.at("op"),
+                format!("`{op_name}` is written by the fusion pass and cannot be written by hand"),
             )
+            .expected(format!("one of {}", user_op_names().join(", ")))
+            .found(format!("\"{op_name}\"")))
+        }
+        OpKind::Input => {
+            return Err(Diagnostic::at_path(
+                f.at("op"),
+                "graph inputs are declared under `inputs`, not as nodes",
+            )
+            .expected(format!("one of {}", user_op_names().join(", ")))
+            .found(format!("\"{op_name}\"")))
         }
     };
     let allowed: Vec<&str> = NODE_KEYS.iter().chain(attrs.iter()).copied().collect();
