@@ -16,9 +16,10 @@ use tread_compiler::emit;
 use tread_compiler::report::Report;
 use tread_compiler::route_spec::{parse_flag, ROUTE_SYNTAX};
 use tread_runtime::bench::BenchMode;
-use tread_runtime::checkpoint::Checkpoint;
-use tread_runtime::lower::backends::{bench_on, sample_on, train_on, BackendKind, SampleRequest};
-use tread_runtime::run::{RunError, RunSettings};
+use tread_runtime::lower::backends::BackendKind;
+use tread_runtime::run::RunError;
+use tread_runtime::run_folder::{RunFolder, RunSettings, SavedRun, ONNX_FILE};
+use tread_runtime::sampler::SampleRequest;
 
 const ROUTE_HELP: &str = "A route RATE:START-END: the fraction RATE of tokens (chosen at random \
 per sample, per step) skips blocks START..=END (END inclusive) and re-enters unchanged after END. \
@@ -99,10 +100,7 @@ struct ExportArgs {
     /// ONNX opset, 17 to 23 (23 uses the fused Attention op).
     #[arg(long, default_value_t = tread_onnx::export::DEFAULT_OPSET)]
     opset: i64,
-    /// Export the EMA weights (the default).
-    #[arg(long, conflicts_with = "raw")]
-    ema: bool,
-    /// Export the raw optimiser weights instead of the EMA.
+    /// Export the raw optimiser weights instead of the EMA (the default).
     #[arg(long)]
     raw: bool,
     /// Put EDM's preconditioning in the graph: the file computes D(x_noisy; sigma, label).
@@ -151,7 +149,7 @@ struct RunArgs {
 
 #[derive(clap::Args)]
 struct TrainArgs {
-    /// The model file (omit with --resume).
+    /// The model file (with --resume: optional, and it must be the run's model).
     model: Option<PathBuf>,
     /// A route RATE:START-END or `paper` (repeatable; default: the file's routes).
     #[arg(long = "route", value_name = "RATE:START-END|paper", long_help = ROUTE_HELP)]
@@ -170,7 +168,7 @@ struct TrainArgs {
     #[arg(long, value_name = "RUN_DIR")]
     out: Option<PathBuf>,
     /// Continue the run in RUN_DIR from its checkpoint (up to --steps in total).
-    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["model", "out", "routes", "batch"])]
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["out", "routes", "batch"])]
     resume: Option<PathBuf>,
     /// Seed of everything random (init, data order, noise, routes).
     #[arg(long, default_value_t = 0)]
@@ -195,9 +193,9 @@ struct TrainArgs {
     /// (class-conditional models trained with class dropout). Default: plain conditional samples.
     #[arg(long, value_name = "S")]
     cfg: Option<f64>,
-    /// burn backend: flex (default), ndarray, or cuda (with --features cuda).
-    #[arg(long, default_value = "flex")]
-    backend: String,
+    /// burn backend (cuda needs a build with --features cuda).
+    #[arg(long, value_enum, default_value = "flex")]
+    backend: Backend,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
@@ -235,9 +233,9 @@ struct SampleArgs {
     /// Also write the samples as a float32 .npy [n, C, H, W].
     #[arg(long)]
     npy: Option<PathBuf>,
-    /// burn backend.
-    #[arg(long, default_value = "flex")]
-    backend: String,
+    /// burn backend (cuda needs a build with --features cuda).
+    #[arg(long, value_enum, default_value = "flex")]
+    backend: Backend,
 }
 
 #[derive(clap::Args)]
@@ -259,9 +257,9 @@ struct BenchArgs {
     /// Time both (interleaved), or one kind only (for its peak memory).
     #[arg(long, value_enum, default_value = "both")]
     only: BenchOnly,
-    /// burn backend.
-    #[arg(long, default_value = "flex")]
-    backend: String,
+    /// burn backend (cuda needs a build with --features cuda).
+    #[arg(long, value_enum, default_value = "flex")]
+    backend: Backend,
     /// Also time the unfused engine (burn's decompositions, no fusion pass), interleaved with
     /// the fused one in this run, and report both.
     #[arg(long)]
@@ -269,6 +267,28 @@ struct BenchArgs {
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
+}
+
+/// `--backend`: the burn backend to train or sample on.
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+pub(crate) enum Backend {
+    /// burn-flex on the CPU (the default; treadc's fused engine).
+    Flex,
+    /// burn-ndarray on the CPU.
+    Ndarray,
+    /// burn-cuda on an NVIDIA GPU (a build with --features cuda).
+    Cuda,
+}
+
+impl Backend {
+    /// The flag's spelling.
+    fn name(self) -> &'static str {
+        match self {
+            Backend::Flex => "flex",
+            Backend::Ndarray => "ndarray",
+            Backend::Cuda => "cuda",
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, ValueEnum)]
@@ -321,8 +341,8 @@ enum ReportKind {
 
 /// A failure with its exit code.
 pub(crate) enum Failure {
-    /// Bad user input: exit 2.
-    Input(Diagnostic),
+    /// A diagnostic: exit 2 for bad input, 1 for I/O and internal failures (its kind decides).
+    Diag(Diagnostic),
     /// Anything else: exit 1.
     Other(String),
 }
@@ -346,9 +366,9 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Failure::Input(d)) => {
+        Err(Failure::Diag(d)) => {
             eprint!("{d}");
-            ExitCode::from(2)
+            ExitCode::from(d.kind.exit_code())
         }
         Err(Failure::Other(m)) => {
             eprintln!("error: {m}");
@@ -364,10 +384,10 @@ fn run_compile(args: CompileArgs) -> Result<(), Failure> {
         ..Default::default()
     };
     for (i, r) in args.routes.iter().enumerate() {
-        opts.routes.push(parse_flag(r, i).map_err(Failure::Input)?);
+        opts.routes.push(parse_flag(r, i).map_err(Failure::Diag)?);
     }
     if args.rate.is_some() && args.dense {
-        return Err(Failure::Input(
+        return Err(Failure::Diag(
             Diagnostic::new(Location::File, "--rate has no effect with --dense")
                 .expected("--rate with routes (from the file or --route)")
                 .found("--dense")
@@ -376,7 +396,7 @@ fn run_compile(args: CompileArgs) -> Result<(), Failure> {
     }
     if let Some(r) = args.rate {
         if !(0.0..1.0).contains(&r) {
-            return Err(Failure::Input(
+            return Err(Failure::Diag(
                 Diagnostic::new(Location::File, "--rate out of range")
                     .expected(format!("0 ≤ rate < 1; {ROUTE_SYNTAX}"))
                     .found(r.to_string())
@@ -384,7 +404,7 @@ fn run_compile(args: CompileArgs) -> Result<(), Failure> {
             ));
         }
     }
-    let compiled = compile_file(&args.model, &opts).map_err(Failure::Input)?;
+    let compiled = compile_file(&args.model, &opts).map_err(Failure::Diag)?;
     let report = Report::new(&compiled);
     let emit_kind = args.emit.or(args.output.as_ref().map(|_| EmitKind::Text));
     let graph = if args.fused {
@@ -427,35 +447,29 @@ fn run_compile(args: CompileArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Writes the dump atomically (the runtime's temp-file-and-rename writer); a failure is an
-/// output error (exit 1), not bad input.
+/// Writes the dump atomically (temp file and rename); a failure is an I/O error (exit 1).
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
-    tread_runtime::checkpoint::write_atomic(path, bytes).map_err(|d| {
-        Failure::Other(format!(
-            "cannot write {}: {}",
-            path.display(),
-            d.found.as_deref().unwrap_or("")
-        ))
-    })
+    tread_compiler::atomic::write_atomic(path, bytes).map_err(Failure::Diag)
 }
 
-/// The `--backend` flag: unknown names are bad input (exit 2); a backend that cannot start
-/// here (cuda without a usable driver, NVRTC or GPU) fails before anything is written (exit 1).
-pub(crate) fn backend(name: &str) -> Result<BackendKind, Failure> {
-    let kind = BackendKind::parse(name).map_err(Failure::Input)?;
+/// The `--backend` flag: cuda in a build without it is bad input (exit 2); a backend that
+/// cannot start here (cuda without a usable driver, NVRTC or GPU) fails before anything is
+/// written (exit 1).
+pub(crate) fn backend(b: Backend) -> Result<BackendKind, Failure> {
+    let kind = BackendKind::parse(b.name()).map_err(Failure::Diag)?;
     kind.check_ready().map_err(Failure::Other)?;
     Ok(kind)
 }
 
 pub(crate) fn from_run(e: RunError) -> Failure {
     match e {
-        RunError::Input(d) => Failure::Input(d),
+        RunError::Diag(d) => Failure::Diag(d),
         RunError::Failed(m) => Failure::Other(m),
     }
 }
 
 pub(crate) fn cli_error(what: &str, expected: &str, found: String) -> Failure {
-    Failure::Input(
+    Failure::Diag(
         Diagnostic::new(Location::Item(what.to_string()), "bad argument")
             .expected(expected)
             .found(found)
@@ -481,7 +495,7 @@ fn bundled_mnist() -> PathBuf {
 
 fn read_model(path: &Path) -> Result<String, Failure> {
     std::fs::read_to_string(path).map_err(|e| {
-        Failure::Input(
+        Failure::Diag(
             Diagnostic::new(Location::File, "cannot read the model file")
                 .expected("a readable model.json")
                 .found(e.to_string())
@@ -491,26 +505,15 @@ fn read_model(path: &Path) -> Result<String, Failure> {
 }
 
 fn run_train(args: TrainArgs) -> Result<(), Failure> {
-    let kind = backend(&args.backend)?;
-    let (settings, text, out, resume) = if let Some(dir) = &args.resume {
-        let ck = dir.join("checkpoint.safetensors");
-        let c = Checkpoint::load(&ck).map_err(Failure::Input)?;
-        let mut s: RunSettings =
-            serde_json::from_str(c.meta("train", &ck).map_err(Failure::Input)?).map_err(|e| {
-                Failure::Input(
-                    Diagnostic::new(
-                        Location::Item("metadata `train`".into()),
-                        format!("unreadable run settings: {e}"),
-                    )
-                    .in_file(ck.display().to_string()),
-                )
-            })?;
+    let kind = backend(args.backend)?;
+    let (settings, text, out, saved) = if let Some(dir) = &args.resume {
+        let saved = SavedRun::open(dir).map_err(Failure::Diag)?;
+        if let Some(model) = &args.model {
+            same_model(model, &saved)?;
+        }
+        let mut s = saved.settings.clone();
         s.steps = args.steps;
-        let text = c
-            .meta("model_json", &ck)
-            .map_err(Failure::Input)?
-            .to_string();
-        (s, text, dir.clone(), true)
+        (s, saved.model_json.clone(), dir.clone(), Some(saved))
     } else {
         let model = args.model.clone().ok_or_else(|| {
             cli_error(
@@ -523,7 +526,7 @@ fn run_train(args: TrainArgs) -> Result<(), Failure> {
             .out
             .clone()
             .ok_or_else(|| cli_error("--out", "--out RUN_DIR", "nothing".into()))?;
-        if out.join("checkpoint.safetensors").exists() {
+        if RunFolder::new(&out).checkpoint().exists() {
             return Err(cli_error(
                 "--out",
                 "a new run folder (use --resume to continue this run)",
@@ -533,7 +536,7 @@ fn run_train(args: TrainArgs) -> Result<(), Failure> {
         let text = read_model(&model)?;
         let compiled =
             tread_runtime::run::compile_model(&text, &model.display().to_string(), &args.routes)
-                .map_err(Failure::Input)?;
+                .map_err(Failure::Diag)?;
         let batch = args.batch.unwrap_or(compiled.model.training.batch as usize);
         if batch == 0 {
             return Err(cli_error("--batch", "a batch size ≥ 1", "0".into()));
@@ -555,27 +558,46 @@ fn run_train(args: TrainArgs) -> Result<(), Failure> {
         if let Some(c) = s.cfg.filter(|c| !(c.is_finite() && *c > 0.0)) {
             return Err(cli_error("--cfg", "a guidance scale > 0", c.to_string()));
         }
-        (s, text, out, false)
+        (s, text, out, None)
     };
-    train_on(
+    tread_runtime::run::train(
         kind,
         settings,
         text,
         &out,
-        resume,
+        saved.as_ref(),
         &bundled_mnist(),
         !args.quiet,
     )
+    .map(|_| ())
     .map_err(from_run)
 }
 
+/// `train MODEL --resume RUN`: MODEL must be the model the run was trained with (its text as
+/// stored in the checkpoint), else the command is refused naming both.
+fn same_model(model: &Path, saved: &SavedRun) -> Result<(), Failure> {
+    let text = read_model(model)?;
+    if text == saved.model_json {
+        return Ok(());
+    }
+    Err(Failure::Diag(
+        Diagnostic::new(
+            Location::File,
+            "this is not the model the run was trained with",
+        )
+        .expected(format!(
+            "the run's model ({}, as stored in {})",
+            saved.settings.model_file,
+            saved.path.display()
+        ))
+        .found("a model file with other contents")
+        .in_file(model.display().to_string())
+        .help("omit MODEL to resume with the run's own model, or train a new run with --out"),
+    ))
+}
+
 fn run_sample(args: SampleArgs) -> Result<(), Failure> {
-    let kind = backend(&args.backend)?;
-    let ckpt = if args.run.is_dir() {
-        args.run.join("checkpoint.safetensors")
-    } else {
-        args.run.clone()
-    };
+    let kind = backend(args.backend)?;
     let sparse = match &args.sparse_guidance {
         None => None,
         Some(s) => {
@@ -607,10 +629,10 @@ fn run_sample(args: SampleArgs) -> Result<(), Failure> {
         raw: args.raw,
         class: args.class,
     };
-    let s = sample_on(kind, &ckpt, &req).map_err(from_run)?;
+    let s = tread_runtime::draw::sample(kind, &args.run, &req).map_err(from_run)?;
     let n = s.n;
     tread_runtime::run::write_samples(&s.images, n, s.shape, &args.output, args.npy.as_deref())
-        .map_err(Failure::Input)?;
+        .map_err(Failure::Diag)?;
     eprintln!("wrote {n} samples to {}", args.output.display());
     Ok(())
 }
@@ -619,11 +641,11 @@ fn run_bench(args: BenchArgs) -> Result<(), Failure> {
     if args.model.extension().is_some_and(|e| e == "onnx") {
         return bench_onnx(&args);
     }
-    let kind = backend(&args.backend)?;
+    let kind = backend(args.backend)?;
     let text = read_model(&args.model)?;
     let compiled =
         tread_runtime::run::compile_model(&text, &args.model.display().to_string(), &args.routes)
-            .map_err(Failure::Input)?;
+            .map_err(Failure::Diag)?;
     if args.batch == 0 || args.steps == 0 {
         return Err(cli_error(
             "--batch/--steps",
@@ -636,14 +658,13 @@ fn run_bench(args: BenchArgs) -> Result<(), Failure> {
         BenchOnly::Dense => BenchMode::Dense,
         BenchOnly::Routed => BenchMode::Routed,
     };
-    let r = bench_on(
+    let r = tread_runtime::bench::bench(
         kind,
         &compiled,
         args.batch,
         args.steps,
         args.warmup,
-        mode,
-        args.no_fuse,
+        (mode, args.no_fuse),
     )
     .map_err(from_run)?;
     if args.json {
@@ -657,7 +678,7 @@ fn run_bench(args: BenchArgs) -> Result<(), Failure> {
             compiled.model.graph.name,
             r.batch,
             r.steps,
-            args.backend,
+            args.backend.name(),
             r.dense_ms,
             r.routed_ms,
             r.ratio,
@@ -684,15 +705,15 @@ fn run_export(args: ExportArgs) -> Result<(), Failure> {
     use tread_onnx::export::file::ExternalData;
     use tread_onnx::export::listing::{listing, node_count, op_histogram};
     use tread_runtime::export::{check_against_burn, export_source, load_source, ExportRequest};
-    tread_onnx::export::check_opset(args.opset).map_err(Failure::Input)?;
+    tread_onnx::export::check_opset(args.opset).map_err(Failure::Diag)?;
     let output = args.output.clone().unwrap_or_else(|| {
         if args.source.is_dir() {
-            args.source.join("model.onnx")
+            args.source.join(ONNX_FILE)
         } else if args.source.extension().is_some_and(|e| e == "json") {
             let stem = args.source.file_stem().unwrap_or_default();
             PathBuf::from(format!("{}.onnx", stem.to_string_lossy()))
         } else {
-            args.source.with_file_name("model.onnx")
+            args.source.with_file_name(ONNX_FILE)
         }
     });
     let req = ExportRequest {
@@ -700,9 +721,10 @@ fn run_export(args: ExportArgs) -> Result<(), Failure> {
         output: output.clone(),
         opset: args.opset,
         precond: args.precond,
-        weights: match (args.ema, args.raw) {
-            (_, true) => tread_runtime::export::WhichWeights::Raw,
-            _ => tread_runtime::export::WhichWeights::Ema,
+        weights: if args.raw {
+            tread_runtime::export::WhichWeights::Raw
+        } else {
+            tread_runtime::export::WhichWeights::Ema
         },
         external: if args.external_data {
             ExternalData::Always
@@ -711,18 +733,8 @@ fn run_export(args: ExportArgs) -> Result<(), Failure> {
         },
         seed: args.seed,
     };
-    let src = load_source(&req).map_err(Failure::Input)?;
-    let out = export_source(&src, &req).map_err(|d| {
-        if d.message == "cannot write" {
-            Failure::Other(format!(
-                "cannot write {}: {}",
-                output.display(),
-                d.found.as_deref().unwrap_or("")
-            ))
-        } else {
-            Failure::Input(d)
-        }
-    })?;
+    let src = load_source(&req).map_err(Failure::Diag)?;
+    let out = export_source(&src, &req).map_err(Failure::Diag)?;
     if args.list {
         print!("{}", listing(&out.model));
     }
@@ -778,7 +790,7 @@ fn run_export(args: ExportArgs) -> Result<(), Failure> {
 }
 
 fn run_onnx(args: RunArgs) -> Result<(), Failure> {
-    use tread_runtime::deploy::{Deployment, RunRequest};
+    use tread_runtime::deploy::Deployment;
     if args.n == 0 || args.steps == 0 {
         return Err(cli_error(
             "--n/--steps",
@@ -786,17 +798,18 @@ fn run_onnx(args: RunArgs) -> Result<(), Failure> {
             format!("n {} steps {}", args.n, args.steps),
         ));
     }
-    let d = Deployment::open(&args.model).map_err(Failure::Input)?;
-    let req = RunRequest {
+    let d = Deployment::open(&args.model).map_err(Failure::Diag)?;
+    let req = SampleRequest {
         n: args.n,
         steps: args.steps,
         seed: args.seed,
         cfg: args.cfg,
         class: args.class,
+        ..Default::default()
     };
     let imgs = d.sample(&req).map_err(from_run)?;
     tread_runtime::run::write_samples(&imgs, args.n, d.shape, &args.output, args.npy.as_deref())
-        .map_err(Failure::Input)?;
+        .map_err(Failure::Diag)?;
     eprintln!(
         "wrote {} samples to {} (tract, {} steps)",
         args.n,
@@ -815,7 +828,7 @@ fn bench_onnx(args: &BenchArgs) -> Result<(), Failure> {
             format!("batch {} steps {}", args.batch, args.steps),
         ));
     }
-    let d = tread_runtime::deploy::Deployment::open(&args.model).map_err(Failure::Input)?;
+    let d = tread_runtime::deploy::Deployment::open(&args.model).map_err(Failure::Diag)?;
     let t = d
         .time_forward(args.batch, args.warmup, args.steps)
         .map_err(from_run)?;

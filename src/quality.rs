@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use tread_runtime::eval::{bundled_digits, check_digit_model, slice, weights, Evaluator, HELD_OUT};
-use tread_runtime::lower::backends::{sample_on, SampleRequest};
 use tread_runtime::lower::classifier::{self, TrainPlan};
+use tread_runtime::run_folder::{RunFolder, METRICS_FILE, RUN_JSON_FILE};
+use tread_runtime::sampler::SampleRequest;
 
 use crate::{bundled_data, cli_error, from_run, Failure};
 
@@ -31,9 +32,9 @@ pub struct EvalArgs {
     /// Score the raw weights instead of the EMA.
     #[arg(long)]
     raw: bool,
-    /// burn backend.
-    #[arg(long, default_value = "flex")]
-    backend: String,
+    /// burn backend (cuda needs a build with --features cuda).
+    #[arg(long, value_enum, default_value = "flex")]
+    backend: crate::Backend,
     /// One JSON object on stdout.
     #[arg(long)]
     json: bool,
@@ -41,7 +42,7 @@ pub struct EvalArgs {
 
 /// Samples `n` digits from a checkpoint and scores them.
 pub fn run_eval(args: EvalArgs) -> Result<(), Failure> {
-    let kind = crate::backend(&args.backend)?;
+    let kind = crate::backend(args.backend)?;
     if args.n < 2 || args.sampler_steps == 0 {
         return Err(cli_error(
             "--n/--sampler-steps",
@@ -49,12 +50,8 @@ pub fn run_eval(args: EvalArgs) -> Result<(), Failure> {
             format!("n {} sampler steps {}", args.n, args.sampler_steps),
         ));
     }
-    let ckpt = if args.run.is_dir() {
-        args.run.join("checkpoint.safetensors")
-    } else {
-        args.run.clone()
-    };
-    let evaluator = Evaluator::bundled(&bundled_data()).map_err(Failure::Input)?;
+    let ckpt = RunFolder::checkpoint_of(&args.run);
+    let evaluator = Evaluator::bundled(&bundled_data()).map_err(Failure::Diag)?;
     let start = Instant::now();
     let req = SampleRequest {
         n: args.n,
@@ -65,9 +62,9 @@ pub fn run_eval(args: EvalArgs) -> Result<(), Failure> {
         raw: args.raw,
         class: None,
     };
-    let s = sample_on(kind, &ckpt, &req).map_err(from_run)?;
+    let s = tread_runtime::draw::sample(kind, &ckpt, &req).map_err(from_run)?;
     check_digit_model(s.shape, s.classes)
-        .map_err(|d| Failure::Input(d.in_file(ckpt.display().to_string())))?;
+        .map_err(|d| Failure::Diag(d.in_file(ckpt.display().to_string())))?;
     let labels = s.labels.unwrap_or_default();
     let scores = evaluator
         .score(&s.images, &labels)
@@ -139,7 +136,7 @@ pub fn run_train_classifier(args: TrainClassifierArgs) -> Result<(), Failure> {
             format!("steps {} batch {}", args.steps, args.batch),
         ));
     }
-    let digits = bundled_digits(&bundled_data().join("mnist")).map_err(Failure::Input)?;
+    let digits = bundled_digits(&bundled_data().join("mnist")).map_err(Failure::Diag)?;
     let (images, labels) = slice(&digits, 0..HELD_OUT.start);
     let plan = TrainPlan {
         steps: args.steps,
@@ -247,7 +244,7 @@ pub fn run_plot(args: PlotArgs) -> Result<(), Failure> {
     let mut curves = Vec::new();
     let mut labels = Vec::new();
     for run in &args.runs {
-        let c = tread_runtime::metrics::read(&run.join("metrics.jsonl")).map_err(Failure::Input)?;
+        let c = tread_runtime::metrics::read(&run.join(METRICS_FILE)).map_err(Failure::Diag)?;
         let name = run.file_name().map_or(run.display().to_string(), |n| {
             n.to_string_lossy().into_owned()
         });
@@ -268,14 +265,14 @@ pub fn run_plot(args: PlotArgs) -> Result<(), Failure> {
         YArg::Fd => YAxis::Fd,
         YArg::Accuracy => YAxis::Accuracy,
     };
-    plot(&lines, x, y, &args.output).map_err(Failure::Input)?;
+    plot(&lines, x, y, &args.output).map_err(Failure::Diag)?;
     eprintln!("wrote {}", args.output.display());
     Ok(())
 }
 
 /// A run's routes in effect, from its run.json (`none`: dense).
 fn route_of(run: &std::path::Path) -> String {
-    std::fs::read_to_string(run.join("run.json"))
+    std::fs::read_to_string(run.join(RUN_JSON_FILE))
         .ok()
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
         .and_then(|v| v.get("routes_in_effect")?.as_str().map(String::from))

@@ -7,10 +7,13 @@ mod common;
 use common::{root, temp_dir};
 use tread_onnx::export::file::ExternalData;
 use tread_onnx::export::DEFAULT_OPSET;
-use tread_runtime::deploy::{Deployment, RunRequest};
+use tread_runtime::deploy::Deployment;
+use tread_runtime::draw::sample;
 use tread_runtime::export::{export_source, load_source, ExportRequest, WhichWeights};
-use tread_runtime::lower::backends::{sample_on, train_on, BackendKind, SampleRequest};
-use tread_runtime::run::RunSettings;
+use tread_runtime::lower::backends::BackendKind;
+use tread_runtime::run::train;
+use tread_runtime::run_folder::{RunFolder, RunSettings};
+use tread_runtime::sampler::SampleRequest;
 
 #[test]
 fn tract_samples_equal_burn_samples() {
@@ -31,17 +34,17 @@ fn tract_samples_equal_burn_samples() {
         cfg: None,
     };
     let run = dir.join("run");
-    train_on(
+    train(
         BackendKind::Flex,
         settings,
         std::fs::read_to_string(&model).unwrap(),
         &run,
-        false,
+        None,
         &root().join("data/mnist"),
         false,
     )
     .unwrap_or_else(|e| panic!("{e:?}"));
-    let ckpt = run.join("checkpoint.safetensors");
+    let ckpt = RunFolder::new(&run).checkpoint();
     for precond in [false, true] {
         let req = ExportRequest {
             source: run.clone(),
@@ -57,30 +60,17 @@ fn tract_samples_equal_burn_samples() {
         let d = Deployment::open(&req.output).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(d.precond, precond);
         for cfg in [None, Some(2.0)] {
-            let burn = sample_on(
-                BackendKind::Flex,
-                &ckpt,
-                &SampleRequest {
-                    n: 4,
-                    steps: 5,
-                    seed: 11,
-                    cfg,
-                    sparse: None,
-                    raw: false,
-                    class: None,
-                },
-            )
-            .unwrap_or_else(|e| panic!("{e:?}"))
-            .images;
-            let tract = d
-                .sample(&RunRequest {
-                    n: 4,
-                    steps: 5,
-                    seed: 11,
-                    cfg,
-                    class: None,
-                })
-                .unwrap_or_else(|e| panic!("{e:?}"));
+            let req = SampleRequest {
+                n: 4,
+                steps: 5,
+                seed: 11,
+                cfg,
+                ..Default::default()
+            };
+            let burn = sample(BackendKind::Flex, &ckpt, &req)
+                .unwrap_or_else(|e| panic!("{e:?}"))
+                .images;
+            let tract = d.sample(&req).unwrap_or_else(|e| panic!("{e:?}"));
             let max = burn
                 .iter()
                 .zip(&tract)

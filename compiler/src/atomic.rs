@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use crate::diag::{Diagnostic, Location};
+use crate::diag::Diagnostic;
 
 /// Writes `bytes` to `path` atomically; the error names the file and the OS's reason.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Diagnostic> {
@@ -19,10 +19,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Diagnostic> {
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let fail = |e: std::io::Error| {
-        Diagnostic::new(Location::Item("file".into()), "cannot write")
-            .expected("a writable location")
-            .found(e.to_string())
-            .in_file(path.display().to_string())
+        Diagnostic::io(path.display().to_string(), "cannot write", e)
+            .expected("a writable location with free space")
     };
     let mut f = std::fs::File::create(&tmp).map_err(fail)?;
     f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| {

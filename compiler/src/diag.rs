@@ -23,6 +23,28 @@ pub enum Location {
     Item(String),
 }
 
+/// What kind of failure a diagnostic reports; the exit code follows it, never the message text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ErrorKind {
+    /// The user's input is wrong (model file, flags, data, checkpoint): exit 2.
+    #[default]
+    BadInput,
+    /// The input was fine but reading or writing files failed (disk full, permissions): exit 1.
+    Io,
+    /// treadc itself failed (a bug, a non-finite loss, a backend error): exit 1.
+    Internal,
+}
+
+impl ErrorKind {
+    /// The process exit code of this kind: 2 for bad input, 1 for everything else.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            ErrorKind::BadInput => 2,
+            ErrorKind::Io | ErrorKind::Internal => 1,
+        }
+    }
+}
+
 /// A user-facing error: where, what went wrong, what was expected and what was found.
 /// Boxed so that `Result<T, Diagnostic>` stays one pointer wide on the happy path.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,6 +53,8 @@ pub struct Diagnostic(Box<DiagnosticData>);
 /// The contents of a [`Diagnostic`] (reach them through `Deref`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DiagnosticData {
+    /// Bad input, I/O or internal: decides the exit code.
+    pub kind: ErrorKind,
     /// The file the input came from (`<command line>` for flags).
     pub file: String,
     /// Where in that file.
@@ -49,6 +73,7 @@ impl Diagnostic {
     /// A diagnostic with only a message; add the rest with the builder methods.
     pub fn new(location: Location, message: impl Into<String>) -> Self {
         Diagnostic(Box::new(DiagnosticData {
+            kind: ErrorKind::BadInput,
             file: String::new(),
             location,
             message: message.into(),
@@ -56,6 +81,25 @@ impl Diagnostic {
             found: None,
             help: None,
         }))
+    }
+
+    /// An I/O failure (exit 1) on `file`: `what` failed with the OS's `reason`.
+    pub fn io(file: impl Into<String>, what: impl Into<String>, reason: impl fmt::Display) -> Self {
+        Self::new(Location::File, what)
+            .found(reason.to_string())
+            .in_file(file)
+            .with_kind(ErrorKind::Io)
+    }
+
+    /// An internal failure (exit 1): not the user's input, not the file system.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(Location::File, message).with_kind(ErrorKind::Internal)
+    }
+
+    /// Sets the kind (bad input unless said otherwise).
+    pub fn with_kind(mut self, kind: ErrorKind) -> Self {
+        self.0.kind = kind;
+        self
     }
 
     /// Replaces the location (used when a caller knows better where the input came from).
@@ -129,6 +173,8 @@ impl fmt::Display for Diagnostic {
             &self.file
         };
         match &self.location {
+            // Nothing to point at (an internal failure).
+            Location::File if self.file.is_empty() => {}
             Location::File => writeln!(f, "  --> {file}")?,
             Location::LineCol { line, column } => writeln!(f, "  --> {file}:{line}:{column}")?,
             Location::Path(p) => writeln!(f, "  --> {file} at {p}")?,
@@ -177,6 +223,20 @@ mod tests {
         assert!(s.contains("   expected: an integer > 0\n"));
         assert!(s.contains("   found:    -3\n"));
         assert!(s.contains("   help: check the dims table\n"));
+    }
+
+    #[test]
+    fn the_kind_decides_the_exit_code() {
+        let input = Diagnostic::new(Location::File, "x");
+        assert_eq!(input.kind.exit_code(), 2);
+        let io = Diagnostic::io(
+            "run/checkpoint.safetensors",
+            "cannot write",
+            "No space left",
+        );
+        assert_eq!((io.kind, io.kind.exit_code()), (ErrorKind::Io, 1));
+        assert!(io.to_string().contains("run/checkpoint.safetensors"));
+        assert_eq!(Diagnostic::internal("bug").kind.exit_code(), 1);
     }
 
     #[test]

@@ -24,4 +24,4 @@ pub mod shape;
 pub mod tables;
 pub mod verify;
 
-pub use diag::{Diagnostic, Result};
+pub use diag::{Diagnostic, ErrorKind, Result};

@@ -11,8 +11,9 @@ use tread_compiler::report::Report;
 
 use crate::data::Dataset;
 use crate::init::normal;
-use crate::lower::fused::Engine;
-use crate::lower::train::{Recipe, Trainer};
+use crate::lower::backends::{guarded, new_session, BackendKind};
+use crate::lower::train::Recipe;
+use crate::lower::Session;
 use crate::run::{model_io, RunError};
 
 /// Which steps to time (peak memory of one kind needs a process of its own).
@@ -104,14 +105,29 @@ pub fn peak_rss_mib() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-/// Runs the benchmark.
-pub fn bench<B: Engine>(
+/// Runs the benchmark on backend `kind`.
+pub fn bench(
+    kind: BackendKind,
     compiled: &Compiled,
     batch: usize,
     steps: usize,
     warmup: usize,
     (mode, with_unfused): (BenchMode, bool),
-    device: B::Device,
+) -> Result<BenchResult, RunError> {
+    guarded(
+        kind,
+        || bench_in(kind, compiled, batch, steps, warmup, (mode, with_unfused)),
+        RunError::Failed,
+    )
+}
+
+fn bench_in(
+    kind: BackendKind,
+    compiled: &Compiled,
+    batch: usize,
+    steps: usize,
+    warmup: usize,
+    (mode, with_unfused): (BenchMode, bool),
 ) -> Result<BenchResult, RunError> {
     let (shape, classes) = model_io(compiled)?;
     let dense = strip_routes(&compiled.routed)?;
@@ -127,18 +143,19 @@ pub fn bench<B: Engine>(
         width: shape[2],
         source: "random".into(),
     };
-    let make = |routed: &tread_compiler::ir::Graph, fused: bool| -> Result<Trainer<B>, RunError> {
-        let r = Recipe {
-            routed: routed.clone(),
-            dense: dense.clone(),
-            training: compiled.model.training.clone(),
-            batch,
-            seed: 0,
-            classes,
-            fused,
+    let make =
+        |routed: &tread_compiler::ir::Graph, fused: bool| -> Result<Box<dyn Session>, RunError> {
+            let r = Recipe {
+                routed: routed.clone(),
+                dense: dense.clone(),
+                training: compiled.model.training.clone(),
+                batch,
+                seed: 0,
+                classes,
+                fused,
+            };
+            new_session(kind, r).map_err(RunError::Failed)
         };
-        Trainer::new(r, device.clone()).map_err(RunError::Failed)
-    };
     // (engine is fused, dense trainer, routed trainer) for each engine timed.
     let mut engines = vec![];
     for fused in [true, false] {

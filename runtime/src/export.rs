@@ -18,9 +18,9 @@ use tread_onnx::export::file::{read_model, write_model, ExternalData, Written};
 use tread_onnx::export::{export, ExportOptions, Weights};
 use tread_onnx::{keys, pb};
 
-use crate::checkpoint::Checkpoint;
 use crate::init::{init_values, normal};
-use crate::run::{compile_model, model_io, RunError, RunSettings};
+use crate::run::{compile_model, model_io, RunError};
+use crate::run_folder::SavedRun;
 use tread_onnx::tract::{HostValue, TractModel};
 
 /// Which weights of a checkpoint to export.
@@ -81,11 +81,6 @@ fn bad(file: &Path, at: &str, msg: impl Into<String>) -> Diagnostic {
 /// Loads the graph and the weights to export from a run folder, checkpoint or model.json.
 pub fn load_source(req: &ExportRequest) -> Result<ExportSource, Diagnostic> {
     let src = &req.source;
-    let ckpt = if src.is_dir() {
-        src.join("checkpoint.safetensors")
-    } else {
-        src.clone()
-    };
     let is_model = src.extension().is_some_and(|e| e == "json");
     if is_model {
         let text = std::fs::read_to_string(src).map_err(|e| {
@@ -111,15 +106,9 @@ pub fn load_source(req: &ExportRequest) -> Result<ExportSource, Diagnostic> {
             ],
         });
     }
-    let ck = Checkpoint::load(&ckpt)?;
-    let settings: RunSettings = serde_json::from_str(ck.meta("train", &ckpt)?).map_err(|e| {
-        bad(&ckpt, "metadata `train`", "unreadable run settings").found(e.to_string())
-    })?;
-    let compiled = compile_model(
-        ck.meta("model_json", &ckpt)?,
-        &settings.model_file,
-        &settings.routes,
-    )?;
+    let saved = SavedRun::open(src)?;
+    let (ck, ckpt, settings) = (&saved.checkpoint, &saved.path, &saved.settings);
+    let compiled = saved.compile()?;
     let dense = strip_routes(&compiled.routed)?;
     let prefix = match req.weights {
         WhichWeights::Ema => "ema",
@@ -130,7 +119,7 @@ pub fn load_source(req: &ExportRequest) -> Result<ExportSource, Diagnostic> {
         let key = format!("{prefix}/{}", s.name);
         let t = ck.tensors.get(&key).ok_or_else(|| {
             bad(
-                &ckpt,
+                ckpt,
                 &format!("tensor `{key}`"),
                 "the checkpoint does not match its model",
             )
@@ -139,7 +128,7 @@ pub fn load_source(req: &ExportRequest) -> Result<ExportSource, Diagnostic> {
         })?;
         if t.shape != s.shape {
             return Err(bad(
-                &ckpt,
+                ckpt,
                 &format!("tensor `{key}`"),
                 "the checkpoint does not match its model",
             )
@@ -148,7 +137,7 @@ pub fn load_source(req: &ExportRequest) -> Result<ExportSource, Diagnostic> {
         }
         tensors.insert(s.name.clone(), t.data.clone());
     }
-    let step = ck.meta("step", &ckpt)?.to_string();
+    let step = saved.step.to_string();
     Ok(ExportSource {
         dense,
         compiled,

@@ -103,7 +103,8 @@ pub fn parse(text: &str) -> Result<Curves, (usize, String)> {
 }
 
 /// On `--resume` from a checkpoint at `step`: drops the lines of later steps (written after
-/// that checkpoint by the run that crashed, and about to be trained again), atomically.
+/// that checkpoint by the run that crashed, and about to be trained again) and a last line the
+/// crash cut short, atomically.
 /// A missing file is left missing.
 pub fn truncate_after(path: &Path, step: u64) -> Result<(), Diagnostic> {
     let Ok(text) = std::fs::read_to_string(path) else {
@@ -112,10 +113,12 @@ pub fn truncate_after(path: &Path, step: u64) -> Result<(), Diagnostic> {
     let kept: String = text
         .lines()
         .filter(|l| {
-            serde_json::from_str::<Value>(l)
-                .ok()
-                .and_then(|v| v.get("step").and_then(Value::as_u64))
-                .is_none_or(|s| s <= step)
+            // A line cut short by the crash does not parse: dropped too.
+            serde_json::from_str::<Value>(l).ok().is_some_and(|v| {
+                v.get("step")
+                    .and_then(Value::as_u64)
+                    .is_none_or(|s| s <= step)
+            })
         })
         .flat_map(|l| [l, "\n"])
         .collect();
@@ -161,7 +164,8 @@ mod tests {
         let lines = (1..=5)
             .map(|s| format!("{{\"step\":{s},\"loss\":1.0,\"elapsed_s\":{s}.0}}\n"))
             .collect::<String>();
-        std::fs::write(&p, lines).unwrap();
+        // The crash cut the last write short.
+        std::fs::write(&p, lines + "{\"step\":6,\"lo").unwrap();
         truncate_after(&p, 3).unwrap();
         let c = read(&p).unwrap();
         assert_eq!(c.loss.iter().map(|l| l.step).collect::<Vec<_>>(), [1, 2, 3]);

@@ -213,8 +213,9 @@ pub fn plot(lines: &[Line<'_>], x: XAxis, y: YAxis, out: &Path) -> Result<(), Di
             on!(BitMapBackend::new(&tmp, size).into_drawing_area())
         }
     };
-    drawn.map_err(|m| bad(format!("cannot draw the plot: {m}")))?;
-    std::fs::rename(&tmp, out).map_err(|e| bad(format!("cannot write the plot: {e}")))
+    let io = |what: &str, e: String| Diagnostic::io(out.display().to_string(), what, e);
+    drawn.map_err(|m| io("cannot draw the plot", m))?;
+    std::fs::rename(&tmp, out).map_err(|e| io("cannot write the plot", e.to_string()))
 }
 
 /// A temporary sibling of `out` with the same extension (the backends pick the format from it).

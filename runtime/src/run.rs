@@ -1,12 +1,10 @@
-//! `treadc train`, `sample` and `bench` as library functions: files, progress, logs and
-//! checkpoints around a [`Trainer`]. Generic over the burn backend chosen by the CLI.
+//! `treadc train` as a library function: data, progress, logs, grids, evaluations and
+//! checkpoints around a [`Session`] on the backend the CLI chose (no burn type here).
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
-use crate::lower::fused::Engine;
-use serde::{Deserialize, Serialize};
 use tread_compiler::compile::{compile_str, CompileOptions, Compiled};
 use tread_compiler::diag::{Diagnostic, Location};
 use tread_compiler::ir::{InputRole, Op};
@@ -16,60 +14,26 @@ use tread_compiler::route_spec::parse_flag;
 use crate::checkpoint::{Checkpoint, HostTensor};
 use crate::data::{fit_to_model, load, DataSpec, Dataset};
 use crate::image_out::{write_grid, write_npy};
+use crate::lower::backends::{guarded, new_session, restore_session, BackendKind};
 use crate::lower::sample::{Guidance, SampleSpec};
-use crate::lower::train::{Recipe, Trainer};
+use crate::lower::train::Recipe;
+use crate::lower::Session;
+use crate::run_folder::{RunFolder, RunSettings, SavedRun};
+use crate::sampler::grid_labels;
 
 /// Why a run stopped early.
 #[derive(Debug)]
 pub enum RunError {
-    /// Bad input (model, flags, data, checkpoint): exit code 2.
-    Input(Diagnostic),
-    /// The run itself failed (non-finite loss, I/O): exit code 1.
+    /// A diagnostic; its kind decides the exit code (bad input 2, I/O or internal 1).
+    Diag(Diagnostic),
+    /// The run itself failed (non-finite loss, a backend error): exit code 1.
     Failed(String),
 }
 
 impl From<Diagnostic> for RunError {
     fn from(d: Diagnostic) -> Self {
-        RunError::Input(d)
+        RunError::Diag(d)
     }
-}
-
-/// The settings of a run, stored in its checkpoints so that `--resume` and `sample` need
-/// nothing else.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct RunSettings {
-    /// Model file path as given.
-    pub model_file: String,
-    /// `--route` flags (empty: the file's routes).
-    pub routes: Vec<String>,
-    /// Data spec (`mnist`, `idx:DIR`, ...).
-    pub data: String,
-    /// Total steps.
-    pub steps: u64,
-    /// Batch size.
-    pub batch: usize,
-    /// Seed.
-    pub seed: u64,
-    /// Write an EMA sample grid every this many steps (0: only at the end).
-    pub sample_every: u64,
-    /// Write a checkpoint every this many steps (0: only at the end).
-    pub ckpt_every: u64,
-    /// Sampler steps for the grids (and the evaluations).
-    pub sample_steps: usize,
-    /// Score EMA samples with the digit metric every this many steps and at the end (0: never).
-    #[serde(default)]
-    pub eval_every: u64,
-    /// Samples per evaluation.
-    #[serde(default = "default_eval_n")]
-    pub eval_n: usize,
-    /// Classifier-free guidance scale of the grids and evaluations (`None`: plain conditional
-    /// samples).
-    #[serde(default)]
-    pub cfg: Option<f64>,
-}
-
-fn default_eval_n() -> usize {
-    500
 }
 
 /// Compiles model text with route flags; the single flag `none` trains dense (the file's
@@ -130,7 +94,8 @@ pub fn model_io(c: &Compiled) -> Result<([usize; 3], Option<usize>), Diagnostic>
     Ok((shape, classes))
 }
 
-fn recipe(c: &Compiled, batch: usize, seed: u64) -> Result<Recipe, Diagnostic> {
+/// The training recipe of a compiled model (fused engine).
+pub fn recipe(c: &Compiled, batch: usize, seed: u64) -> Result<Recipe, Diagnostic> {
     let (_, classes) = model_io(c)?;
     Ok(Recipe {
         routed: c.routed.clone(),
@@ -143,71 +108,48 @@ fn recipe(c: &Compiled, batch: usize, seed: u64) -> Result<Recipe, Diagnostic> {
     })
 }
 
-/// Where the run's files go.
-pub struct RunPaths {
-    /// The run folder.
-    pub dir: PathBuf,
-}
-
-impl RunPaths {
-    /// The checkpoint (latest, replaced atomically).
-    pub fn checkpoint(&self) -> PathBuf {
-        self.dir.join("checkpoint.safetensors")
-    }
-    /// The metrics log.
-    pub fn metrics(&self) -> PathBuf {
-        self.dir.join("metrics.jsonl")
-    }
-    /// A sample grid.
-    pub fn grid(&self, step: u64) -> PathBuf {
-        self.dir.join("samples").join(format!("step-{step:06}.png"))
-    }
-}
-
-/// Labels for a grid of `n` samples: 0, 1, ..., classes−1, 0, 1, ...
-pub fn grid_labels(n: usize, classes: Option<usize>) -> Option<Vec<i64>> {
-    classes.map(|k| (0..n).map(|i| (i % k) as i64).collect())
-}
-
-/// The labels of `n` samples: `class` for all (checked against the class count), else
-/// [`grid_labels`]; `None` for unconditional models.
-pub fn sample_labels(
-    classes: Option<usize>,
-    class: Option<i64>,
-    n: usize,
-) -> Result<Option<Vec<i64>>, Diagnostic> {
-    Ok(match (classes, class) {
-        (Some(k), Some(c)) if c < 0 || c as usize >= k => {
-            return Err(
-                Diagnostic::new(Location::Item("--class".into()), "class out of range")
-                    .expected(format!("0 ≤ class < {k}"))
-                    .found(c.to_string())
-                    .in_file("<command line>"),
-            )
-        }
-        (Some(_), Some(c)) => Some(vec![c; n]),
-        (k, None) => grid_labels(n, k),
-        (None, Some(_)) => None,
-    })
-}
-
 fn io_err(what: &str, e: impl std::fmt::Display) -> RunError {
     RunError::Failed(format!("{what}: {e}"))
 }
 
-/// Trains (fresh, or resumed from `resume`'s checkpoint) and returns the final trainer.
-pub fn train<B: Engine>(
+/// Trains (fresh, or resumed from `resume`, the run's saved checkpoint) on backend `kind` and
+/// returns the final state.
+pub fn train(
+    kind: BackendKind,
     settings: RunSettings,
     model_text: String,
     out_dir: &Path,
-    resume: bool,
+    resume: Option<&SavedRun>,
     bundled_mnist: &Path,
-    device: B::Device,
     progress: bool,
-) -> Result<Trainer<B>, RunError> {
-    let paths = RunPaths {
-        dir: out_dir.to_path_buf(),
-    };
+) -> Result<Box<dyn Session>, RunError> {
+    guarded(
+        kind,
+        || {
+            train_in(
+                kind,
+                settings,
+                model_text,
+                out_dir,
+                resume,
+                bundled_mnist,
+                progress,
+            )
+        },
+        RunError::Failed,
+    )
+}
+
+fn train_in(
+    kind: BackendKind,
+    settings: RunSettings,
+    model_text: String,
+    out_dir: &Path,
+    resume: Option<&SavedRun>,
+    bundled_mnist: &Path,
+    progress: bool,
+) -> Result<Box<dyn Session>, RunError> {
+    let paths = RunFolder::new(out_dir);
     let compiled = compile_model(&model_text, &settings.model_file, &settings.routes)?;
     let (shape, classes) = model_io(&compiled)?;
     let spec = DataSpec::parse(&settings.data)?;
@@ -221,7 +163,7 @@ pub fn train<B: Engine>(
             Guidance::Cfg { scale }
         }
         Some(_) => {
-            return Err(RunError::Input(
+            return Err(RunError::Diag(
                 Diagnostic::new(
                     Location::Item("--cfg".into()),
                     format!(
@@ -243,35 +185,34 @@ pub fn train<B: Engine>(
     } else {
         None
     };
-    let mut trainer = if resume {
-        let ck = Checkpoint::load(&paths.checkpoint())?;
-        let step: u64 = ck.meta("step", &paths.checkpoint())?.parse().map_err(|_| {
-            Diagnostic::new(
-                Location::Item("metadata `step`".into()),
-                "not a step number",
-            )
-            .in_file(paths.checkpoint().display().to_string())
-        })?;
-        Trainer::from_checkpoint(r, device, &ck, step).map_err(|m| {
-            RunError::Input(
+    let mut trainer = match resume {
+        Some(saved) => restore_session(kind, r, &saved.checkpoint, saved.step).map_err(|m| {
+            RunError::Diag(
                 Diagnostic::new(Location::Item("tensors".into()), m)
-                    .in_file(paths.checkpoint().display().to_string()),
+                    .in_file(saved.path.display().to_string()),
             )
-        })?
-    } else {
-        std::fs::create_dir_all(paths.dir.join("samples"))
-            .map_err(|e| io_err("cannot create the run folder", e))?;
-        Trainer::new(r, device).map_err(RunError::Failed)?
+        })?,
+        None => new_session(kind, r).map_err(RunError::Failed)?,
     };
-    std::fs::create_dir_all(paths.dir.join("samples"))
-        .map_err(|e| io_err("cannot create the run folder", e))?;
+    std::fs::create_dir_all(paths.samples()).map_err(|e| {
+        Diagnostic::io(
+            paths.samples().display().to_string(),
+            "cannot create the run folder",
+            e,
+        )
+    })?;
+    if resume.is_some() {
+        for f in paths.remove_stale_temps()? {
+            eprintln!("removed {}, left by an interrupted write", f.display());
+        }
+    }
     let settings_json =
         serde_json::to_string_pretty(&settings).map_err(|e| io_err("settings", e))?;
     // run.json: the settings plus the routes in effect (for plots and people).
     let mut run_json = serde_json::to_value(&settings).map_err(|e| io_err("settings", e))?;
     run_json["routes_in_effect"] = route_text(&compiled).into();
     let run_json = serde_json::to_string_pretty(&run_json).map_err(|e| io_err("settings", e))?;
-    crate::checkpoint::write_atomic(&paths.dir.join("run.json"), run_json.as_bytes())?;
+    crate::checkpoint::write_atomic(&paths.run_json(), run_json.as_bytes())?;
     for n in &notes {
         eprintln!("data: {n}");
     }
@@ -283,13 +224,13 @@ pub fn train<B: Engine>(
         data.channels,
         data.height,
         data.width,
-        trainer.step,
+        trainer.step(),
         settings.steps,
         settings.batch,
         route_text(&compiled)
     );
-    if resume {
-        crate::metrics::truncate_after(&paths.metrics(), trainer.step)?;
+    if resume.is_some() {
+        crate::metrics::truncate_after(&paths.metrics(), trainer.step())?;
     }
     let mut log = std::fs::OpenOptions::new()
         .create(true)
@@ -304,7 +245,7 @@ pub fn train<B: Engine>(
             )
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
-        b.set_position(trainer.step);
+        b.set_position(trainer.step());
         b
     } else {
         indicatif::ProgressBar::hidden()
@@ -313,14 +254,14 @@ pub fn train<B: Engine>(
     // Training wall time: grids, checkpoints and evaluations are paused out, and a resumed run
     // continues the clock of its checkpoint's step.
     let mut paused = std::time::Duration::ZERO;
-    let clock0 = if resume {
-        crate::metrics::elapsed_at(&paths.metrics(), trainer.step)
+    let clock0 = if resume.is_some() {
+        crate::metrics::elapsed_at(&paths.metrics(), trainer.step())
     } else {
         0.0
     };
-    let first = trainer.step;
+    let first = trainer.step();
     let mut last_eval = String::new();
-    let save = |t: &Trainer<B>| -> Result<(), RunError> {
+    let save = |t: &dyn Session| -> Result<(), RunError> {
         let mut ck = t.to_checkpoint().map_err(RunError::Failed)?;
         ck.meta.insert("model_json".into(), model_text.clone());
         ck.meta
@@ -331,13 +272,13 @@ pub fn train<B: Engine>(
         );
         ck.meta.insert(
             "graph".into(),
-            tread_compiler::emit::to_text(&t.recipe.routed),
+            tread_compiler::emit::to_text(&t.recipe().routed),
         );
         ck.meta.insert("train".into(), settings_json.clone());
         ck.save(&paths.checkpoint())?;
         Ok(())
     };
-    let grid = |t: &Trainer<B>, path: &Path| -> Result<(), RunError> {
+    let grid = |t: &dyn Session, path: &Path| -> Result<(), RunError> {
         let n = 64;
         let spec = SampleSpec {
             shape,
@@ -352,7 +293,7 @@ pub fn train<B: Engine>(
         Ok(())
     };
     let evaluate =
-        |t: &Trainer<B>, ev: &crate::eval::Evaluator| -> Result<crate::eval::Scores, RunError> {
+        |t: &dyn Session, ev: &crate::eval::Evaluator| -> Result<crate::eval::Scores, RunError> {
             let n = settings.eval_n;
             let spec = SampleSpec {
                 shape,
@@ -366,8 +307,8 @@ pub fn train<B: Engine>(
             ev.score(&imgs, spec.labels.as_deref().unwrap_or(&[]))
                 .map_err(RunError::Failed)
         };
-    while trainer.step < settings.steps {
-        let s = trainer.step;
+    while trainer.step() < settings.steps {
+        let s = trainer.step();
         let loss = trainer.train_step(&data).map_err(RunError::Failed)?;
         if !loss.is_finite() {
             bar.abandon();
@@ -387,33 +328,33 @@ pub fn train<B: Engine>(
         }
         let trained = (start.elapsed() - paused).as_secs_f64();
         let elapsed = clock0 + trained;
-        let rate = (trainer.step - first) as f64 / trained.max(1e-9);
-        writeln!(log, "{}", serde_json::json!({"step": trainer.step, "loss": loss, "steps_per_s": rate, "elapsed_s": elapsed}))
+        let rate = (trainer.step() - first) as f64 / trained.max(1e-9);
+        writeln!(log, "{}", serde_json::json!({"step": trainer.step(), "loss": loss, "steps_per_s": rate, "elapsed_s": elapsed}))
             .map_err(|e| io_err("cannot write metrics.jsonl", e))?;
-        bar.set_position(trainer.step);
-        let at = |every: u64| every > 0 && trainer.step % every == 0;
+        bar.set_position(trainer.step());
+        let at = |every: u64| every > 0 && trainer.step() % every == 0;
         let pause = Instant::now();
         if let Some(ev) = evaluator
             .as_ref()
-            .filter(|_| at(settings.eval_every) || trainer.step == settings.steps)
+            .filter(|_| at(settings.eval_every) || trainer.step() == settings.steps)
         {
-            let sc = evaluate(&trainer, ev)?;
-            writeln!(log, "{}", serde_json::json!({"step": trainer.step, "fd": sc.fd, "accuracy": sc.accuracy, "per_class": sc.per_class, "n": sc.n, "cfg": settings.cfg, "elapsed_s": elapsed}))
+            let sc = evaluate(trainer.as_ref(), ev)?;
+            writeln!(log, "{}", serde_json::json!({"step": trainer.step(), "fd": sc.fd, "accuracy": sc.accuracy, "per_class": sc.per_class, "n": sc.n, "cfg": settings.cfg, "elapsed_s": elapsed}))
                 .map_err(|e| io_err("cannot write metrics.jsonl", e))?;
             last_eval = format!(" · FD {:.2}, acc {:.1}%", sc.fd, 100.0 * sc.accuracy);
         }
         bar.set_message(format!("loss {loss:.4}{last_eval}"));
-        if at(settings.sample_every) && trainer.step < settings.steps {
-            bar.suspend(|| grid(&trainer, &paths.grid(trainer.step)))?;
+        if at(settings.sample_every) && trainer.step() < settings.steps {
+            bar.suspend(|| grid(trainer.as_ref(), &paths.grid(trainer.step())))?;
         }
-        if at(settings.ckpt_every) && trainer.step < settings.steps {
-            save(&trainer)?;
+        if at(settings.ckpt_every) && trainer.step() < settings.steps {
+            save(trainer.as_ref())?;
         }
         paused += pause.elapsed();
     }
     bar.finish();
-    save(&trainer)?;
-    grid(&trainer, &paths.grid(trainer.step))?;
+    save(trainer.as_ref())?;
+    grid(trainer.as_ref(), &paths.grid(trainer.step()))?;
     drop(log);
     write_curves(&paths, evaluator.is_some(), &route_text(&compiled))?;
     if !last_eval.is_empty() {
@@ -421,9 +362,9 @@ pub fn train<B: Engine>(
     }
     eprintln!(
         "done: step {}, checkpoint {}, samples {}",
-        trainer.step,
+        trainer.step(),
         paths.checkpoint().display(),
-        paths.grid(trainer.step).display()
+        paths.grid(trainer.step()).display()
     );
     Ok(trainer)
 }
@@ -447,7 +388,7 @@ pub fn route_text(c: &Compiled) -> String {
 
 /// `curves.png` in the run folder: the loss against the step, and with evaluations a second
 /// file `curves-fd.png` with the FD.
-fn write_curves(paths: &RunPaths, with_eval: bool, routes: &str) -> Result<(), RunError> {
+fn write_curves(paths: &RunFolder, with_eval: bool, routes: &str) -> Result<(), RunError> {
     use crate::plot::{plot, Line, XAxis, YAxis};
     let curves = crate::metrics::read(&paths.metrics())?;
     let name = paths
@@ -459,49 +400,27 @@ fn write_curves(paths: &RunPaths, with_eval: bool, routes: &str) -> Result<(), R
         curves: &curves,
     }];
     let fail = |d: Diagnostic| RunError::Failed(d.to_string());
-    plot(
-        &line,
-        XAxis::Step,
-        YAxis::Loss,
-        &paths.dir.join("curves.png"),
-    )
-    .map_err(fail)?;
+    plot(&line, XAxis::Step, YAxis::Loss, &paths.curves()).map_err(fail)?;
     if with_eval {
-        plot(
-            &line,
-            XAxis::Step,
-            YAxis::Fd,
-            &paths.dir.join("curves-fd.png"),
-        )
-        .map_err(fail)?;
+        plot(&line, XAxis::Step, YAxis::Fd, &paths.curves_fd()).map_err(fail)?;
     }
     Ok(())
 }
 
-/// Restores a trainer (EMA and all) from a checkpoint file, for sampling and export.
-pub fn load_run<B: Engine>(
-    ckpt_path: &Path,
-    device: B::Device,
-) -> Result<(Trainer<B>, Compiled, RunSettings), RunError> {
-    let ck = Checkpoint::load(ckpt_path)?;
-    let file = ckpt_path.display().to_string();
-    let bad = |at: &str, m: String| {
-        RunError::Input(Diagnostic::new(Location::Item(at.into()), m).in_file(file.clone()))
-    };
-    let settings: RunSettings = serde_json::from_str(ck.meta("train", ckpt_path)?)
-        .map_err(|e| bad("metadata `train`", format!("unreadable run settings: {e}")))?;
-    let compiled = compile_model(
-        ck.meta("model_json", ckpt_path)?,
-        &settings.model_file,
-        &settings.routes,
-    )?;
-    let step: u64 = ck
-        .meta("step", ckpt_path)?
-        .parse()
-        .map_err(|_| bad("metadata `step`", "not a number".into()))?;
-    let r = recipe(&compiled, settings.batch, settings.seed)?;
-    let t = Trainer::from_checkpoint(r, device, &ck, step).map_err(|m| bad("tensors", m))?;
-    Ok((t, compiled, settings))
+/// Restores a run (EMA and all) from a run folder or checkpoint file on backend `kind`, for
+/// sampling.
+pub fn load_run(
+    kind: BackendKind,
+    path: &Path,
+) -> Result<(Box<dyn Session>, Compiled, RunSettings), RunError> {
+    let saved = SavedRun::open(path)?;
+    let compiled = saved.compile()?;
+    let r = recipe(&compiled, saved.settings.batch, saved.settings.seed)?;
+    let t = restore_session(kind, r, &saved.checkpoint, saved.step).map_err(|m| {
+        Diagnostic::new(Location::Item("tensors".into()), m)
+            .in_file(saved.path.display().to_string())
+    })?;
+    Ok((t, compiled, saved.settings))
 }
 
 /// Host tensor helper for tests.
@@ -528,7 +447,11 @@ pub fn write_samples(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::backend::Flex;
+    use crate::draw::sample;
+    use crate::sampler::SampleRequest;
+    use std::path::PathBuf;
+
+    const FLEX: BackendKind = BackendKind::Flex;
 
     fn root() -> PathBuf {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -560,14 +483,15 @@ mod tests {
         d
     }
 
-    fn run(s: RunSettings, text: &str, d: &Path, resume: bool) -> Trainer<Flex> {
-        train::<Flex>(
+    fn run(s: RunSettings, text: &str, d: &Path, resume: bool) -> Box<dyn Session> {
+        let saved = resume.then(|| SavedRun::open(d).unwrap());
+        train(
+            FLEX,
             s,
             text.to_string(),
             d,
-            resume,
+            saved.as_ref(),
             &root().join("data/mnist"),
-            Default::default(),
             false,
         )
         .unwrap_or_else(|e| panic!("{e:?}"))
@@ -580,7 +504,7 @@ mod tests {
         let d = dir("resumed");
         run(settings(2, 0).0, &text, &d, false);
         let resumed = run(s4, &text, &d, true);
-        assert_eq!(resumed.step, 4);
+        assert_eq!(resumed.step(), 4);
         let (a, b) = (
             straight.host_params().unwrap(),
             resumed.host_params().unwrap(),
@@ -626,18 +550,19 @@ mod tests {
         let other = std::fs::read_to_string(root().join("models/mnist-dit.json")).unwrap();
         let mut s2 = settings(2, 0).0;
         s2.model_file = "models/mnist-dit.json".into();
-        let e = train::<Flex>(
+        let saved = SavedRun::open(&d).unwrap();
+        let e = train(
+            FLEX,
             s2,
             other,
             &d,
-            true,
+            Some(&saved),
             &root().join("data/mnist"),
-            Default::default(),
             false,
         )
         .err()
         .unwrap();
-        let RunError::Input(diag) = e else {
+        let RunError::Diag(diag) = e else {
             panic!("expected an input error")
         };
         assert!(
@@ -649,8 +574,8 @@ mod tests {
         let ck = d.join("checkpoint.safetensors");
         let bytes = std::fs::read(&ck).unwrap();
         std::fs::write(&ck, &bytes[..bytes.len() / 2]).unwrap();
-        let e = load_run::<Flex>(&ck, Default::default()).err().unwrap();
-        assert!(matches!(e, RunError::Input(_)), "{e:?}");
+        let e = load_run(FLEX, &ck).err().unwrap();
+        assert!(matches!(e, RunError::Diag(_)), "{e:?}");
     }
 
     #[test]
@@ -660,17 +585,9 @@ mod tests {
         assert!(text.contains("1e30"));
         s.steps = 5;
         let d = dir("nan");
-        let e = train::<Flex>(
-            s,
-            text,
-            &d,
-            false,
-            &root().join("data/mnist"),
-            Default::default(),
-            false,
-        )
-        .err()
-        .unwrap();
+        let e = train(FLEX, s, text, &d, None, &root().join("data/mnist"), false)
+            .err()
+            .unwrap();
         let RunError::Failed(msg) = e else {
             panic!("expected a run failure")
         };
@@ -686,7 +603,6 @@ mod tests {
 
     #[test]
     fn sampling_with_cfg_and_sparse_guidance_from_a_checkpoint() {
-        use crate::lower::backends::{sample_on, BackendKind, SampleRequest};
         let (s, text) = settings(2, 0);
         let d = dir("sample");
         run(s, &text, &d, false);
@@ -705,7 +621,7 @@ mod tests {
                 raw: false,
                 class: Some(7),
             };
-            let s = sample_on(BackendKind::Flex, &ck, &req).unwrap_or_else(|e| panic!("{e:?}"));
+            let s = sample(FLEX, &ck, &req).unwrap_or_else(|e| panic!("{e:?}"));
             assert_eq!((s.n, s.shape, s.step), (3, [1, 32, 32], 2));
             assert_eq!(s.labels, Some(vec![7; 3]));
             assert_eq!(s.images.len(), 3 * 32 * 32);
@@ -720,9 +636,6 @@ mod tests {
             raw: false,
             class: Some(10),
         };
-        assert!(matches!(
-            sample_on(BackendKind::Flex, &ck, &bad),
-            Err(RunError::Input(_))
-        ));
+        assert!(matches!(sample(FLEX, &ck, &bad), Err(RunError::Diag(_))));
     }
 }

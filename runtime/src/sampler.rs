@@ -8,13 +8,62 @@ use rand_chacha::ChaCha8Rng;
 use tread_compiler::config::Objective;
 use tread_compiler::edm::edm_sigmas;
 
+use tread_compiler::diag::{Diagnostic, Location};
+
 use crate::init::normal;
+
+/// What to draw: one request for `treadc sample` (burn, a run's checkpoint) and `treadc run`
+/// (tract, an exported file). The last two fields are burn-only; `treadc run` refuses them.
+#[derive(Debug, Clone, Default)]
+pub struct SampleRequest {
+    /// Number of images.
+    pub n: usize,
+    /// Sampler steps (EDM Heun; Euler for flow models).
+    pub steps: usize,
+    /// Seed of the initial noise.
+    pub seed: u64,
+    /// Classifier-free guidance scale.
+    pub cfg: Option<f64>,
+    /// One class for every image (default: cycle through the classes).
+    pub class: Option<i64>,
+    /// Sparse guidance (strong rate, weak rate, scale): two routed conditional passes (burn only).
+    pub sparse: Option<(f64, f64, f64)>,
+    /// Sample from the raw weights instead of the EMA (burn only; an export chose its weights).
+    pub raw: bool,
+}
 
 /// The initial noise of a sampling run: `len` standard normals from `seed` (the same draw in
 /// every sampler).
 pub fn initial_noise(seed: u64, len: usize) -> Vec<f32> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     (0..len).map(|_| normal(&mut rng)).collect()
+}
+
+/// Labels for a grid of `n` samples: 0, 1, ..., classes−1, 0, 1, ...
+pub fn grid_labels(n: usize, classes: Option<usize>) -> Option<Vec<i64>> {
+    classes.map(|k| (0..n).map(|i| (i % k) as i64).collect())
+}
+
+/// The labels of `n` samples: `class` for all (checked against the class count), else
+/// [`grid_labels`]; `None` for unconditional models.
+pub fn sample_labels(
+    classes: Option<usize>,
+    class: Option<i64>,
+    n: usize,
+) -> Result<Option<Vec<i64>>, Diagnostic> {
+    Ok(match (classes, class) {
+        (Some(k), Some(c)) if c < 0 || c as usize >= k => {
+            return Err(
+                Diagnostic::new(Location::Item("--class".into()), "class out of range")
+                    .expected(format!("0 ≤ class < {k}"))
+                    .found(c.to_string())
+                    .in_file("<command line>"),
+            )
+        }
+        (Some(_), Some(c)) => Some(vec![c; n]),
+        (k, None) => grid_labels(n, k),
+        (None, Some(_)) => None,
+    })
 }
 
 /// Guidance `base + scale·(toward − base)`: CFG (`base` unconditional, `toward` conditional) or

@@ -13,7 +13,7 @@ use tread_onnx::export::file::{metadata, read_model};
 use tread_onnx::export::precond::{SIGMA, X_NOISY};
 use tread_onnx::{keys, pb};
 
-use crate::sampler::{guide, initial_noise, run_sampler};
+use crate::sampler::{guide, initial_noise, run_sampler, sample_labels, SampleRequest};
 use tread_onnx::tract::{HostValue, TractModel};
 
 /// What a graph input carries.
@@ -37,21 +37,6 @@ pub struct Deployment {
     /// Class count (the null label is this value), for class-conditional models.
     pub classes: Option<usize>,
     slots: Vec<Slot>,
-}
-
-/// What `treadc run` draws.
-#[derive(Debug, Clone)]
-pub struct RunRequest {
-    /// Number of images.
-    pub n: usize,
-    /// Sampler steps.
-    pub steps: usize,
-    /// Seed of the initial noise.
-    pub seed: u64,
-    /// Classifier-free guidance scale.
-    pub cfg: Option<f64>,
-    /// One class for every image (default: cycle through the classes).
-    pub class: Option<i64>,
 }
 
 fn bad(path: &Path, at: &str, msg: &str, expected: &str, found: String) -> Diagnostic {
@@ -195,10 +180,24 @@ impl Deployment {
     }
 
     /// Draws `req.n` images, row-major `[n, C, H, W]`.
-    pub fn sample(&self, req: &RunRequest) -> Result<Vec<f32>, crate::run::RunError> {
+    pub fn sample(&self, req: &SampleRequest) -> Result<Vec<f32>, crate::run::RunError> {
         let n = req.n;
         let [c, h, w] = self.shape;
-        let labels = crate::run::sample_labels(self.classes, req.class, n)?;
+        if req.sparse.is_some() || req.raw {
+            return Err(bad(
+                &self.path,
+                if req.raw {
+                    "--raw"
+                } else {
+                    "--sparse-guidance"
+                },
+                "an exported file holds one dense graph with the weights chosen at export",
+                "no --sparse-guidance or --raw with an ONNX file (use `treadc sample RUN_DIR`)",
+                "one of them".into(),
+            )
+            .into());
+        }
+        let labels = sample_labels(self.classes, req.class, n)?;
         let has_label = self.slots.contains(&Slot::Label);
         if req.cfg.is_some() && (labels.is_none() || !has_label) {
             return Err(bad(

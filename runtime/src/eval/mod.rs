@@ -96,7 +96,10 @@ impl Evaluator {
 
     /// An evaluator from classifier parameters and real reference images (`n × 32 × 32`).
     pub fn new(params: Vec<Vec<f32>>, reference_images: &[f32]) -> Result<Self, Diagnostic> {
-        let internal = |m: String| Diagnostic::new(Location::Item("classifier".into()), m);
+        let internal = |m: String| {
+            Diagnostic::new(Location::Item("classifier".into()), m)
+                .with_kind(tread_compiler::ErrorKind::Internal)
+        };
         let n = reference_images.len() / (SIDE * SIDE);
         let (f, _) = classifier::embed(&params, reference_images, n).map_err(internal)?;
         let reference = Gaussian::fit(&f, FEATURES).map_err(internal)?;

@@ -12,11 +12,13 @@ pub mod ops;
 pub mod optim;
 pub mod reference;
 pub mod sample;
+pub mod session;
 pub mod store;
 pub mod train;
 pub mod value;
 
 pub use forward::{forward, forward_all, Inputs};
+pub use session::Session;
 pub use store::ParamStore;
 pub use value::Value;
 

@@ -281,12 +281,12 @@ fn untracked_inputs_run_without_keeping_state() {
 fn thirty_mnist_steps_fused_and_unfused_agree() {
     use crate::data::{fit_to_model, idx};
     use crate::lower::train::{Recipe, Trainer};
-    use crate::run::compile_model;
+    use tread_compiler::compile::{compile_str, CompileOptions};
     use tread_compiler::passes::strip_routes;
 
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let text = std::fs::read_to_string(root.join("models/mnist-dit.json")).unwrap();
-    let compiled = compile_model(&text, "mnist-dit.json", &[]).unwrap();
+    let compiled = compile_str(&text, "mnist-dit.json", &CompileOptions::default()).unwrap();
     assert!(!compiled.model.graph.routes.is_empty() || !compiled.routed.routes.is_empty());
     let raw = idx::load_dir(&root.join("data/mnist")).unwrap();
     let (data, _) = fit_to_model(raw, 1, 32, 32, Some(10), 0).unwrap();

@@ -1,0 +1,103 @@
+//! `treadc sample` and `treadc eval`'s draws: images from a saved run on a burn backend,
+//! with CFG or sparse guidance. The request is the one `treadc run` (tract) takes too.
+
+use std::path::Path;
+
+use tread_compiler::diag::{Diagnostic, Location};
+use tread_compiler::ir::Graph;
+
+use crate::lower::backends::{guarded, BackendKind};
+use crate::lower::sample::{Guidance, SampleSpec};
+use crate::run::{load_run, model_io, RunError};
+use crate::sampler::{sample_labels, SampleRequest};
+
+/// What [`sample`] drew, and from what.
+#[derive(Debug, Clone)]
+pub struct Samples {
+    /// `n × C × H × W` values in the training data's range.
+    pub images: Vec<f32>,
+    /// Number of samples.
+    pub n: usize,
+    /// `[C, H, W]`.
+    pub shape: [usize; 3],
+    /// The class each sample was drawn for (`None`: an unconditional model).
+    pub labels: Option<Vec<i64>>,
+    /// The model's class count (`None`: unconditional).
+    pub classes: Option<usize>,
+    /// The checkpoint's training step.
+    pub step: u64,
+}
+
+/// Samples from a run folder or checkpoint file on backend `kind`.
+pub fn sample(kind: BackendKind, path: &Path, req: &SampleRequest) -> Result<Samples, RunError> {
+    guarded(kind, || sample_in(kind, path, req), RunError::Failed)
+}
+
+fn sample_in(kind: BackendKind, path: &Path, req: &SampleRequest) -> Result<Samples, RunError> {
+    let (t, compiled, _) = load_run(kind, path)?;
+    let (shape, classes) = model_io(&compiled)?;
+    let labels = sample_labels(classes, req.class, req.n)?;
+    let guidance = match (req.cfg, req.sparse) {
+        (Some(s), None) => Guidance::Cfg { scale: s },
+        (None, Some((strong, weak, s))) => {
+            let g = |rate: f64| -> Result<Graph, RunError> {
+                if compiled.routes.is_empty() {
+                    return Err(RunError::Diag(
+                        Diagnostic::new(
+                            Location::Item("--sparse-guidance".into()),
+                            "the model was trained without routes",
+                        )
+                        .expected("a routed run")
+                        .found("no routes")
+                        .in_file("<command line>"),
+                    ));
+                }
+                let routes: Vec<_> = compiled
+                    .routes
+                    .iter()
+                    .map(|r| tread_compiler::route_spec::Route { rate, ..*r })
+                    .collect();
+                Ok(tread_compiler::passes::apply_routes(
+                    &compiled.model.graph,
+                    &routes,
+                )?)
+            };
+            Guidance::Sparse {
+                strong: Box::new(g(strong)?),
+                weak: Box::new(g(weak)?),
+                scale: s,
+            }
+        }
+        (None, None) => Guidance::None,
+        (Some(_), Some(_)) => {
+            return Err(RunError::Diag(
+                Diagnostic::new(
+                    Location::Item("--cfg/--sparse-guidance".into()),
+                    "two kinds of guidance at once",
+                )
+                .expected("--cfg or --sparse-guidance")
+                .found("both")
+                .in_file("<command line>"),
+            ))
+        }
+    };
+    let spec = SampleSpec {
+        shape,
+        labels: labels.clone(),
+        n: req.n,
+        steps: req.steps,
+        seed: req.seed,
+        null_label: classes.unwrap_or(0) as i64,
+    };
+    let images = t
+        .sample(&spec, &guidance, !req.raw)
+        .map_err(RunError::Failed)?;
+    Ok(Samples {
+        images,
+        n: req.n,
+        shape,
+        labels,
+        classes,
+        step: t.step(),
+    })
+}
