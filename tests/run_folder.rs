@@ -132,7 +132,9 @@ fn a_killed_run_resumes_without_duplicated_steps_or_stale_temp_files() {
     let start = Instant::now();
     loop {
         let steps = loss_steps(&run);
-        if run.join("checkpoint.safetensors").exists() && steps.len() >= 12 && steps.len() % 5 != 0
+        if run.join("checkpoint.safetensors").exists()
+            && steps.len() >= 12
+            && !steps.len().is_multiple_of(5)
         {
             break;
         }
