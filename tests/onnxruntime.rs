@@ -13,7 +13,7 @@ use tread_onnx::tract::HostValue;
 use tread_runtime::export::{
     export_source, load_source, reference_case, ExportRequest, WhichWeights,
 };
-use tread_runtime::image_out::write_npy;
+use tread_runtime::npy::write as write_npy;
 
 #[test]
 fn onnx_checker_and_onnxruntime_agree_with_burn() {

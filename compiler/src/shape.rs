@@ -200,7 +200,6 @@ fn axis_ok(t: &ValueType, axis: usize) -> std::result::Result<(), Fail> {
 }
 
 fn infer_node(op: &Op, x: &[ValueType]) -> std::result::Result<ValueType, Fail> {
-    let first = x.first();
     Ok(match op {
         Op::Input { .. } => unreachable!("inputs are typed by the reader"),
         Op::Param {
@@ -463,7 +462,6 @@ fn infer_node(op: &Op, x: &[ValueType]) -> std::result::Result<ValueType, Fail> 
                     kept.to_string(),
                 ));
             }
-            let _ = first;
             expect
         }
     })

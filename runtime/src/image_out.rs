@@ -1,4 +1,4 @@
-//! Writing samples: a PNG grid (8-bit, grayscale or RGB) and a `.npy` array, both atomically.
+//! Writing samples as a PNG grid (8-bit, grayscale or RGB), atomically (`.npy`: [`crate::npy`]).
 
 use std::path::Path;
 
@@ -57,48 +57,9 @@ pub fn write_grid(
     write_atomic(path, &bytes)
 }
 
-/// Writes a little-endian f32 `.npy` (format 1.0, C order).
-pub fn write_npy(path: &Path, data: &[f32], shape: &[usize]) -> Result<(), Diagnostic> {
-    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let tuple = if dims.len() == 1 {
-        format!("({},)", dims[0])
-    } else {
-        format!("({})", dims.join(", "))
-    };
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {tuple}, }}");
-    let unpadded = 10 + header.len() + 1;
-    header.push_str(&" ".repeat((64 - unpadded % 64) % 64));
-    header.push('\n');
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend((header.len() as u16).to_le_bytes());
-    bytes.extend(header.as_bytes());
-    bytes.extend(data.iter().flat_map(|v| v.to_le_bytes()));
-    write_atomic(path, &bytes)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn npy_header_is_aligned_and_readable() {
-        let p = std::env::temp_dir().join(format!("treadc-npy-{}.npy", std::process::id()));
-        write_npy(&p, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]).unwrap();
-        let b = std::fs::read(&p).unwrap();
-        let hl = u16::from_le_bytes([b[8], b[9]]) as usize;
-        assert_eq!((10 + hl) % 64, 0);
-        let h = std::str::from_utf8(&b[10..10 + hl]).unwrap();
-        assert!(h.contains("'shape': (2, 3)"));
-        assert_eq!(
-            f32::from_le_bytes([
-                b[10 + hl + 20],
-                b[10 + hl + 21],
-                b[10 + hl + 22],
-                b[10 + hl + 23]
-            ]),
-            6.0
-        );
-    }
 
     #[test]
     fn grid_is_a_png_of_the_right_size() {

@@ -38,9 +38,26 @@ pub fn init_values(specs: &[ParamSpec], scheme: Init, seed: u64) -> Vec<Vec<f32>
         .collect()
 }
 
-/// A standard normal draw (Box–Muller).
+/// A standard normal draw (Box–Muller): the one normal sampler of treadc (initial values,
+/// training noise, sampling noise, VAE latents drawn from their moments).
 pub fn normal(rng: &mut ChaCha8Rng) -> f32 {
     let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
     let u2: f64 = rng.random();
     ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normal_is_roughly_standard_normal() {
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        let xs: Vec<f64> = (0..20000).map(|_| normal(&mut rng) as f64).collect();
+        let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+        let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / xs.len() as f64;
+        assert!(mean.abs() < 0.03, "{mean}");
+        assert!((var - 1.0).abs() < 0.05, "{var}");
+        assert!(xs.iter().all(|x| x.is_finite()));
+    }
 }

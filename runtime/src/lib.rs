@@ -2,8 +2,9 @@
 //! checkpoints), loads the training data, feeds checkpoints to the ONNX exporter and samples from
 //! exported files on tract.
 //!
-//! Only `lower` names burn types and only `deploy::tract` runs tract; data loading, init values,
-//! route index draws, the sampling loops, checkpoint files and image grids work on host buffers.
+//! Only `lower` names burn types (the rest drives a `lower::Session`), and tract runs only in the
+//! `tread-onnx` crate; data loading, init values, route index draws, the sampling loops,
+//! checkpoint files and image grids work on host buffers.
 
 pub mod alloc;
 pub mod bench;
@@ -19,6 +20,7 @@ pub mod init;
 pub mod kernels;
 pub mod lower;
 pub mod metrics;
+pub mod npy;
 pub mod plot;
 pub mod routing;
 pub mod run;

@@ -58,13 +58,12 @@ impl RouteSource for NoRoutes {
         route: usize,
         batch: usize,
         tokens: usize,
-        keep: usize,
+        _keep: usize,
         _sorted: bool,
     ) -> Vec<i64> {
         // Keep everything, in order: the identity route. Only reached if a routed graph is
         // evaluated with routing off, which the callers prevent by stripping routes first.
         debug_assert!(false, "route {route} evaluated without a route source");
-        let _ = keep;
         (0..batch).flat_map(|_| 0..tokens as i64).collect()
     }
 }

@@ -13,7 +13,7 @@ use tread_compiler::route_spec::parse_flag;
 
 use crate::checkpoint::{Checkpoint, HostTensor};
 use crate::data::{fit_to_model, load, DataSpec, Dataset};
-use crate::image_out::{write_grid, write_npy};
+use crate::image_out::write_grid;
 use crate::lower::backends::{guarded, new_session, restore_session, BackendKind};
 use crate::lower::sample::{Guidance, SampleSpec};
 use crate::lower::train::Recipe;
@@ -439,7 +439,7 @@ pub fn write_samples(
     let cols = (n as f64).sqrt().ceil() as usize;
     write_grid(png, images, n, shape, cols)?;
     if let Some(p) = npy {
-        write_npy(p, images, &[n, shape[0], shape[1], shape[2]])?;
+        crate::npy::write(p, images, &[n, shape[0], shape[1], shape[2]])?;
     }
     Ok(())
 }

@@ -337,7 +337,7 @@ mod tests {
     fn topo_order_follows_layout_then_insertion() {
         let mut g = Graph::new("t");
         let head = g.add_node(node("head", Place::Head));
-        let a = g.add_node(node("a", Place::Stem));
+        g.add_node(node("a", Place::Stem));
         let b = g.add_node(node("b", Place::Stem));
         g.connect(b, head, 0);
         let names: Vec<_> = g
@@ -347,7 +347,6 @@ mod tests {
             .map(|n| g.node(n).name.clone())
             .collect();
         assert_eq!(names, ["a", "b", "head"]);
-        let _ = a;
     }
 
     #[test]

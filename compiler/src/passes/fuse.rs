@@ -148,7 +148,6 @@ mod tests {
         let text = include_str!("../../../models/dit-s2.json");
         let mut g = preset(text, true);
         let norm = g.find("blocks.0.norm1").unwrap();
-        let m = g.find("blocks.0.mod1").unwrap();
         // A second reader of the norm (the attention reads it directly).
         let attn = g.find("blocks.0.attn").unwrap();
         g.set_input(attn, 0, norm);
@@ -158,6 +157,5 @@ mod tests {
             f.node(f.find("blocks.0.mod1").unwrap()).op,
             Op::Modulate
         ));
-        let _ = m;
     }
 }

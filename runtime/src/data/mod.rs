@@ -22,7 +22,7 @@ pub mod png_folder;
 
 use std::path::{Path, PathBuf};
 
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tread_compiler::diag::{Diagnostic, Location};
 
@@ -345,42 +345,18 @@ fn sample_moments(ds: Dataset, seed: u64) -> Dataset {
     let c = ds.channels / 2;
     let half = c * ds.height * ds.width;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut normals = BoxMuller::default();
     let mut images = Vec::with_capacity(ds.n * half);
     for moments in ds.images.chunks_exact(2 * half) {
         let (mean, logvar) = moments.split_at(half);
         for (&m, &lv) in mean.iter().zip(logvar) {
             let std = (0.5 * lv.clamp(-30.0, 20.0)).exp();
-            images.push(m + std * normals.next(&mut rng) as f32);
+            images.push(m + std * crate::init::normal(&mut rng));
         }
     }
     Dataset {
         images,
         channels: c,
         ..ds
-    }
-}
-
-/// Standard normal samples by the Box-Muller transform, using both outputs of each pair.
-#[derive(Default)]
-struct BoxMuller {
-    spare: Option<f64>,
-}
-
-impl BoxMuller {
-    /// The next N(0, 1) sample.
-    fn next(&mut self, rng: &mut impl Rng) -> f64 {
-        if let Some(z) = self.spare.take() {
-            return z;
-        }
-        const SCALE: f64 = 1.0 / (1u64 << 53) as f64;
-        // u1 in (0, 1] so that ln(u1) is finite; u2 in [0, 1).
-        let u1 = ((rng.next_u64() >> 11) + 1) as f64 * SCALE;
-        let u2 = (rng.next_u64() >> 11) as f64 * SCALE;
-        let r = (-2.0 * u1.ln()).sqrt();
-        let theta = 2.0 * std::f64::consts::PI * u2;
-        self.spare = Some(r * theta.sin());
-        r * theta.cos()
     }
 }
 
@@ -621,18 +597,6 @@ mod tests {
         // Pixel data with twice the channels is not moments.
         let px = small(2, 1, 2, vec![0], "png:x");
         assert!(fit_to_model(px, 1, 1, 2, None, 0).is_err());
-    }
-
-    #[test]
-    fn box_muller_is_roughly_standard_normal() {
-        let mut rng = ChaCha8Rng::seed_from_u64(0);
-        let mut bm = BoxMuller::default();
-        let xs: Vec<f64> = (0..20000).map(|_| bm.next(&mut rng)).collect();
-        let mean = xs.iter().sum::<f64>() / xs.len() as f64;
-        let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / xs.len() as f64;
-        assert!(mean.abs() < 0.03, "{mean}");
-        assert!((var - 1.0).abs() < 0.05, "{var}");
-        assert!(xs.iter().all(|x| x.is_finite()));
     }
 
     #[test]
