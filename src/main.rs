@@ -1,15 +1,17 @@
-//! `treadc`: the command-line front over the compiler (and, later, the runtime).
-//! It parses flags, calls the library, prints, and maps failures to exit codes:
-//! 0 success, 2 bad input (model file, flags, routes), 1 anything else (I/O on output).
+//! `treadc`: the command-line front over the compiler, the ONNX crate and the runtime. It parses
+//! flags (`args.rs`), calls the libraries, prints, and maps a failure's kind to the exit code:
+//! 0 success, 2 bad input (model file, flags, routes, data), 1 anything else (I/O, internal).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::Parser;
 
+mod args;
 mod devices;
 mod quality;
+use args::*;
 use tread_compiler::compile::{compile_file, CompileOptions};
 use tread_compiler::diag::{Diagnostic, Location};
 use tread_compiler::emit;
@@ -18,326 +20,8 @@ use tread_compiler::route_spec::{parse_flag, ROUTE_SYNTAX};
 use tread_runtime::bench::BenchMode;
 use tread_runtime::lower::backends::BackendKind;
 use tread_runtime::run::RunError;
-use tread_runtime::run_folder::{RunFolder, RunSettings, SavedRun, ONNX_FILE};
+use tread_runtime::run_folder::RunSettings;
 use tread_runtime::sampler::SampleRequest;
-
-const ROUTE_HELP: &str = "A route RATE:START-END: the fraction RATE of tokens (chosen at random \
-per sample, per step) skips blocks START..=END (END inclusive) and re-enters unchanged after END. \
-`paper` = 0.5:2-(depth-4), the TREAD paper's placement. Repeat for several ordered, \
-non-overlapping routes. Replaces the routes declared in the model file; `treadc train --route none` \
-trains dense.";
-
-#[derive(Parser)]
-#[command(
-    name = "treadc",
-    version,
-    about = "TREAD token routing for diffusion transformers, applied as a compiler pass",
-    long_about = "treadc reads a backbone described as a graph (model.json), inserts TREAD token \
-routes (a random fraction of tokens bypasses a span of blocks during training), verifies the \
-result and reports parameters and FLOPs dense vs routed.",
-    after_help = "Examples:\n  treadc compile models/dit-b2.json --route paper\n  \
-treadc compile models/dit-xl2.json --route 0.5:2-24 --report json\n  \
-treadc compile models/uvit-s2.json --route 0.5:2-5 --route 0.25:7-10 --emit dot -o uvit.dot"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Read a model, insert routes, verify, report params and FLOPs, and dump the graph.
-    #[command(
-        after_help = "Route syntax: RATE:START-END, e.g. --route 0.5:2-8 (half of the tokens \
-skip blocks 2..=8), or --route paper.\nExamples:\n  treadc compile models/dit-b2.json --route paper --report json\n  \
-treadc compile models/dit-s2.json --route 0.5:2-5 --route 0.3:7-9 --emit text -o routed.txt"
-    )]
-    Compile(CompileArgs),
-    /// Train a model with TREAD routing on real data (CPU by default).
-    #[command(
-        after_help = "Example (the README's main job, ~10 min on 2 cores):\n  \
-treadc train models/mnist-dit-small.json --data mnist --steps 4000 --out runs/mnist \\\n    \
---eval-every 1000 --eval-n 250 --cfg 1.5\n\
-Resume: treadc train --resume runs/mnist --steps 5000"
-    )]
-    Train(TrainArgs),
-    /// Draw images from a checkpoint (dense; CFG or sparse guidance optional).
-    Sample(SampleArgs),
-    /// Time dense vs routed training steps, interleaved, and compare with the FLOPs prediction.
-    Bench(BenchArgs),
-    /// Write the dense inference graph with its weights as ONNX (optionally checked on tract).
-    #[command(
-        after_help = "Examples:\n  treadc export runs/mnist -o mnist.onnx --precond --check\n  \
-treadc export models/dit-s2.json -o dit-s2.onnx --opset 23 --list"
-    )]
-    Export(ExportArgs),
-    /// Sample from an exported ONNX file on tract (no burn): EDM Heun or flow Euler, CFG.
-    #[command(after_help = "Example:\n  treadc run mnist.onnx --n 16 --seed 0 -o grid.png")]
-    Run(RunArgs),
-    /// Score a digit model: Fréchet distance to held-out digits (classifier features) and the
-    /// share of samples recognised as their class.
-    #[command(after_help = "Example:\n  treadc eval runs/mnist --n 1000 --json")]
-    Eval(quality::EvalArgs),
-    /// Train the digit classifier `treadc eval` uses (its weights ship in data/classifier/).
-    TrainClassifier(quality::TrainClassifierArgs),
-    /// Plot runs' curves (loss, FD or accuracy against step or training wall time), PNG or SVG.
-    #[command(
-        after_help = "Example:\n  treadc plot runs/dense runs/routed --x wall --y fd -o fd.png"
-    )]
-    Plot(quality::PlotArgs),
-    /// What this binary can run on: backends, CPU cores and SIMD, CUDA driver, NVRTC and GPUs.
-    #[command(after_help = "Example:\n  treadc devices --json")]
-    Devices(devices::DevicesArgs),
-}
-
-#[derive(clap::Args)]
-struct ExportArgs {
-    /// A run folder, a checkpoint file, or a model.json (exported with fresh weights).
-    source: PathBuf,
-    /// The ONNX file (default: model.onnx in the run folder, or <model>.onnx here).
-    #[arg(short = 'o', long = "output")]
-    output: Option<PathBuf>,
-    /// ONNX opset, 17 to 23 (23 uses the fused Attention op).
-    #[arg(long, default_value_t = tread_onnx::export::DEFAULT_OPSET)]
-    opset: i64,
-    /// Export the raw optimiser weights instead of the EMA (the default).
-    #[arg(long)]
-    raw: bool,
-    /// Put EDM's preconditioning in the graph: the file computes D(x_noisy; sigma, label).
-    #[arg(long)]
-    precond: bool,
-    /// Run the file on tract and compare it with the burn forward on random inputs.
-    #[arg(long)]
-    check: bool,
-    /// Write the weights to <output>.data (ONNX external data); automatic above 2 GB.
-    #[arg(long)]
-    external_data: bool,
-    /// Print the ONNX graph's node listing and op histogram.
-    #[arg(long)]
-    list: bool,
-    /// Seed of the fresh weights when SOURCE is a model.json.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-}
-
-#[derive(clap::Args)]
-struct RunArgs {
-    /// An ONNX file written by `treadc export`.
-    model: PathBuf,
-    /// Number of images.
-    #[arg(long, default_value_t = 16)]
-    n: usize,
-    /// Classifier-free guidance scale.
-    #[arg(long)]
-    cfg: Option<f64>,
-    /// Sampler steps (EDM Heun; Euler for flow models).
-    #[arg(long, default_value_t = 40)]
-    steps: usize,
-    /// Seed of the initial noise (the same draw as `treadc sample --seed`).
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// One class for every image (default: cycle through the classes).
-    #[arg(long)]
-    class: Option<i64>,
-    /// Output PNG grid.
-    #[arg(short = 'o', long = "output", default_value = "samples.png")]
-    output: PathBuf,
-    /// Also write the samples as a float32 .npy [n, C, H, W].
-    #[arg(long)]
-    npy: Option<PathBuf>,
-}
-
-#[derive(clap::Args)]
-struct TrainArgs {
-    /// The model file (with --resume: optional, and it must be the run's model).
-    model: Option<PathBuf>,
-    /// A route RATE:START-END or `paper` (repeatable; default: the file's routes).
-    #[arg(long = "route", value_name = "RATE:START-END|paper", long_help = ROUTE_HELP)]
-    routes: Vec<String>,
-    /// Training data: `mnist` (bundled), `idx:DIR`, `png:DIR` (one folder per class) or
-    /// `latents:FILE` (.safetensors or .npy).
-    #[arg(long, default_value = "mnist")]
-    data: String,
-    /// Total training steps.
-    #[arg(long, default_value_t = 1000)]
-    steps: u64,
-    /// Batch size (default: the model file's `training.batch`).
-    #[arg(long)]
-    batch: Option<usize>,
-    /// The run folder (checkpoint, metrics.jsonl, samples/).
-    #[arg(long, value_name = "RUN_DIR")]
-    out: Option<PathBuf>,
-    /// Continue the run in RUN_DIR from its checkpoint (up to --steps in total).
-    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["out", "routes", "batch"])]
-    resume: Option<PathBuf>,
-    /// Seed of everything random (init, data order, noise, routes).
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Write an EMA sample grid every K steps (0: at the end only).
-    #[arg(long, default_value_t = 500)]
-    sample_every: u64,
-    /// Write a checkpoint every K steps (0: at the end only).
-    #[arg(long, default_value_t = 500)]
-    ckpt_every: u64,
-    /// Sampler steps for the grids and evaluations.
-    #[arg(long, default_value_t = 18)]
-    sample_steps: usize,
-    /// Score EMA samples with the digit metric (FD, class accuracy; see `treadc eval`) every K
-    /// steps and at the end, into metrics.jsonl (0: never). Digit models only.
-    #[arg(long, default_value_t = 0, value_name = "K")]
-    eval_every: u64,
-    /// Samples per evaluation during training.
-    #[arg(long, default_value_t = 500)]
-    eval_n: usize,
-    /// Classifier-free guidance scale for the sample grids and the evaluations during training
-    /// (class-conditional models trained with class dropout). Default: plain conditional samples.
-    #[arg(long, value_name = "S")]
-    cfg: Option<f64>,
-    /// burn backend (cuda needs a build with --features cuda).
-    #[arg(long, value_enum, default_value = "flex")]
-    backend: Backend,
-    /// No progress bar.
-    #[arg(long)]
-    quiet: bool,
-}
-
-#[derive(clap::Args)]
-struct SampleArgs {
-    /// A run folder or a checkpoint file.
-    run: PathBuf,
-    /// Number of images.
-    #[arg(long, default_value_t = 64)]
-    n: usize,
-    /// Classifier-free guidance scale.
-    #[arg(long, conflicts_with = "sparse_guidance")]
-    cfg: Option<f64>,
-    /// Sparse guidance STRONG,WEAK,SCALE: two conditional routed passes at routing rates STRONG
-    /// (e.g. 0.3) and WEAK (e.g. 0.7), combined as weak + SCALE·(strong − weak).
-    #[arg(long, value_name = "STRONG,WEAK,SCALE")]
-    sparse_guidance: Option<String>,
-    /// Sampler steps (EDM Heun default 40; Euler for flow models).
-    #[arg(long, default_value_t = 40)]
-    steps: usize,
-    /// Seed of the initial noise.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// One class for every image (default: cycle through the classes).
-    #[arg(long)]
-    class: Option<i64>,
-    /// Use the raw weights instead of the EMA.
-    #[arg(long)]
-    raw: bool,
-    /// Output PNG grid.
-    #[arg(short = 'o', long = "output", default_value = "samples.png")]
-    output: PathBuf,
-    /// Also write the samples as a float32 .npy [n, C, H, W].
-    #[arg(long)]
-    npy: Option<PathBuf>,
-    /// burn backend (cuda needs a build with --features cuda).
-    #[arg(long, value_enum, default_value = "flex")]
-    backend: Backend,
-}
-
-#[derive(clap::Args)]
-struct BenchArgs {
-    /// The model file, or an exported .onnx file (times tract forward passes instead).
-    model: PathBuf,
-    /// A route RATE:START-END or `paper` (repeatable; default: the file's routes).
-    #[arg(long = "route", value_name = "RATE:START-END|paper")]
-    routes: Vec<String>,
-    /// Batch size.
-    #[arg(long, default_value_t = 8)]
-    batch: usize,
-    /// Timed steps of each kind.
-    #[arg(long, default_value_t = 5)]
-    steps: usize,
-    /// Untimed warm-up steps of each kind.
-    #[arg(long, default_value_t = 1)]
-    warmup: usize,
-    /// Time both (interleaved), or one kind only (for its peak memory).
-    #[arg(long, value_enum, default_value = "both")]
-    only: BenchOnly,
-    /// burn backend (cuda needs a build with --features cuda).
-    #[arg(long, value_enum, default_value = "flex")]
-    backend: Backend,
-    /// Also time the unfused engine (burn's decompositions, no fusion pass), interleaved with
-    /// the fused one in this run, and report both.
-    #[arg(long)]
-    no_fuse: bool,
-    /// Print one JSON object.
-    #[arg(long)]
-    json: bool,
-}
-
-/// `--backend`: the burn backend to train or sample on.
-#[derive(Clone, Copy, PartialEq, ValueEnum)]
-pub(crate) enum Backend {
-    /// burn-flex on the CPU (the default; treadc's fused engine).
-    Flex,
-    /// burn-ndarray on the CPU.
-    Ndarray,
-    /// burn-cuda on an NVIDIA GPU (a build with --features cuda).
-    Cuda,
-}
-
-impl Backend {
-    /// The flag's spelling.
-    fn name(self) -> &'static str {
-        match self {
-            Backend::Flex => "flex",
-            Backend::Ndarray => "ndarray",
-            Backend::Cuda => "cuda",
-        }
-    }
-}
-
-#[derive(Clone, Copy, PartialEq, ValueEnum)]
-enum BenchOnly {
-    Both,
-    Dense,
-    Routed,
-}
-
-#[derive(clap::Args)]
-struct CompileArgs {
-    /// The model file (see docs/model-format.md; presets in models/).
-    model: PathBuf,
-    /// A route RATE:START-END or `paper` (repeatable).
-    #[arg(long = "route", value_name = "RATE:START-END|paper", long_help = ROUTE_HELP)]
-    routes: Vec<String>,
-    /// Ignore all routes (the file's and --route): compile the dense graph.
-    #[arg(long, conflicts_with = "routes")]
-    dense: bool,
-    /// Replace the rate of every route (fraction of tokens that skip).
-    #[arg(long, value_name = "RATE")]
-    rate: Option<f64>,
-    /// Also write the transformed graph in this form (to stdout, or to -o).
-    #[arg(long, value_enum)]
-    emit: Option<EmitKind>,
-    /// Where to write the emitted graph (implies --emit text if --emit is not given).
-    #[arg(short = 'o', long = "output", value_name = "FILE")]
-    output: Option<PathBuf>,
-    /// Emit the graph after the fusion pass (what `train` and `sample` lower: norm→modulate
-    /// and gated residuals fused); the report is unchanged (same params and FLOPs).
-    #[arg(long)]
-    fused: bool,
-    /// Report format.
-    #[arg(long, value_enum, default_value = "text")]
-    report: ReportKind,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum EmitKind {
-    Text,
-    Dot,
-    Json,
-}
-
-#[derive(Clone, Copy, PartialEq, ValueEnum)]
-enum ReportKind {
-    Text,
-    Json,
-}
 
 /// A failure with its exit code.
 pub(crate) enum Failure {
@@ -493,79 +177,51 @@ fn bundled_mnist() -> PathBuf {
     bundled_data().join("mnist")
 }
 
-fn read_model(path: &Path) -> Result<String, Failure> {
-    std::fs::read_to_string(path).map_err(|e| {
-        Failure::Diag(
-            Diagnostic::new(Location::File, "cannot read the model file")
-                .expected("a readable model.json")
-                .found(e.to_string())
-                .in_file(path.display().to_string()),
-        )
-    })
-}
-
 fn run_train(args: TrainArgs) -> Result<(), Failure> {
+    use tread_runtime::start::{start, NewRun, TrainStart};
     let kind = backend(args.backend)?;
-    let (settings, text, out, saved) = if let Some(dir) = &args.resume {
-        let saved = SavedRun::open(dir).map_err(Failure::Diag)?;
-        if let Some(model) = &args.model {
-            same_model(model, &saved)?;
-        }
-        let mut s = saved.settings.clone();
-        s.steps = args.steps;
-        (s, saved.model_json.clone(), dir.clone(), Some(saved))
-    } else {
-        let model = args.model.clone().ok_or_else(|| {
-            cli_error(
+    let req = match (args.resume, args.model) {
+        (Some(run), model) => TrainStart::Resume {
+            run,
+            model,
+            steps: args.steps,
+        },
+        (None, None) => {
+            return Err(cli_error(
                 "MODEL",
                 "a model file (or --resume RUN_DIR)",
                 "nothing".into(),
-            )
-        })?;
-        let out = args
-            .out
-            .clone()
-            .ok_or_else(|| cli_error("--out", "--out RUN_DIR", "nothing".into()))?;
-        if RunFolder::new(&out).checkpoint().exists() {
-            return Err(cli_error(
-                "--out",
-                "a new run folder (use --resume to continue this run)",
-                format!("{} already holds a checkpoint", out.display()),
-            ));
+            ))
         }
-        let text = read_model(&model)?;
-        let compiled =
-            tread_runtime::run::compile_model(&text, &model.display().to_string(), &args.routes)
-                .map_err(Failure::Diag)?;
-        let batch = args.batch.unwrap_or(compiled.model.training.batch as usize);
-        if batch == 0 {
-            return Err(cli_error("--batch", "a batch size ≥ 1", "0".into()));
-        }
-        let s = RunSettings {
-            model_file: model.display().to_string(),
-            routes: args.routes.clone(),
-            data: args.data.clone(),
-            steps: args.steps,
-            batch,
-            seed: args.seed,
-            sample_every: args.sample_every,
-            ckpt_every: args.ckpt_every,
-            sample_steps: args.sample_steps,
-            eval_every: args.eval_every,
-            eval_n: args.eval_n,
-            cfg: args.cfg,
-        };
-        if let Some(c) = s.cfg.filter(|c| !(c.is_finite() && *c > 0.0)) {
-            return Err(cli_error("--cfg", "a guidance scale > 0", c.to_string()));
-        }
-        (s, text, out, None)
+        (None, Some(model)) => TrainStart::New(NewRun {
+            model,
+            out: args
+                .out
+                .ok_or_else(|| cli_error("--out", "--out RUN_DIR", "nothing".into()))?,
+            batch: args.batch,
+            settings: RunSettings {
+                model_file: String::new(),
+                routes: args.routes,
+                data: args.data,
+                steps: args.steps,
+                batch: 0,
+                seed: args.seed,
+                sample_every: args.sample_every,
+                ckpt_every: args.ckpt_every,
+                sample_steps: args.sample_steps,
+                eval_every: args.eval_every,
+                eval_n: args.eval_n,
+                cfg: args.cfg,
+            },
+        }),
     };
+    let run = start(req).map_err(Failure::Diag)?;
     tread_runtime::run::train(
         kind,
-        settings,
-        text,
-        &out,
-        saved.as_ref(),
+        run.settings,
+        run.model_text,
+        &run.dir,
+        run.saved.as_ref(),
         &bundled_mnist(),
         !args.quiet,
     )
@@ -573,46 +229,14 @@ fn run_train(args: TrainArgs) -> Result<(), Failure> {
     .map_err(from_run)
 }
 
-/// `train MODEL --resume RUN`: MODEL must be the model the run was trained with (its text as
-/// stored in the checkpoint), else the command is refused naming both.
-fn same_model(model: &Path, saved: &SavedRun) -> Result<(), Failure> {
-    let text = read_model(model)?;
-    if text == saved.model_json {
-        return Ok(());
-    }
-    Err(Failure::Diag(
-        Diagnostic::new(
-            Location::File,
-            "this is not the model the run was trained with",
-        )
-        .expected(format!(
-            "the run's model ({}, as stored in {})",
-            saved.settings.model_file,
-            saved.path.display()
-        ))
-        .found("a model file with other contents")
-        .in_file(model.display().to_string())
-        .help("omit MODEL to resume with the run's own model, or train a new run with --out"),
-    ))
-}
-
 fn run_sample(args: SampleArgs) -> Result<(), Failure> {
     let kind = backend(args.backend)?;
-    let sparse = match &args.sparse_guidance {
-        None => None,
-        Some(s) => {
-            let v: Vec<f64> = s.split(',').filter_map(|x| x.trim().parse().ok()).collect();
-            let ok = v.len() == 3 && (0.0..1.0).contains(&v[0]) && (0.0..1.0).contains(&v[1]);
-            if !ok {
-                return Err(cli_error(
-                    "--sparse-guidance",
-                    "STRONG,WEAK,SCALE with rates in [0, 1), e.g. 0.3,0.7,1.5",
-                    s.clone(),
-                ));
-            }
-            Some((v[0], v[1], v[2]))
-        }
-    };
+    let sparse = args
+        .sparse_guidance
+        .as_deref()
+        .map(tread_runtime::sampler::parse_sparse_guidance)
+        .transpose()
+        .map_err(Failure::Diag)?;
     if args.n == 0 || args.steps == 0 {
         return Err(cli_error(
             "--n/--steps",
@@ -642,7 +266,7 @@ fn run_bench(args: BenchArgs) -> Result<(), Failure> {
         return bench_onnx(&args);
     }
     let kind = backend(args.backend)?;
-    let text = read_model(&args.model)?;
+    let text = tread_runtime::start::read_model(&args.model).map_err(Failure::Diag)?;
     let compiled =
         tread_runtime::run::compile_model(&text, &args.model.display().to_string(), &args.routes)
             .map_err(Failure::Diag)?;
@@ -706,16 +330,10 @@ fn run_export(args: ExportArgs) -> Result<(), Failure> {
     use tread_onnx::export::listing::{listing, node_count, op_histogram};
     use tread_runtime::export::{check_against_burn, export_source, load_source, ExportRequest};
     tread_onnx::export::check_opset(args.opset).map_err(Failure::Diag)?;
-    let output = args.output.clone().unwrap_or_else(|| {
-        if args.source.is_dir() {
-            args.source.join(ONNX_FILE)
-        } else if args.source.extension().is_some_and(|e| e == "json") {
-            let stem = args.source.file_stem().unwrap_or_default();
-            PathBuf::from(format!("{}.onnx", stem.to_string_lossy()))
-        } else {
-            args.source.with_file_name(ONNX_FILE)
-        }
-    });
+    let output = args
+        .output
+        .clone()
+        .unwrap_or_else(|| tread_runtime::export::default_output(&args.source));
     let req = ExportRequest {
         source: args.source.clone(),
         output: output.clone(),

@@ -34,7 +34,7 @@ pub struct EvalArgs {
     raw: bool,
     /// burn backend (cuda needs a build with --features cuda).
     #[arg(long, value_enum, default_value = "flex")]
-    backend: crate::Backend,
+    backend: crate::args::Backend,
     /// One JSON object on stdout.
     #[arg(long)]
     json: bool,

@@ -20,7 +20,7 @@ use tread_onnx::{keys, pb};
 
 use crate::init::{init_values, normal};
 use crate::run::{compile_model, model_io, RunError};
-use crate::run_folder::SavedRun;
+use crate::run_folder::{SavedRun, ONNX_FILE};
 use tread_onnx::tract::{HostValue, TractModel};
 
 /// Which weights of a checkpoint to export.
@@ -76,6 +76,19 @@ pub struct ExportOutcome {
 
 fn bad(file: &Path, at: &str, msg: impl Into<String>) -> Diagnostic {
     Diagnostic::new(Location::Item(at.into()), msg).in_file(file.display().to_string())
+}
+
+/// Where `treadc export SOURCE` writes without `-o`: `model.onnx` in a run folder, beside a
+/// checkpoint file, or `<stem>.onnx` in the working directory for a model.json.
+pub fn default_output(source: &Path) -> PathBuf {
+    if source.is_dir() {
+        source.join(ONNX_FILE)
+    } else if source.extension().is_some_and(|e| e == "json") {
+        let stem = source.file_stem().unwrap_or_default();
+        PathBuf::from(format!("{}.onnx", stem.to_string_lossy()))
+    } else {
+        source.with_file_name(ONNX_FILE)
+    }
 }
 
 /// Loads the graph and the weights to export from a run folder, checkpoint or model.json.

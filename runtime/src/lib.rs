@@ -26,3 +26,4 @@ pub mod routing;
 pub mod run;
 pub mod run_folder;
 pub mod sampler;
+pub mod start;

@@ -66,6 +66,24 @@ pub fn sample_labels(
     })
 }
 
+/// Parses `--sparse-guidance STRONG,WEAK,SCALE` (two routing rates in [0, 1) and a scale).
+pub fn parse_sparse_guidance(s: &str) -> Result<(f64, f64, f64), Diagnostic> {
+    let v: Vec<Option<f64>> = s.split(',').map(|x| x.trim().parse().ok()).collect();
+    match v[..] {
+        [Some(strong), Some(weak), Some(scale)]
+            if (0.0..1.0).contains(&strong) && (0.0..1.0).contains(&weak) && scale.is_finite() =>
+        {
+            Ok((strong, weak, scale))
+        }
+        _ => Err(
+            Diagnostic::new(Location::Item("--sparse-guidance".into()), "bad argument")
+                .expected("STRONG,WEAK,SCALE with rates in [0, 1), e.g. 0.3,0.7,1.5")
+                .found(s.to_string())
+                .in_file("<command line>"),
+        ),
+    }
+}
+
 /// Guidance `base + scale·(toward − base)`: CFG (`base` unconditional, `toward` conditional) or
 /// sparse guidance (`base` the weak routed pass, `toward` the strong one).
 pub fn guide(toward: &[f32], base: &[f32], scale: f64) -> Vec<f32> {

@@ -1,0 +1,326 @@
+//! The command line: every subcommand's arguments, their help texts and value enums (clap
+//! derive). `main.rs` dispatches on [`Command`]; nothing here does work.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::{devices, quality};
+
+pub(crate) const ROUTE_HELP: &str = "A route RATE:START-END: the fraction RATE of tokens (chosen at random \
+per sample, per step) skips blocks START..=END (END inclusive) and re-enters unchanged after END. \
+`paper` = 0.5:2-(depth-4), the TREAD paper's placement. Repeat for several ordered, \
+non-overlapping routes. Replaces the routes declared in the model file; `treadc train --route none` \
+trains dense.";
+
+#[derive(Parser)]
+#[command(
+    name = "treadc",
+    version,
+    about = "TREAD token routing for diffusion transformers, applied as a compiler pass",
+    long_about = "treadc reads a backbone described as a graph (model.json), inserts TREAD token \
+routes (a random fraction of tokens bypasses a span of blocks during training), verifies the \
+result and reports parameters and FLOPs dense vs routed.",
+    after_help = "Examples:\n  treadc compile models/dit-b2.json --route paper\n  \
+treadc compile models/dit-xl2.json --route 0.5:2-24 --report json\n  \
+treadc compile models/uvit-s2.json --route 0.5:2-5 --route 0.25:7-10 --emit dot -o uvit.dot"
+)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Read a model, insert routes, verify, report params and FLOPs, and dump the graph.
+    #[command(
+        after_help = "Route syntax: RATE:START-END, e.g. --route 0.5:2-8 (half of the tokens \
+skip blocks 2..=8), or --route paper.\nExamples:\n  treadc compile models/dit-b2.json --route paper --report json\n  \
+treadc compile models/dit-s2.json --route 0.5:2-5 --route 0.3:7-9 --emit text -o routed.txt"
+    )]
+    Compile(CompileArgs),
+    /// Train a model with TREAD routing on real data (CPU by default).
+    #[command(
+        after_help = "Example (the README's main job, ~10 min on 2 cores):\n  \
+treadc train models/mnist-dit-small.json --data mnist --steps 4000 --out runs/mnist \\\n    \
+--eval-every 1000 --eval-n 250 --cfg 1.5\n\
+Resume: treadc train --resume runs/mnist --steps 5000"
+    )]
+    Train(TrainArgs),
+    /// Draw images from a checkpoint (dense; CFG or sparse guidance optional).
+    Sample(SampleArgs),
+    /// Time dense vs routed training steps, interleaved, and compare with the FLOPs prediction.
+    Bench(BenchArgs),
+    /// Write the dense inference graph with its weights as ONNX (optionally checked on tract).
+    #[command(
+        after_help = "Examples:\n  treadc export runs/mnist -o mnist.onnx --precond --check\n  \
+treadc export models/dit-s2.json -o dit-s2.onnx --opset 23 --list"
+    )]
+    Export(ExportArgs),
+    /// Sample from an exported ONNX file on tract (no burn): EDM Heun or flow Euler, CFG.
+    #[command(after_help = "Example:\n  treadc run mnist.onnx --n 16 --seed 0 -o grid.png")]
+    Run(RunArgs),
+    /// Score a digit model: Fréchet distance to held-out digits (classifier features) and the
+    /// share of samples recognised as their class.
+    #[command(after_help = "Example:\n  treadc eval runs/mnist --n 1000 --json")]
+    Eval(quality::EvalArgs),
+    /// Train the digit classifier `treadc eval` uses (its weights ship in data/classifier/).
+    TrainClassifier(quality::TrainClassifierArgs),
+    /// Plot runs' curves (loss, FD or accuracy against step or training wall time), PNG or SVG.
+    #[command(
+        after_help = "Example:\n  treadc plot runs/dense runs/routed --x wall --y fd -o fd.png"
+    )]
+    Plot(quality::PlotArgs),
+    /// What this binary can run on: backends, CPU cores and SIMD, CUDA driver, NVRTC and GPUs.
+    #[command(after_help = "Example:\n  treadc devices --json")]
+    Devices(devices::DevicesArgs),
+}
+
+#[derive(clap::Args)]
+pub(crate) struct ExportArgs {
+    /// A run folder, a checkpoint file, or a model.json (exported with fresh weights).
+    pub(crate) source: PathBuf,
+    /// The ONNX file (default: model.onnx in the run folder, or <model>.onnx here).
+    #[arg(short = 'o', long = "output")]
+    pub(crate) output: Option<PathBuf>,
+    /// ONNX opset, 17 to 23 (23 uses the fused Attention op).
+    #[arg(long, default_value_t = tread_onnx::export::DEFAULT_OPSET)]
+    pub(crate) opset: i64,
+    /// Export the raw optimiser weights instead of the EMA (the default).
+    #[arg(long)]
+    pub(crate) raw: bool,
+    /// Put EDM's preconditioning in the graph: the file computes D(x_noisy; sigma, label).
+    #[arg(long)]
+    pub(crate) precond: bool,
+    /// Run the file on tract and compare it with the burn forward on random inputs.
+    #[arg(long)]
+    pub(crate) check: bool,
+    /// Write the weights to <output>.data (ONNX external data); automatic above 2 GB.
+    #[arg(long)]
+    pub(crate) external_data: bool,
+    /// Print the ONNX graph's node listing and op histogram.
+    #[arg(long)]
+    pub(crate) list: bool,
+    /// Seed of the fresh weights when SOURCE is a model.json.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) seed: u64,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct RunArgs {
+    /// An ONNX file written by `treadc export`.
+    pub(crate) model: PathBuf,
+    /// Number of images.
+    #[arg(long, default_value_t = 16)]
+    pub(crate) n: usize,
+    /// Classifier-free guidance scale.
+    #[arg(long)]
+    pub(crate) cfg: Option<f64>,
+    /// Sampler steps (EDM Heun; Euler for flow models).
+    #[arg(long, default_value_t = 40)]
+    pub(crate) steps: usize,
+    /// Seed of the initial noise (the same draw as `treadc sample --seed`).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) seed: u64,
+    /// One class for every image (default: cycle through the classes).
+    #[arg(long)]
+    pub(crate) class: Option<i64>,
+    /// Output PNG grid.
+    #[arg(short = 'o', long = "output", default_value = "samples.png")]
+    pub(crate) output: PathBuf,
+    /// Also write the samples as a float32 .npy [n, C, H, W].
+    #[arg(long)]
+    pub(crate) npy: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct TrainArgs {
+    /// The model file (with --resume: optional, and it must be the run's model).
+    pub(crate) model: Option<PathBuf>,
+    /// A route RATE:START-END or `paper` (repeatable; default: the file's routes).
+    #[arg(long = "route", value_name = "RATE:START-END|paper", long_help = ROUTE_HELP)]
+    pub(crate) routes: Vec<String>,
+    /// Training data: `mnist` (bundled), `idx:DIR`, `png:DIR` (one folder per class) or
+    /// `latents:FILE` (.safetensors or .npy).
+    #[arg(long, default_value = "mnist")]
+    pub(crate) data: String,
+    /// Total training steps.
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) steps: u64,
+    /// Batch size (default: the model file's `training.batch`).
+    #[arg(long)]
+    pub(crate) batch: Option<usize>,
+    /// The run folder (checkpoint, metrics.jsonl, samples/).
+    #[arg(long, value_name = "RUN_DIR")]
+    pub(crate) out: Option<PathBuf>,
+    /// Continue the run in RUN_DIR from its checkpoint (up to --steps in total).
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["out", "routes", "batch"])]
+    pub(crate) resume: Option<PathBuf>,
+    /// Seed of everything random (init, data order, noise, routes).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) seed: u64,
+    /// Write an EMA sample grid every K steps (0: at the end only).
+    #[arg(long, default_value_t = 500)]
+    pub(crate) sample_every: u64,
+    /// Write a checkpoint every K steps (0: at the end only).
+    #[arg(long, default_value_t = 500)]
+    pub(crate) ckpt_every: u64,
+    /// Sampler steps for the grids and evaluations.
+    #[arg(long, default_value_t = 18)]
+    pub(crate) sample_steps: usize,
+    /// Score EMA samples with the digit metric (FD, class accuracy; see `treadc eval`) every K
+    /// steps and at the end, into metrics.jsonl (0: never). Digit models only.
+    #[arg(long, default_value_t = 0, value_name = "K")]
+    pub(crate) eval_every: u64,
+    /// Samples per evaluation during training.
+    #[arg(long, default_value_t = 500)]
+    pub(crate) eval_n: usize,
+    /// Classifier-free guidance scale for the sample grids and the evaluations during training
+    /// (class-conditional models trained with class dropout). Default: plain conditional samples.
+    #[arg(long, value_name = "S")]
+    pub(crate) cfg: Option<f64>,
+    /// burn backend (cuda needs a build with --features cuda).
+    #[arg(long, value_enum, default_value = "flex")]
+    pub(crate) backend: Backend,
+    /// No progress bar.
+    #[arg(long)]
+    pub(crate) quiet: bool,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct SampleArgs {
+    /// A run folder or a checkpoint file.
+    pub(crate) run: PathBuf,
+    /// Number of images.
+    #[arg(long, default_value_t = 64)]
+    pub(crate) n: usize,
+    /// Classifier-free guidance scale.
+    #[arg(long, conflicts_with = "sparse_guidance")]
+    pub(crate) cfg: Option<f64>,
+    /// Sparse guidance STRONG,WEAK,SCALE: two conditional routed passes at routing rates STRONG
+    /// (e.g. 0.3) and WEAK (e.g. 0.7), combined as weak + SCALE·(strong − weak).
+    #[arg(long, value_name = "STRONG,WEAK,SCALE")]
+    pub(crate) sparse_guidance: Option<String>,
+    /// Sampler steps (EDM Heun default 40; Euler for flow models).
+    #[arg(long, default_value_t = 40)]
+    pub(crate) steps: usize,
+    /// Seed of the initial noise.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) seed: u64,
+    /// One class for every image (default: cycle through the classes).
+    #[arg(long)]
+    pub(crate) class: Option<i64>,
+    /// Use the raw weights instead of the EMA.
+    #[arg(long)]
+    pub(crate) raw: bool,
+    /// Output PNG grid.
+    #[arg(short = 'o', long = "output", default_value = "samples.png")]
+    pub(crate) output: PathBuf,
+    /// Also write the samples as a float32 .npy [n, C, H, W].
+    #[arg(long)]
+    pub(crate) npy: Option<PathBuf>,
+    /// burn backend (cuda needs a build with --features cuda).
+    #[arg(long, value_enum, default_value = "flex")]
+    pub(crate) backend: Backend,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct BenchArgs {
+    /// The model file, or an exported .onnx file (times tract forward passes instead).
+    pub(crate) model: PathBuf,
+    /// A route RATE:START-END or `paper` (repeatable; default: the file's routes).
+    #[arg(long = "route", value_name = "RATE:START-END|paper")]
+    pub(crate) routes: Vec<String>,
+    /// Batch size.
+    #[arg(long, default_value_t = 8)]
+    pub(crate) batch: usize,
+    /// Timed steps of each kind.
+    #[arg(long, default_value_t = 5)]
+    pub(crate) steps: usize,
+    /// Untimed warm-up steps of each kind.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) warmup: usize,
+    /// Time both (interleaved), or one kind only (for its peak memory).
+    #[arg(long, value_enum, default_value = "both")]
+    pub(crate) only: BenchOnly,
+    /// burn backend (cuda needs a build with --features cuda).
+    #[arg(long, value_enum, default_value = "flex")]
+    pub(crate) backend: Backend,
+    /// Also time the unfused engine (burn's decompositions, no fusion pass), interleaved with
+    /// the fused one in this run, and report both.
+    #[arg(long)]
+    pub(crate) no_fuse: bool,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// `--backend`: the burn backend to train or sample on.
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+pub(crate) enum Backend {
+    /// burn-flex on the CPU (the default; treadc's fused engine).
+    Flex,
+    /// burn-ndarray on the CPU.
+    Ndarray,
+    /// burn-cuda on an NVIDIA GPU (a build with --features cuda).
+    Cuda,
+}
+
+impl Backend {
+    /// The flag's spelling.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Backend::Flex => "flex",
+            Backend::Ndarray => "ndarray",
+            Backend::Cuda => "cuda",
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+pub(crate) enum BenchOnly {
+    Both,
+    Dense,
+    Routed,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct CompileArgs {
+    /// The model file (see docs/model-format.md; presets in models/).
+    pub(crate) model: PathBuf,
+    /// A route RATE:START-END or `paper` (repeatable).
+    #[arg(long = "route", value_name = "RATE:START-END|paper", long_help = ROUTE_HELP)]
+    pub(crate) routes: Vec<String>,
+    /// Ignore all routes (the file's and --route): compile the dense graph.
+    #[arg(long, conflicts_with = "routes")]
+    pub(crate) dense: bool,
+    /// Replace the rate of every route (fraction of tokens that skip).
+    #[arg(long, value_name = "RATE")]
+    pub(crate) rate: Option<f64>,
+    /// Also write the transformed graph in this form (to stdout, or to -o).
+    #[arg(long, value_enum)]
+    pub(crate) emit: Option<EmitKind>,
+    /// Where to write the emitted graph (implies --emit text if --emit is not given).
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub(crate) output: Option<PathBuf>,
+    /// Emit the graph after the fusion pass (what `train` and `sample` lower: norm→modulate
+    /// and gated residuals fused); the report is unchanged (same params and FLOPs).
+    #[arg(long)]
+    pub(crate) fused: bool,
+    /// Report format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub(crate) report: ReportKind,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum EmitKind {
+    Text,
+    Dot,
+    Json,
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+pub(crate) enum ReportKind {
+    Text,
+    Json,
+}
