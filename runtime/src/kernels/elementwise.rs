@@ -1,6 +1,8 @@
 //! Element-wise kernels: a vectorisable `exp`, tanh-GELU and the gated residual
 //! `x + gate·y`, each with its backward.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use super::simd::vectorized;
@@ -36,7 +38,7 @@ const GELU_K: f32 = 2.0 * 0.797_884_6;
 const GELU_C: f32 = 0.044_715;
 
 /// tanh-GELU, `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))` (DiT's MLP activation).
-pub fn gelu_tanh(x: &[f32], out: &mut [f32]) {
+pub fn gelu_tanh(x: &[f32], out: &mut [MaybeUninit<f32>]) {
     assert_eq!(x.len(), out.len(), "gelu: lengths");
     out.par_chunks_mut(ELEM_CHUNK)
         .zip(x.par_chunks(ELEM_CHUNK))
@@ -46,7 +48,7 @@ pub fn gelu_tanh(x: &[f32], out: &mut [f32]) {
                 || {
                     for (o, &x) in o.iter_mut().zip(x) {
                         let z = GELU_K * (x + GELU_C * x * x * x);
-                        *o = x / (1.0 + exp_fast(-z));
+                        o.write(x / (1.0 + exp_fast(-z)));
                     }
                 },
             )
@@ -55,7 +57,7 @@ pub fn gelu_tanh(x: &[f32], out: &mut [f32]) {
 
 /// Backward of [`gelu_tanh`]: `dx = g·(s + x·s·(1−s)·K·(1 + 3·0.044715·x²))` with
 /// `s = sigmoid(K·(x + 0.044715·x³))`.
-pub fn gelu_tanh_backward(x: &[f32], g: &[f32], dx: &mut [f32]) {
+pub fn gelu_tanh_backward(x: &[f32], g: &[f32], dx: &mut [MaybeUninit<f32>]) {
     assert_eq!(x.len(), g.len(), "gelu backward: lengths");
     assert_eq!(x.len(), dx.len(), "gelu backward: lengths");
     dx.par_chunks_mut(ELEM_CHUNK)
@@ -68,7 +70,7 @@ pub fn gelu_tanh_backward(x: &[f32], g: &[f32], dx: &mut [f32]) {
                         let z = GELU_K * (x + GELU_C * x * x * x);
                         let s = 1.0 / (1.0 + exp_fast(-z));
                         let dz = GELU_K * (1.0 + 3.0 * GELU_C * x * x);
-                        *d = g * (s + x * s * (1.0 - s) * dz);
+                        d.write(g * (s + x * s * (1.0 - s) * dz));
                     }
                 },
             )
@@ -77,8 +79,9 @@ pub fn gelu_tanh_backward(x: &[f32], g: &[f32], dx: &mut [f32]) {
 
 /// Gated residual `out[r] = x[r] + gate[r / N] ⊙ y[r]` over `[B·N, D]` rows: DiT's
 /// `x + gate·block(x)` with a per-sample gate `[B, D]`.
-pub fn gated_residual(x: &[f32], gate: &[f32], y: &[f32], s: Rows, out: &mut [f32]) {
-    s.check("gated residual", &[x, y, out], gate);
+pub fn gated_residual(x: &[f32], gate: &[f32], y: &[f32], s: Rows, out: &mut [MaybeUninit<f32>]) {
+    s.check("gated residual", &[x, y], gate);
+    assert_eq!(out.len(), s.len(), "gated residual: output length");
     let d = s.width;
     out.par_chunks_mut(ROW_CHUNK * d)
         .enumerate()
@@ -91,7 +94,7 @@ pub fn gated_residual(x: &[f32], gate: &[f32], y: &[f32], s: Rows, out: &mut [f3
                         let gt = &gate[s.sample_of(r) * d..][..d];
                         let (xr, yr) = (&x[r * d..][..d], &y[r * d..][..d]);
                         for (((o, &x), &g), &y) in o.iter_mut().zip(xr).zip(gt).zip(yr) {
-                            *o = x + g * y;
+                            o.write(x + g * y);
                         }
                     }
                 },

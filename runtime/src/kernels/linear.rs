@@ -9,12 +9,11 @@
 //! `db = Σ_rows g` — concurrently, the transposes as strides (no copies).
 //!
 //! Outputs are written whole by the GEMM (or the bias fill), so their buffers start
-//! uninitialised ([`uninit_buffer`]) instead of being zeroed first.
-
-use std::mem::MaybeUninit;
+//! uninitialised ([`super::buffer::uninit_buffer`]) instead of being zeroed first.
 
 use rayon::prelude::*;
 
+use super::buffer::uninit_buffer;
 use super::gemm::{matmul, Operand};
 use super::simd::vectorized;
 use super::ROW_CHUNK;
@@ -28,23 +27,6 @@ pub struct LinearShape {
     pub inputs: usize,
     /// Output features `O`.
     pub outputs: usize,
-}
-
-/// A buffer of `len` values that `fill` initialises completely. Saves the zeroing pass of
-/// `vec![0.0; len]` before a GEMM overwrites every value.
-///
-/// # Safety
-/// `fill` must write every one of the `len` values before returning.
-unsafe fn uninit_buffer(len: usize, fill: impl FnOnce(&mut [MaybeUninit<f32>])) -> Vec<f32> {
-    let mut v: Vec<MaybeUninit<f32>> = Vec::with_capacity(len);
-    // SAFETY: MaybeUninit needs no initialisation; `fill` initialises all `len` values (caller's
-    // contract) before the buffer is reinterpreted as initialised f32 (same layout).
-    unsafe {
-        v.set_len(len);
-        fill(&mut v);
-        let mut v = std::mem::ManuallyDrop::new(v);
-        Vec::from_raw_parts(v.as_mut_ptr().cast::<f32>(), len, v.capacity())
-    }
 }
 
 /// Forward: `x·W (+ b)` as a new `[R, O]` buffer.

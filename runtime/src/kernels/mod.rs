@@ -11,6 +11,7 @@
 
 pub mod adamw;
 pub mod attention;
+pub mod buffer;
 pub mod elementwise;
 mod gemm;
 pub mod linear;

@@ -11,6 +11,8 @@
 //! dshift[b] = Σ_rows g     dscale[b] = Σ_rows g ⊙ x̂
 //! ```
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use super::elementwise::Rows;
@@ -47,7 +49,7 @@ pub fn forward(
     s: Rows,
     kind: NormKind,
     eps: f32,
-    out: &mut [f32],
+    out: &mut [MaybeUninit<f32>],
     stats: Option<&mut [f32]>,
 ) {
     let d = s.width;
@@ -88,12 +90,12 @@ pub fn forward(
                                 let b = s.sample_of(r);
                                 let (sh, sc) = (&sh[b * d..][..d], &sc[b * d..][..d]);
                                 for (((o, &x), &sc), &sh) in o.iter_mut().zip(xr).zip(sc).zip(sh) {
-                                    *o = (x - mean) * rstd * (1.0 + sc) + sh;
+                                    o.write((x - mean) * rstd * (1.0 + sc) + sh);
                                 }
                             }
                             None => {
                                 for (o, &x) in o.iter_mut().zip(xr) {
-                                    *o = (x - mean) * rstd;
+                                    o.write((x - mean) * rstd);
                                 }
                             }
                         }

@@ -20,6 +20,7 @@ use super::flex::{
 use super::{AdamEmaState, FusedOps, Mods, NormKind};
 use crate::kernels::adamw::AdamWEma;
 use crate::kernels::attention::{self, AttnShape};
+use crate::kernels::buffer::uninit_buffer;
 use crate::kernels::elementwise::{self, Rows};
 use crate::kernels::linear::{self, LinearGrads, LinearShape, Wanted};
 use crate::kernels::norm::{self, ModGrads};
@@ -195,8 +196,12 @@ impl Backward<Flex, 1> for GeluBackward {
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
         backward_n(ops, grads, |x, g, _| {
-            let mut dx = vec![0.0f32; values(&x).len()];
-            elementwise::gelu_tanh_backward(values(&x), values(&g), &mut dx);
+            // SAFETY: the GELU backward writes every value.
+            let dx = unsafe {
+                uninit_buffer(values(&x).len(), |dx| {
+                    elementwise::gelu_tanh_backward(values(&x), values(&g), dx)
+                })
+            };
             [Some(tensor_of(dx, shape_of(&x)))]
         });
     }

@@ -7,6 +7,7 @@ use burn::tensor::{Int, Tensor, TensorData, TensorPrimitive};
 use super::{AdamEmaState, FusedOps, Mods, NormKind};
 use crate::kernels::adamw::{self, AdamWEma};
 use crate::kernels::attention::{self, AttnShape};
+use crate::kernels::buffer::uninit_buffer;
 use crate::kernels::elementwise::{self, Rows};
 use crate::kernels::linear::{self, LinearShape};
 use crate::kernels::norm;
@@ -108,17 +109,21 @@ pub(super) fn norm_forward(
 ) -> (FlexTensor, FlexTensor, Rows) {
     let shape = x.layout().shape().to_vec();
     let s = rows_of(&shape, batch);
-    let mut out = vec![0.0f32; s.len()];
     let mut stats = vec![0.0f32; 2 * shape[0]];
-    norm::forward(
-        values(x),
-        mods.map(|(a, b)| (values(a), values(b))),
-        s,
-        kind,
-        eps as f32,
-        &mut out,
-        Some(&mut stats),
-    );
+    // SAFETY: the norm writes every row of its output.
+    let out = unsafe {
+        uninit_buffer(s.len(), |out| {
+            norm::forward(
+                values(x),
+                mods.map(|(a, b)| (values(a), values(b))),
+                s,
+                kind,
+                eps as f32,
+                out,
+                Some(&mut stats),
+            )
+        })
+    };
     (
         tensor_of(out, shape.clone()),
         tensor_of(stats, vec![2 * shape[0]]),
@@ -164,8 +169,12 @@ pub(super) fn token_shape(x: &[usize], idx: [usize; 2]) -> Option<TokenShape> {
 /// tanh-GELU forward on a flex tensor.
 pub(super) fn gelu_forward(x: &FlexTensor) -> FlexTensor {
     let shape = x.layout().shape().to_vec();
-    let mut out = vec![0.0f32; values(x).len()];
-    elementwise::gelu_tanh(values(x), &mut out);
+    // SAFETY: the GELU writes every value.
+    let out = unsafe {
+        uninit_buffer(values(x).len(), |out| {
+            elementwise::gelu_tanh(values(x), out)
+        })
+    };
     tensor_of(out, shape)
 }
 
@@ -178,8 +187,12 @@ pub(super) fn gated_forward(
 ) -> (FlexTensor, Rows) {
     let shape = x.layout().shape().to_vec();
     let s = rows_of(&shape, batch);
-    let mut out = vec![0.0f32; s.len()];
-    elementwise::gated_residual(values(x), values(gate), values(y), s, &mut out);
+    // SAFETY: the gated residual writes every row.
+    let out = unsafe {
+        uninit_buffer(s.len(), |out| {
+            elementwise::gated_residual(values(x), values(gate), values(y), s, out)
+        })
+    };
     (tensor_of(out, shape), s)
 }
 
