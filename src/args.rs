@@ -74,6 +74,16 @@ treadc export models/dit-s2.json -o dit-s2.onnx --opset 23 --list"
     /// What this binary can run on: backends, CPU cores and SIMD, CUDA driver, NVRTC and GPUs.
     #[command(after_help = "Example:\n  treadc devices --json")]
     Devices(devices::DevicesArgs),
+    /// Coordinate a data-parallel run over several machines (burn-collective's orchestrator):
+    /// the nodes' `train --nodes K --coordinator HOST:PORT` join here. Runs until interrupted.
+    #[command(
+        after_help = "Example (two machines, one peer each):\n  a$ treadc coordinator --port 3000\n  \
+a$ treadc train models/mnist-dit-small.json --out runs/dp --nodes 2 --node-rank 0 \\\n       \
+--coordinator a:3000 --node-address a:3001\n  \
+b$ treadc train models/mnist-dit-small.json --nodes 2 --node-rank 1 \\\n       \
+--coordinator a:3000 --node-address b:3001"
+    )]
+    Coordinator(CoordinatorArgs),
 }
 
 #[derive(clap::Args)]
@@ -185,6 +195,45 @@ pub(crate) struct TrainArgs {
     /// No progress bar.
     #[arg(long)]
     pub(crate) quiet: bool,
+    #[command(flatten)]
+    pub(crate) parallel: ParallelArgs,
+}
+
+/// Data-parallel training: peers in this process and, with --nodes, in other processes.
+#[derive(clap::Args)]
+#[command(next_help_heading = "Data parallel")]
+pub(crate) struct ParallelArgs {
+    /// Data-parallel peers in this process: CPU workers sharing the cores (flex, ndarray) or
+    /// GPUs 0..N (cuda). The batch is split evenly; gradients are averaged every step.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub(crate) devices: usize,
+    /// Processes (machines) training together, each with --devices peers; needs
+    /// --node-rank, --coordinator and --node-address. Node 0 takes MODEL or --resume and writes
+    /// the run folder; the others take the same MODEL and flags and write nothing.
+    #[arg(long, value_name = "K", requires_all = ["node_rank", "coordinator", "node_address"])]
+    pub(crate) nodes: Option<u32>,
+    /// This process's rank, 0..K.
+    #[arg(long, value_name = "R", requires = "nodes")]
+    pub(crate) node_rank: Option<u32>,
+    /// The coordinator started with `treadc coordinator`, as HOST:PORT.
+    #[arg(long, value_name = "HOST:PORT", requires = "nodes")]
+    pub(crate) coordinator: Option<String>,
+    /// The address the other nodes reach this one at, HOST:PORT; the port is opened here for
+    /// the gradient transfers.
+    #[arg(long, value_name = "HOST:PORT", requires = "nodes")]
+    pub(crate) node_address: Option<String>,
+    /// Seconds to wait for another peer (joining, or one step) before stopping with an error:
+    /// how a dead node is noticed. Node 0's sample grids and evaluations must fit in it.
+    #[arg(long, value_name = "SECONDS", default_value_t = 600)]
+    pub(crate) peer_timeout: u64,
+}
+
+/// `treadc coordinator`: the meeting point of a multi-machine run.
+#[derive(clap::Args)]
+pub(crate) struct CoordinatorArgs {
+    /// The port to listen on (all interfaces).
+    #[arg(long, default_value_t = 3000)]
+    pub(crate) port: u16,
 }
 
 #[derive(clap::Args)]

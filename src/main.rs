@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 mod args;
+mod cluster;
 mod devices;
 mod quality;
 use args::*;
@@ -47,6 +48,7 @@ fn main() -> ExitCode {
         Command::TrainClassifier(args) => quality::run_train_classifier(args),
         Command::Plot(args) => quality::run_plot(args),
         Command::Devices(args) => devices::run_devices(args),
+        Command::Coordinator(args) => cluster::run_coordinator(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -180,6 +182,31 @@ fn bundled_mnist() -> PathBuf {
 fn run_train(args: TrainArgs) -> Result<(), Failure> {
     use tread_runtime::start::{start, NewRun, TrainStart};
     let kind = backend(args.backend)?;
+    let plan = cluster::plan(&args.parallel)?;
+    let mnist = bundled_mnist();
+    let at = tread_runtime::run::Placement {
+        kind,
+        plan,
+        bundled_mnist: &mnist,
+        progress: !args.quiet,
+    };
+    let settings = RunSettings {
+        model_file: String::new(),
+        routes: args.routes,
+        data: args.data,
+        steps: args.steps,
+        batch: 0,
+        seed: args.seed,
+        sample_every: args.sample_every,
+        ckpt_every: args.ckpt_every,
+        sample_steps: args.sample_steps,
+        eval_every: args.eval_every,
+        eval_n: args.eval_n,
+        cfg: args.cfg,
+    };
+    if !at.plan.is_leader() {
+        return cluster::follow(&at, args.model, args.out, args.resume, args.batch, settings);
+    }
     let req = match (args.resume, args.model) {
         (Some(run), model) => TrainStart::Resume {
             run,
@@ -199,31 +226,16 @@ fn run_train(args: TrainArgs) -> Result<(), Failure> {
                 .out
                 .ok_or_else(|| cli_error("--out", "--out RUN_DIR", "nothing".into()))?,
             batch: args.batch,
-            settings: RunSettings {
-                model_file: String::new(),
-                routes: args.routes,
-                data: args.data,
-                steps: args.steps,
-                batch: 0,
-                seed: args.seed,
-                sample_every: args.sample_every,
-                ckpt_every: args.ckpt_every,
-                sample_steps: args.sample_steps,
-                eval_every: args.eval_every,
-                eval_n: args.eval_n,
-                cfg: args.cfg,
-            },
+            settings,
         }),
     };
     let run = start(req).map_err(Failure::Diag)?;
     tread_runtime::run::train(
-        kind,
+        &at,
         run.settings,
         run.model_text,
         &run.dir,
         run.saved.as_ref(),
-        &bundled_mnist(),
-        !args.quiet,
     )
     .map(|_| ())
     .map_err(from_run)

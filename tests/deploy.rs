@@ -11,7 +11,7 @@ use tread_runtime::deploy::Deployment;
 use tread_runtime::draw::sample;
 use tread_runtime::export::{export_source, load_source, ExportRequest, WhichWeights};
 use tread_runtime::lower::backends::BackendKind;
-use tread_runtime::run::train;
+use tread_runtime::run::{train, Placement};
 use tread_runtime::run_folder::{RunFolder, RunSettings};
 use tread_runtime::sampler::SampleRequest;
 
@@ -34,14 +34,13 @@ fn tract_samples_equal_burn_samples() {
         cfg: None,
     };
     let run = dir.join("run");
+    let mnist = root().join("data/mnist");
     train(
-        BackendKind::Flex,
+        &Placement::single(BackendKind::Flex, &mnist),
         settings,
         std::fs::read_to_string(&model).unwrap(),
         &run,
         None,
-        &root().join("data/mnist"),
-        false,
     )
     .unwrap_or_else(|e| panic!("{e:?}"));
     let ckpt = RunFolder::new(&run).checkpoint();

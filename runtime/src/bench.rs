@@ -134,7 +134,7 @@ fn bench_in(
     let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
     let n = batch * 2;
     let len = shape.iter().product::<usize>();
-    let data = Dataset {
+    let data = std::sync::Arc::new(Dataset {
         images: (0..n * len).map(|_| normal(&mut rng)).collect(),
         labels: (0..n).map(|i| (i % classes.unwrap_or(1)) as i64).collect(),
         n,
@@ -142,7 +142,7 @@ fn bench_in(
         height: shape[1],
         width: shape[2],
         source: "random".into(),
-    };
+    });
     let make =
         |routed: &tread_compiler::ir::Graph, fused: bool| -> Result<Box<dyn Session>, RunError> {
             let r = Recipe {

@@ -21,6 +21,7 @@ pub mod kernels;
 pub mod lower;
 pub mod metrics;
 pub mod npy;
+pub mod parallel;
 pub mod plot;
 pub mod routing;
 pub mod run;

@@ -34,19 +34,48 @@ impl RouteSource for RandomRoutes<'_> {
         sorted: bool,
     ) -> Vec<i64> {
         let mut out = Vec::with_capacity(batch * keep);
-        let mut keys: Vec<(f32, usize)> = Vec::with_capacity(tokens);
         for _ in 0..batch {
-            keys.clear();
-            keys.extend((0..tokens).map(|i| (self.rng.random::<f32>(), i)));
-            keys.sort_by(|a, b| a.0.total_cmp(&b.0));
-            let mut row: Vec<i64> = keys[..keep].iter().map(|&(_, i)| i as i64).collect();
-            if sorted {
-                row.sort_unstable();
-            }
-            out.extend(row);
+            out.extend(draw_row(self.rng, tokens, keep, sorted));
         }
         out
     }
+}
+
+/// The TREAD draw with one stream per sample: row `i` of every call draws from `rngs[i]`, so a
+/// sample's routes do not depend on the batch it is computed in (data-parallel shards draw what
+/// the whole batch would). Otherwise as [`RandomRoutes`].
+pub struct PerSampleRoutes<'a> {
+    /// One stream per sample of the batch, in batch order.
+    pub rngs: &'a mut [ChaCha8Rng],
+}
+
+impl RouteSource for PerSampleRoutes<'_> {
+    fn indices(
+        &mut self,
+        _route: usize,
+        batch: usize,
+        tokens: usize,
+        keep: usize,
+        sorted: bool,
+    ) -> Vec<i64> {
+        debug_assert_eq!(batch, self.rngs.len(), "one stream per sample");
+        let mut out = Vec::with_capacity(batch * keep);
+        for rng in self.rngs.iter_mut().take(batch) {
+            out.extend(draw_row(rng, tokens, keep, sorted));
+        }
+        out
+    }
+}
+
+/// One sample's kept indices: `tokens` iid uniforms, argsort, the first `keep`.
+fn draw_row(rng: &mut ChaCha8Rng, tokens: usize, keep: usize, sorted: bool) -> Vec<i64> {
+    let mut keys: Vec<(f32, usize)> = (0..tokens).map(|i| (rng.random::<f32>(), i)).collect();
+    keys.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut row: Vec<i64> = keys[..keep].iter().map(|&(_, i)| i as i64).collect();
+    if sorted {
+        row.sort_unstable();
+    }
+    row
 }
 
 /// Fails loudly if a graph with routes is run where routing must not happen (evaluation).
@@ -90,6 +119,34 @@ mod tests {
             assert_eq!(s.len(), 128, "no repeats");
             assert!(s.iter().all(|&i| (0..256).contains(&i)));
         }
+    }
+
+    /// A sample's rows depend on its own stream only: drawing two samples together or each
+    /// alone gives the same rows, call after call (what data-parallel shards rely on).
+    #[test]
+    fn per_sample_rows_do_not_depend_on_the_batch() {
+        let streams = || -> Vec<ChaCha8Rng> {
+            (0..2)
+                .map(|k| {
+                    let mut r = ChaCha8Rng::seed_from_u64(7);
+                    r.set_word_pos(k << 40);
+                    r
+                })
+                .collect()
+        };
+        let mut both = streams();
+        let mut together = PerSampleRoutes { rngs: &mut both };
+        let t1 = together.indices(0, 2, 64, 16, false);
+        let t2 = together.indices(1, 2, 64, 16, true);
+        let mut alone = streams();
+        for (k, rng) in alone.iter_mut().enumerate() {
+            let mut one = PerSampleRoutes {
+                rngs: std::slice::from_mut(rng),
+            };
+            assert_eq!(one.indices(0, 1, 64, 16, false), t1[k * 16..(k + 1) * 16]);
+            assert_eq!(one.indices(1, 1, 64, 16, true), t2[k * 16..(k + 1) * 16]);
+        }
+        assert_ne!(t1[..16], t1[16..], "two samples, two draws");
     }
 
     #[test]

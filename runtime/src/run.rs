@@ -3,6 +3,7 @@
 
 use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 use tread_compiler::compile::{compile_str, CompileOptions, Compiled};
@@ -14,10 +15,12 @@ use tread_compiler::route_spec::parse_flag;
 use crate::checkpoint::{Checkpoint, HostTensor};
 use crate::data::{fit_to_model, load, DataSpec, Dataset};
 use crate::image_out::write_grid;
-use crate::lower::backends::{guarded, new_session, restore_session, BackendKind};
+use crate::lower::backends::{guarded, new_group, new_session, restore_session, BackendKind};
+use crate::lower::group::GroupStart;
 use crate::lower::sample::{Guidance, SampleSpec};
 use crate::lower::train::Recipe;
 use crate::lower::Session;
+use crate::parallel::Parallel;
 use crate::run_folder::{RunFolder, RunSettings, SavedRun};
 use crate::sampler::grid_labels;
 
@@ -112,51 +115,197 @@ fn io_err(what: &str, e: impl std::fmt::Display) -> RunError {
     RunError::Failed(format!("{what}: {e}"))
 }
 
-/// Trains (fresh, or resumed from `resume`, the run's saved checkpoint) on backend `kind` and
-/// returns the final state.
+/// Where and how a run trains: the backend, its data-parallel peers, the bundled MNIST folder
+/// and whether to draw a progress bar.
+#[derive(Debug, Clone)]
+pub struct Placement<'a> {
+    /// The burn backend.
+    pub kind: BackendKind,
+    /// The data-parallel peers (one by default).
+    pub plan: Parallel,
+    /// The bundled MNIST folder (for `--data mnist` and the digit metric).
+    pub bundled_mnist: &'a Path,
+    /// Draw a progress bar.
+    pub progress: bool,
+}
+
+impl<'a> Placement<'a> {
+    /// One peer on backend `kind`, no progress bar (tests, scripts).
+    pub fn single(kind: BackendKind, bundled_mnist: &'a Path) -> Self {
+        Placement {
+            kind,
+            plan: Parallel::default(),
+            bundled_mnist,
+            progress: false,
+        }
+    }
+}
+
+/// Trains (fresh, or resumed from `resume`, the run's saved checkpoint) as placed by `at`
+/// and returns the final state. On a cluster this is node 0's part; the other nodes run
+/// [`follow`].
 pub fn train(
-    kind: BackendKind,
+    at: &Placement<'_>,
     settings: RunSettings,
     model_text: String,
     out_dir: &Path,
     resume: Option<&SavedRun>,
-    bundled_mnist: &Path,
-    progress: bool,
 ) -> Result<Box<dyn Session>, RunError> {
     guarded(
-        kind,
+        at.kind,
+        || train_in(at, settings, model_text, out_dir, resume),
+        RunError::Failed,
+    )
+}
+
+/// The model, data and recipe of a run, checked and loaded.
+struct Prepared {
+    compiled: Compiled,
+    shape: [usize; 3],
+    classes: Option<usize>,
+    data: Arc<Dataset>,
+    notes: Vec<String>,
+    recipe: Recipe,
+}
+
+fn prepare(
+    settings: &RunSettings,
+    model_text: &str,
+    at: &Placement<'_>,
+) -> Result<Prepared, RunError> {
+    let compiled = compile_model(model_text, &settings.model_file, &settings.routes)?;
+    let (shape, classes) = model_io(&compiled)?;
+    at.plan.check(settings.batch)?;
+    let spec = DataSpec::parse(&settings.data)?;
+    let raw = load(&spec, at.bundled_mnist)?;
+    let (data, notes): (Dataset, Vec<String>) =
+        fit_to_model(raw, shape[0], shape[1], shape[2], classes, settings.seed)?;
+    let recipe = recipe(&compiled, settings.batch, settings.seed)?;
+    Ok(Prepared {
+        compiled,
+        shape,
+        classes,
+        data: Arc::new(data),
+        notes,
+        recipe,
+    })
+}
+
+/// The session of `at`'s peers: one trainer, or a peer group (which, on a cluster, agrees
+/// with node 0 before it returns). Returns it with the run's step target.
+fn open_session(
+    at: &Placement<'_>,
+    recipe: Recipe,
+    resume: Option<&SavedRun>,
+    steps: u64,
+    data: &str,
+) -> Result<(Box<dyn Session>, u64), RunError> {
+    let tensors_err = |saved: &SavedRun, m: String| {
+        RunError::Diag(
+            Diagnostic::new(Location::Item("tensors".into()), m)
+                .in_file(saved.path.display().to_string()),
+        )
+    };
+    if at.plan.is_single() {
+        let t = match resume {
+            Some(saved) => restore_session(at.kind, recipe, &saved.checkpoint, saved.step)
+                .map_err(|m| tensors_err(saved, m))?,
+            None => new_session(at.kind, recipe).map_err(RunError::Failed)?,
+        };
+        return Ok((t, steps));
+    }
+    if let Some(saved) = resume {
+        // Check the checkpoint here, where the error can name its file, before the peers
+        // start (each restores it again, and on a cluster node 0 sends it to the others).
+        crate::lower::train::check_checkpoint(&recipe, &saved.checkpoint)
+            .map_err(|m| tensors_err(saved, m))?;
+    }
+    let start = GroupStart {
+        saved: resume.map(|s| (Arc::new(s.checkpoint.clone()), s.step)),
+        steps,
+        agree_on: data.to_string(),
+    };
+    let (g, agreed) = new_group(at.kind, recipe, &at.plan, start).map_err(RunError::Failed)?;
+    Ok((g, agreed.steps))
+}
+
+/// A cluster node other than node 0: trains its peers' shards in step with node 0 (which it
+/// learns the start step and step target from) and writes nothing.
+pub fn follow(
+    at: &Placement<'_>,
+    settings: RunSettings,
+    model_text: String,
+) -> Result<(), RunError> {
+    guarded(
+        at.kind,
         || {
-            train_in(
-                kind,
-                settings,
-                model_text,
-                out_dir,
-                resume,
-                bundled_mnist,
-                progress,
-            )
+            let p = prepare(&settings, &model_text, at)?;
+            let (mut t, steps) = open_session(at, p.recipe, None, settings.steps, &settings.data)?;
+            eprintln!(
+                "following node 0: {} on {}, steps {} → {steps}, {} peer(s) here of {}",
+                p.compiled.model.graph.name,
+                p.data.source,
+                t.step(),
+                at.plan.devices,
+                at.plan.peers()
+            );
+            let bar = progress_bar(at.progress, steps, t.step());
+            while t.step() < steps {
+                let s = t.step();
+                let loss = t.train_step(&p.data).map_err(RunError::Failed)?;
+                if !loss.is_finite() {
+                    bar.abandon();
+                    return Err(RunError::Failed(format!(
+                        "the loss is {loss} at step {}; stopping (node 0 stops too)",
+                        s + 1
+                    )));
+                }
+                bar.set_position(t.step());
+                bar.set_message(format!("loss {loss:.4}"));
+            }
+            bar.finish();
+            if let Some(r) = t.parallel_report() {
+                eprintln!("{r}");
+            }
+            eprintln!("done: step {steps} (node 0 wrote the run folder)");
+            Ok(())
         },
         RunError::Failed,
     )
 }
 
+fn progress_bar(show: bool, len: u64, at: u64) -> indicatif::ProgressBar {
+    if !show {
+        return indicatif::ProgressBar::hidden();
+    }
+    let b = indicatif::ProgressBar::new(len);
+    b.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {per_sec} {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    b.set_position(at);
+    b
+}
+
 fn train_in(
-    kind: BackendKind,
-    settings: RunSettings,
+    at: &Placement<'_>,
+    mut settings: RunSettings,
     model_text: String,
     out_dir: &Path,
     resume: Option<&SavedRun>,
-    bundled_mnist: &Path,
-    progress: bool,
 ) -> Result<Box<dyn Session>, RunError> {
     let paths = RunFolder::new(out_dir);
-    let compiled = compile_model(&model_text, &settings.model_file, &settings.routes)?;
-    let (shape, classes) = model_io(&compiled)?;
-    let spec = DataSpec::parse(&settings.data)?;
-    let raw = load(&spec, bundled_mnist)?;
-    let (data, notes): (Dataset, Vec<String>) =
-        fit_to_model(raw, shape[0], shape[1], shape[2], classes, settings.seed)?;
-    let r = recipe(&compiled, settings.batch, settings.seed)?;
+    let Prepared {
+        compiled,
+        shape,
+        classes,
+        data,
+        notes,
+        recipe: r,
+    } = prepare(&settings, &model_text, at)?;
+    let bundled_mnist = at.bundled_mnist;
     let guidance = match settings.cfg {
         None => Guidance::None,
         Some(scale) if classes.is_some() && r.training.class_dropout > 0.0 => {
@@ -185,15 +334,8 @@ fn train_in(
     } else {
         None
     };
-    let mut trainer = match resume {
-        Some(saved) => restore_session(kind, r, &saved.checkpoint, saved.step).map_err(|m| {
-            RunError::Diag(
-                Diagnostic::new(Location::Item("tensors".into()), m)
-                    .in_file(saved.path.display().to_string()),
-            )
-        })?,
-        None => new_session(kind, r).map_err(RunError::Failed)?,
-    };
+    let (mut trainer, steps) = open_session(at, r, resume, settings.steps, &settings.data)?;
+    settings.steps = steps;
     std::fs::create_dir_all(paths.samples()).map_err(|e| {
         Diagnostic::io(
             paths.samples().display().to_string(),
@@ -217,7 +359,7 @@ fn train_in(
         eprintln!("data: {n}");
     }
     eprintln!(
-        "training {} on {} ({} images {}x{}x{}), {} → {} steps, batch {}, routes: {}",
+        "training {} on {} ({} images {}x{}x{}), {} → {} steps, batch {}{}, routes: {}",
         compiled.model.graph.name,
         data.source,
         data.n,
@@ -227,6 +369,16 @@ fn train_in(
         trainer.step(),
         settings.steps,
         settings.batch,
+        if at.plan.is_single() {
+            String::new()
+        } else {
+            format!(
+                " ({} peers × {}; {} in this process)",
+                at.plan.peers(),
+                settings.batch / at.plan.peers(),
+                at.plan.devices
+            )
+        },
         route_text(&compiled)
     );
     if resume.is_some() {
@@ -237,19 +389,7 @@ fn train_in(
         .append(true)
         .open(paths.metrics())
         .map_err(|e| io_err("cannot open metrics.jsonl", e))?;
-    let bar = if progress {
-        let b = indicatif::ProgressBar::new(settings.steps);
-        b.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {per_sec} {msg}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        b.set_position(trainer.step());
-        b
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
+    let bar = progress_bar(at.progress, settings.steps, trainer.step());
     let start = Instant::now();
     // Training wall time: grids, checkpoints and evaluations are paused out, and a resumed run
     // continues the clock of its checkpoint's step.
@@ -359,6 +499,9 @@ fn train_in(
     write_curves(&paths, evaluator.is_some(), &route_text(&compiled))?;
     if !last_eval.is_empty() {
         eprintln!("evaluation{last_eval} ({} EMA samples)", settings.eval_n);
+    }
+    if let Some(r) = trainer.parallel_report() {
+        eprintln!("{r}");
     }
     eprintln!(
         "done: step {}, checkpoint {}, samples {}",
@@ -485,14 +628,13 @@ mod tests {
 
     fn run(s: RunSettings, text: &str, d: &Path, resume: bool) -> Box<dyn Session> {
         let saved = resume.then(|| SavedRun::open(d).unwrap());
+        let mnist = root().join("data/mnist");
         train(
-            FLEX,
+            &Placement::single(FLEX, &mnist),
             s,
             text.to_string(),
             d,
             saved.as_ref(),
-            &root().join("data/mnist"),
-            false,
         )
         .unwrap_or_else(|e| panic!("{e:?}"))
     }
@@ -551,14 +693,13 @@ mod tests {
         let mut s2 = settings(2, 0).0;
         s2.model_file = "models/mnist-dit.json".into();
         let saved = SavedRun::open(&d).unwrap();
+        let mnist = root().join("data/mnist");
         let e = train(
-            FLEX,
+            &Placement::single(FLEX, &mnist),
             s2,
             other,
             &d,
             Some(&saved),
-            &root().join("data/mnist"),
-            false,
         )
         .err()
         .unwrap();
@@ -585,7 +726,8 @@ mod tests {
         assert!(text.contains("1e30"));
         s.steps = 5;
         let d = dir("nan");
-        let e = train(FLEX, s, text, &d, None, &root().join("data/mnist"), false)
+        let mnist = root().join("data/mnist");
+        let e = train(&Placement::single(FLEX, &mnist), s, text, &d, None)
             .err()
             .unwrap();
         let RunError::Failed(msg) = e else {

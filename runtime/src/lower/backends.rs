@@ -5,9 +5,11 @@
 use tread_compiler::diag::{Diagnostic, Location};
 
 use super::fused::Engine;
+use super::group::{Agreed, GroupStart, PeerGroup};
 use super::session::Session;
 use super::train::{Recipe, Trainer};
 use crate::checkpoint::Checkpoint;
+use crate::parallel::Parallel;
 
 /// A backend choice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,6 +130,59 @@ pub fn restore_session(
         )?))
     }
     dispatch!(kind, go, recipe, ckpt, step)
+}
+
+/// The data-parallel peers of `plan` in this process as one session on backend `kind`:
+/// local peer `i` runs on GPU `i` with cuda, on the CPU (its share of the cores) otherwise.
+/// Returns once all have joined; on a cluster, with the step and target agreed with node 0.
+pub fn new_group(
+    kind: BackendKind,
+    recipe: Recipe,
+    plan: &Parallel,
+    start: GroupStart,
+) -> Result<(Box<dyn Session>, Agreed), String> {
+    fn go<B: Engine>(
+        kind: BackendKind,
+        recipe: Recipe,
+        plan: &Parallel,
+        start: GroupStart,
+        first: B::Device,
+    ) -> Result<(Box<dyn Session>, Agreed), String> {
+        let devices = peer_devices::<B>(kind, plan.devices, first)?;
+        let (g, agreed) = PeerGroup::start::<B>(recipe, plan, start, devices)?;
+        Ok((Box::new(g), agreed))
+    }
+    dispatch!(kind, go, kind, recipe, plan, start)
+}
+
+/// One device per local peer: GPUs 0..n on cuda (an error naming the count when there are
+/// fewer), the one CPU device otherwise.
+fn peer_devices<B: Engine>(
+    kind: BackendKind,
+    n: usize,
+    first: B::Device,
+) -> Result<Vec<B::Device>, String> {
+    use burn::tensor::backend::{Device as _, DeviceId};
+    match kind {
+        BackendKind::Flex | BackendKind::NdArray => Ok(vec![first; n]),
+        BackendKind::Cuda => {
+            let base = first.to_id();
+            let have = B::device_count(base.type_id);
+            if n > have {
+                return Err(format!(
+                    "--devices {n} asks for {n} GPUs; burn-cuda sees {have}"
+                ));
+            }
+            Ok((0..n)
+                .map(|i| {
+                    B::Device::from_id(DeviceId {
+                        type_id: base.type_id,
+                        index_id: i as u16,
+                    })
+                })
+                .collect())
+        }
+    }
 }
 
 /// Runs `f`, which drives sessions of backend `kind`. On cuda a panic of burn-cuda (see

@@ -5,8 +5,10 @@
 
 pub mod backends;
 pub mod classifier;
+pub mod collective;
 pub mod forward;
 pub mod fused;
+pub mod group;
 pub mod objective;
 pub mod ops;
 pub mod optim;

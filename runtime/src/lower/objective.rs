@@ -53,36 +53,48 @@ fn net<B: FusedOps>(
 }
 
 /// The training loss on a batch `x0 [B, C, H, W]` with labels (after class dropout).
+///
+/// `rngs` holds one stream per sample: sample `i` draws its noise image, then its σ (or t),
+/// from `rngs[i]` alone, so a sample's draws do not depend on the batch it is computed in (what
+/// makes a batch split over data-parallel peers equal to the whole batch in one process).
 pub fn training_loss<B: FusedOps>(
     training: &TrainingConfig,
     g: &Graph,
     params: &ParamStore<B>,
     x0: Tensor<B, 4>,
     labels: Option<Tensor<B, 1, Int>>,
-    rng: &mut ChaCha8Rng,
+    rngs: &mut [ChaCha8Rng],
     routes: &mut dyn RouteSource,
 ) -> OpResult<Tensor<B, 1>> {
     let [b, c, h, w] = x0.dims();
+    if rngs.len() != b {
+        return Err(format!(
+            "training_loss: {} random streams for a batch of {b}",
+            rngs.len()
+        ));
+    }
     let dims = [b, c, h, w];
     let device = x0.device();
-    let eps_host: Vec<f32> = (0..b * c * h * w).map(|_| normal(rng)).collect();
+    let per = c * h * w;
+    let mut eps_host: Vec<f32> = Vec::with_capacity(b * per);
+    let mut level = Vec::with_capacity(b);
+    for rng in rngs.iter_mut() {
+        eps_host.extend((0..per).map(|_| normal(rng)));
+        level.push(normal(rng) as f64);
+    }
     let eps = Tensor::<B, 4>::from_data(TensorData::new(eps_host, [b, c, h, w]), &device);
     let objective = training.objective;
     match objective {
         Objective::Edm => {
             let (mean, std) = (training.p_mean, training.p_std);
-            let sigma: Vec<f64> = (0..b)
-                .map(|_| (mean + std * normal(rng) as f64).exp())
-                .collect();
+            let sigma: Vec<f64> = level.iter().map(|&z| (mean + std * z).exp()).collect();
             let weight: Vec<f64> = sigma.iter().map(|&s| Precond::edm(s).weight).collect();
             let y = x0.clone() + eps * col::<B>(&sigma, dims, &device);
             let d = predict(objective, g, params, y, &sigma, labels, routes)?;
             Ok(((d - x0).powi_scalar(2) * col::<B>(&weight, dims, &device)).mean())
         }
         Objective::Flow => {
-            let t: Vec<f64> = (0..b)
-                .map(|_| 1.0 / (1.0 + (-(normal(rng) as f64)).exp()))
-                .collect();
+            let t: Vec<f64> = level.iter().map(|&z| 1.0 / (1.0 + (-z).exp())).collect();
             let tt = col::<B>(&t, dims, &device);
             let z = x0.clone() * (tt.clone().neg() + 1.0) + eps.clone() * tt;
             let v = net(g, params, z, vec1::<B>(&t, &device), labels, routes)?;

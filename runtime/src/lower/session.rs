@@ -2,6 +2,8 @@
 //! `run.rs` (train, sample), `bench.rs` and the tests drive. [`super::backends`] creates one for
 //! a [`super::backends::BackendKind`]; nothing above `lower/` names a burn type or generic.
 
+use std::sync::Arc;
+
 use crate::checkpoint::Checkpoint;
 use crate::data::Dataset;
 
@@ -17,13 +19,17 @@ pub trait Session {
     /// The recipe the run was built from (graphs, training config, batch, seed).
     fn recipe(&self) -> &Recipe;
     /// One AdamW + EMA step on the next batch of `data`; returns the loss.
-    fn train_step(&mut self, data: &Dataset) -> OpResult<f32>;
+    fn train_step(&mut self, data: &Arc<Dataset>) -> OpResult<f32>;
     /// Samples with the dense graph from the EMA (`use_ema`) or the raw weights.
     fn sample(&self, spec: &SampleSpec, guidance: &Guidance, use_ema: bool) -> OpResult<Vec<f32>>;
     /// Host copies of parameters, EMA and moments, with the step and seed.
     fn to_checkpoint(&self) -> OpResult<Checkpoint>;
     /// The raw parameters on the host, in `param_specs` order (for bit-exact comparisons).
     fn host_params(&self) -> OpResult<Vec<Vec<f32>>>;
+    /// A line on the data-parallel peers and their all-reduce time (`None`: one peer).
+    fn parallel_report(&self) -> Option<String> {
+        None
+    }
 }
 
 impl<B: Engine> Session for Trainer<B> {
@@ -35,7 +41,7 @@ impl<B: Engine> Session for Trainer<B> {
         &self.recipe
     }
 
-    fn train_step(&mut self, data: &Dataset) -> OpResult<f32> {
+    fn train_step(&mut self, data: &Arc<Dataset>) -> OpResult<f32> {
         Trainer::train_step(self, data)
     }
 

@@ -2,8 +2,11 @@
 //! and the deterministic streams that make a resumed run identical to an uninterrupted one.
 //!
 //! Determinism: the data order of epoch `e` is a shuffle seeded by `(seed, e)`; everything drawn
-//! at step `s` (noise, σ or t, class dropout, route indices) comes from the ChaCha stream `s` of
-//! the run's seed. So the RNG state *is* `(seed, step)`, both stored in the checkpoint.
+//! for sample `k` of the global batch at step `s` (class dropout, noise, σ or t) comes from the
+//! ChaCha stream `s` of the run's seed at word `k·2⁴⁰`, its route indices from stream
+//! `s ^ 2⁶³` at the same word. So the RNG state *is* `(seed, step)`, both stored in the
+//! checkpoint, and a sample's draws do not depend on which data-parallel peer computes it: a
+//! batch of B in one process and B/N on each of N peers see the same data, noise and routes.
 
 use std::collections::BTreeMap;
 
@@ -26,7 +29,43 @@ use super::value::OpResult;
 use crate::checkpoint::{Checkpoint, HostTensor};
 use crate::data::Dataset;
 use crate::init::init_values;
-use crate::routing::RandomRoutes;
+use crate::routing::PerSampleRoutes;
+
+/// Words of a step's ChaCha stream reserved for each sample of the global batch (2⁴⁰: far more
+/// than any image's noise draws), so that sample `k`'s draws start at word `k·2⁴⁰`.
+const SAMPLE_STRIDE_WORDS: u128 = 1 << 40;
+
+/// The part of every global batch one trainer computes: samples `[index·b, (index+1)·b)` with
+/// `b = batch / count` (data parallelism; `count` peers, each with its own `index`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// This peer's position among the peers, `0..count`.
+    pub index: usize,
+    /// Number of peers; divides the batch.
+    pub count: usize,
+}
+
+impl Shard {
+    /// The whole batch (one process, no peers).
+    pub const WHOLE: Shard = Shard { index: 0, count: 1 };
+}
+
+/// Averages a peer's gradients and loss with the other peers' (an all-reduce); `None` grads
+/// (parameters the graph does not reach) stay `None`. Implemented over burn-collective in
+/// [`super::collective`].
+pub trait GradReducer<B: Backend>: Send {
+    /// The mean over peers of `grads` (`None`: this peer's loss was not finite, so it sends
+    /// zeros) and of `loss`; returns the averaged gradients and loss, identical on every peer.
+    fn mean(
+        &mut self,
+        params: &[Tensor<B, 1>],
+        grads: Option<Vec<Option<Tensor<B, 1>>>>,
+        loss: f32,
+    ) -> OpResult<(Vec<Option<Tensor<B, 1>>>, f32)>;
+
+    /// Seconds spent inside [`GradReducer::mean`] so far, and the number of calls.
+    fn spent(&self) -> (f64, u64);
+}
 
 /// The training graphs and recipe.
 #[derive(Debug, Clone)]
@@ -64,6 +103,46 @@ pub struct Trainer<B: Engine> {
     opt: AdamW,
     device: B::Device,
     epoch_cache: Option<(u64, Vec<usize>)>,
+    shard: Shard,
+    reducer: Option<Box<dyn GradReducer<B>>>,
+}
+
+/// Checks that `ckpt` holds every tensor of `recipe`'s model with its shape and nothing else;
+/// the message names the first missing or mismatched tensor.
+pub fn check_checkpoint(recipe: &Recipe, ckpt: &Checkpoint) -> Result<(), String> {
+    checkpoint_sets(recipe, ckpt).map(|_| ())
+}
+
+/// The checkpoint's parameter, EMA and moment values in `param_specs` order (checked).
+fn checkpoint_sets(recipe: &Recipe, ckpt: &Checkpoint) -> Result<Vec<Vec<Vec<f32>>>, String> {
+    let specs = param_specs(&recipe.routed);
+    let mut sets: Vec<Vec<Vec<f32>>> = vec![];
+    for prefix in ["model", "ema", "adam_m", "adam_v"] {
+        let mut set = vec![];
+        for s in &specs {
+            let name = format!("{prefix}/{}", s.name);
+            let t = ckpt.tensors.get(&name).ok_or_else(|| {
+                format!("tensor `{name}` is missing: the checkpoint was written for another model")
+            })?;
+            if t.shape != s.shape {
+                return Err(format!(
+                    "tensor `{name}` has shape {:?}, the model needs {:?}",
+                    t.shape, s.shape
+                ));
+            }
+            set.push(t.data.clone());
+        }
+        sets.push(set);
+    }
+    let expected = 4 * specs.len();
+    if ckpt.tensors.len() != expected {
+        return Err(format!(
+            "the checkpoint has {} tensors, the model needs {expected}: it was written for \
+             another model",
+            ckpt.tensors.len()
+        ));
+    }
+    Ok(sets)
 }
 
 /// Host AdamW moments `(m, v)` to restore.
@@ -135,13 +214,31 @@ impl<B: Engine> Trainer<B> {
             opt,
             device,
             epoch_cache: None,
+            shard: Shard::WHOLE,
+            reducer: None,
         })
     }
 
-    /// The RNG of step `s`.
-    fn step_rng(&self, s: u64) -> ChaCha8Rng {
+    /// Makes this trainer one data-parallel peer: it computes `shard` of every batch and
+    /// averages gradients with the other peers through `reducer` before each update.
+    pub fn into_peer(mut self, shard: Shard, reducer: Box<dyn GradReducer<B>>) -> OpResult<Self> {
+        let b = self.recipe.batch;
+        if shard.count == 0 || b % shard.count != 0 || shard.index >= shard.count {
+            return Err(format!(
+                "a batch of {b} cannot be split into {} equal shards",
+                shard.count
+            ));
+        }
+        self.shard = shard;
+        self.reducer = Some(reducer);
+        Ok(self)
+    }
+
+    /// The stream of global sample `k` at step `s` (`route`: the route-index stream).
+    fn sample_rng(&self, s: u64, k: usize, route: bool) -> ChaCha8Rng {
         let mut r = ChaCha8Rng::seed_from_u64(self.recipe.seed);
-        r.set_stream(s);
+        r.set_stream(if route { s ^ (1 << 63) } else { s });
+        r.set_word_pos(k as u128 * SAMPLE_STRIDE_WORDS);
         r
     }
 
@@ -165,21 +262,32 @@ impl<B: Engine> Trainer<B> {
             .collect()
     }
 
-    /// One training step (forward with routing, backward, AdamW, EMA); returns the loss.
-    /// A non-finite loss is returned without updating anything.
+    /// One training step (forward with routing, backward, AdamW, EMA); returns the loss (the
+    /// mean over peers when data-parallel). A non-finite loss is returned without updating
+    /// anything.
     pub fn train_step(&mut self, data: &Dataset) -> OpResult<f32> {
         let s = self.step;
-        let idx = self.batch_indices(data.n, s);
-        let mut rng = self.step_rng(s);
-        let (b, len) = (idx.len(), data.image_len());
+        let global = self.batch_indices(data.n, s);
+        let b = global.len() / self.shard.count;
+        let first = self.shard.index * b;
+        let idx = &global[first..first + b];
+        let mut rngs: Vec<ChaCha8Rng> = (first..first + b)
+            .map(|k| self.sample_rng(s, k, false))
+            .collect();
+        let mut route_rngs: Vec<ChaCha8Rng> = (first..first + b)
+            .map(|k| self.sample_rng(s, k, true))
+            .collect();
+        let len = data.image_len();
         let mut x = Vec::with_capacity(b * len);
-        for &i in &idx {
+        for &i in idx {
             x.extend_from_slice(data.image(i));
         }
+        let dropout = self.recipe.training.class_dropout;
         let labels: Option<Vec<i64>> = self.recipe.classes.map(|k| {
             idx.iter()
-                .map(|&i| {
-                    if rng.random::<f64>() < self.recipe.training.class_dropout {
+                .zip(rngs.iter_mut())
+                .map(|(&i, rng)| {
+                    if rng.random::<f64>() < dropout {
                         k as i64
                     } else {
                         data.labels[i]
@@ -199,27 +307,37 @@ impl<B: Engine> Trainer<B> {
             .map(|p| Tensor::from_inner(p.clone()).require_grad())
             .collect();
         let store = self.ad_store.with_tensors(ad_params.clone());
-        let mut route_rng = rng.clone();
-        route_rng.set_stream(s ^ (1 << 63));
         let loss = training_loss(
             &self.recipe.training,
             &self.lowered.0,
             &store,
             x0,
             y,
-            &mut rng,
-            &mut RandomRoutes {
-                rng: &mut route_rng,
+            &mut rngs,
+            &mut PerSampleRoutes {
+                rngs: &mut route_rngs,
             },
         )?;
         let value: f32 = loss.clone().into_scalar().elem::<f32>();
+        let local = if value.is_finite() {
+            let grads = loss.backward();
+            let g: Vec<Option<Tensor<B, 1>>> = ad_params.iter().map(|p| p.grad(&grads)).collect();
+            Some(g)
+        } else {
+            None
+        };
+        // Drop every autodiff reference to the parameters so that the update runs in place.
+        drop((store, ad_params, loss));
+        let (g, value) = match self.reducer.as_mut() {
+            Some(r) => r.mean(&self.params, local, value)?,
+            None => match local {
+                Some(g) => (g, value),
+                None => return Ok(value),
+            },
+        };
         if !value.is_finite() {
             return Ok(value);
         }
-        let grads = loss.backward();
-        let g: Vec<Option<Tensor<B, 1>>> = ad_params.iter().map(|p| p.grad(&grads)).collect();
-        // Drop every autodiff reference to the parameters so that the update runs in place.
-        drop((grads, store, ad_params, loss));
         let d = ema_decay(
             self.recipe.training.ema_decay,
             self.recipe.training.ema_warmup,
@@ -301,31 +419,7 @@ impl<B: Engine> Trainer<B> {
         ckpt: &Checkpoint,
         step: u64,
     ) -> Result<Self, String> {
-        let specs = param_specs(&recipe.routed);
-        let mut sets: Vec<Vec<Vec<f32>>> = vec![];
-        for prefix in ["model", "ema", "adam_m", "adam_v"] {
-            let mut set = vec![];
-            for s in &specs {
-                let name = format!("{prefix}/{}", s.name);
-                let t = ckpt.tensors.get(&name).ok_or_else(|| {
-                    format!(
-                        "tensor `{name}` is missing: the checkpoint was written for another model"
-                    )
-                })?;
-                if t.shape != s.shape {
-                    return Err(format!(
-                        "tensor `{name}` has shape {:?}, the model needs {:?}",
-                        t.shape, s.shape
-                    ));
-                }
-                set.push(t.data.clone());
-            }
-            sets.push(set);
-        }
-        let expected = 4 * specs.len();
-        if ckpt.tensors.len() != expected {
-            return Err(format!("the checkpoint has {} tensors, the model needs {expected}: it was written for another model", ckpt.tensors.len()));
-        }
+        let sets = checkpoint_sets(&recipe, ckpt)?;
         Self::with_values(
             recipe,
             device,
@@ -334,6 +428,12 @@ impl<B: Engine> Trainer<B> {
             Some((&sets[2], &sets[3])),
             step,
         )
+    }
+
+    /// Seconds spent averaging with the other peers and the number of steps that did (`None`
+    /// when this trainer is not a peer).
+    pub fn reduce_spent(&self) -> Option<(f64, u64)> {
+        self.reducer.as_ref().map(|r| r.spent())
     }
 
     /// The raw parameters on the host (for tests comparing runs bit for bit).

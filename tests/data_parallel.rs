@@ -1,0 +1,236 @@
+//! Data-parallel training through the binary, as on two machines: a coordinator and two nodes,
+//! each its own process on 127.0.0.1. Two nodes with batch 4 each train what one process with
+//! batch 8 trains; a node killed mid-run stops the other with an error (not a hang); nodes
+//! started with different flags refuse to train. Every child is killed by a deadline, so a
+//! hang fails the test instead of stalling CI.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use tread_runtime::checkpoint::Checkpoint;
+
+const TINY: &str = "tests/models/tiny-mnist.json";
+
+/// A port free at the time of asking (the OS picks it).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free local port")
+}
+
+fn spawn(args: &[String]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_treadc"))
+        .args(args)
+        .current_dir(root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("treadc starts")
+}
+
+/// Waits for `child` until `deadline`, then kills it; returns its output and whether it ended
+/// by itself.
+fn finish(mut child: Child, deadline: Instant) -> (Output, bool) {
+    let mut by_itself = true;
+    while child.try_wait().ok().flatten().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            by_itself = false;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (child.wait_with_output().expect("output"), by_itself)
+}
+
+/// The coordinator, killed when dropped.
+struct Coordinator(Child, u16);
+
+impl Coordinator {
+    fn start() -> Self {
+        let port = free_port();
+        let c = spawn(&["coordinator".into(), "--port".into(), port.to_string()]);
+        // It binds at once; give it a moment before the nodes connect (they retry anyway).
+        std::thread::sleep(Duration::from_millis(300));
+        Coordinator(c, port)
+    }
+}
+
+impl Drop for Coordinator {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `train TINY` as node `rank` of 2 (node 0 writes `out`).
+fn node(rank: u32, coord: &Coordinator, out: Option<&Path>, extra: &[&str]) -> Child {
+    let mut a: Vec<String> = [
+        "train",
+        TINY,
+        "--batch",
+        "8",
+        "--sample-steps",
+        "1",
+        "--sample-every",
+        "0",
+        "--ckpt-every",
+        "0",
+        "--quiet",
+        "--nodes",
+        "2",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    a.extend([
+        "--node-rank".into(),
+        rank.to_string(),
+        "--coordinator".into(),
+        format!("127.0.0.1:{}", coord.1),
+        "--node-address".into(),
+        format!("127.0.0.1:{}", free_port()),
+    ]);
+    if let Some(o) = out {
+        a.extend(["--out".into(), o.display().to_string()]);
+    }
+    a.extend(extra.iter().map(|s| s.to_string()));
+    spawn(&a)
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn model_params(ck: &Checkpoint) -> Vec<(String, Vec<f32>)> {
+    ck.tensors
+        .iter()
+        .filter(|(k, _)| k.starts_with("model/"))
+        .map(|(k, t)| (k.clone(), t.data.clone()))
+        .collect()
+}
+
+/// Two processes over loopback with 4 samples each equal one process with 8, after 5 steps.
+#[test]
+fn two_nodes_over_loopback_equal_one_process() {
+    let dir = temp_dir("dp-equal");
+    let (one, two) = (dir.join("one"), dir.join("two"));
+    let o = treadc(&[
+        "train",
+        TINY,
+        "--batch",
+        "8",
+        "--steps",
+        "5",
+        "--sample-steps",
+        "1",
+        "--quiet",
+        "--out",
+        one.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+
+    let coord = Coordinator::start();
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let steps = ["--steps", "5", "--peer-timeout", "60"];
+    let n0 = node(0, &coord, Some(&two), &steps);
+    let n1 = node(1, &coord, None, &steps);
+    let ((o0, e0), (o1, e1)) = (finish(n0, deadline), finish(n1, deadline));
+    assert!(e0 && e1, "a node hung:\n{}\n{}", text(&o0), text(&o1));
+    assert!(o0.status.success(), "node 0: {}", text(&o0));
+    assert!(o1.status.success(), "node 1: {}", text(&o1));
+    assert!(text(&o0).contains("2 peers"), "{}", text(&o0));
+
+    let a = Checkpoint::load(&one.join("checkpoint.safetensors")).unwrap();
+    let b = Checkpoint::load(&two.join("checkpoint.safetensors")).unwrap();
+    assert_eq!(a.meta.get("step"), b.meta.get("step"));
+    let (pa, pb) = (model_params(&a), model_params(&b));
+    assert_eq!(pa.len(), pb.len());
+    let mut diff = 0.0f32;
+    for ((ka, va), (kb, vb)) in pa.iter().zip(&pb) {
+        assert_eq!(ka, kb);
+        for (x, y) in va.iter().zip(vb) {
+            diff = diff.max((x - y).abs());
+        }
+    }
+    eprintln!("max |one process - two nodes| after 5 steps: {diff:e}");
+    assert!(diff <= 1e-6, "max abs parameter difference {diff}");
+}
+
+/// A node killed with SIGKILL mid-run: the other one stops with exit 1 and a message naming the
+/// silent peer, within its --peer-timeout, instead of waiting forever.
+#[test]
+fn a_dead_node_stops_the_other_with_an_error() {
+    let dir = temp_dir("dp-dead");
+    let run = dir.join("run");
+    let coord = Coordinator::start();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let flags = ["--steps", "100000", "--peer-timeout", "8"];
+    let n0 = node(0, &coord, Some(&run), &flags);
+    let mut n1 = node(1, &coord, None, &flags);
+    // Wait until they train together (node 0 logs steps), then kill node 1.
+    let metrics = run.join("metrics.jsonl");
+    while std::fs::read_to_string(&metrics).map_or(0, |s| s.lines().count()) < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the nodes never trained together"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    n1.kill().expect("kill node 1");
+    let _ = n1.wait();
+    let killed = Instant::now();
+    let (o0, by_itself) = finish(n0, deadline);
+    assert!(by_itself, "node 0 hung after node 1 died: {}", text(&o0));
+    assert_eq!(o0.status.code(), Some(1), "{}", text(&o0));
+    assert!(
+        text(&o0).contains("gave no answer") || text(&o0).contains("burn-collective"),
+        "{}",
+        text(&o0)
+    );
+    assert!(killed.elapsed() < Duration::from_secs(60));
+}
+
+/// Nodes started with different flags (here --seed) refuse to train, each saying why.
+#[test]
+fn nodes_with_different_flags_refuse_to_train() {
+    let dir = temp_dir("dp-mismatch");
+    let coord = Coordinator::start();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let n0 = node(
+        0,
+        &coord,
+        Some(&dir.join("run")),
+        &["--steps", "3", "--peer-timeout", "30"],
+    );
+    let n1 = node(
+        1,
+        &coord,
+        None,
+        &["--steps", "3", "--peer-timeout", "30", "--seed", "9"],
+    );
+    let ((o0, e0), (o1, e1)) = (finish(n0, deadline), finish(n1, deadline));
+    assert!(e0 && e1, "a node hung:\n{}\n{}", text(&o0), text(&o1));
+    assert_eq!(o0.status.code(), Some(1), "{}", text(&o0));
+    assert_eq!(o1.status.code(), Some(1), "{}", text(&o1));
+    assert!(
+        text(&o1).contains("this node was started with another"),
+        "{}",
+        text(&o1)
+    );
+    assert!(
+        text(&o0).contains("on other nodes were started with another"),
+        "{}",
+        text(&o0)
+    );
+    assert!(!dir.join("run").join("checkpoint.safetensors").exists());
+}
