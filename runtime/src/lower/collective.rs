@@ -17,7 +17,17 @@ use super::value::OpResult;
 use crate::parallel::Parallel;
 
 fn err(what: &str, e: burn_collective::CollectiveError) -> String {
-    format!("{what}: burn-collective reports {e:?}")
+    use burn_collective::CollectiveError as E;
+    let first = super::group::first_peer_panic()
+        .map(|m| format!("; first failure: {m}"))
+        .unwrap_or_default();
+    match e {
+        E::LocalServerMissing | E::Global(_) => format!(
+            "{what} failed: another node left the run or cannot be reached (burn-collective: \
+             {e:?}{first})"
+        ),
+        e => format!("{what}: burn-collective reports {e:?}{first}"),
+    }
 }
 
 /// The burn-collective configuration of `plan`'s peers in this process.

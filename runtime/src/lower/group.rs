@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -99,6 +99,29 @@ struct PeerStart<D> {
     device: D,
 }
 
+/// The first panic message of a thread other than the main one while a group runs (the peers',
+/// and burn-collective's network tasks, which panic when a node disappears).
+static FIRST_PANIC: Mutex<Option<String>> = Mutex::new(None);
+
+/// The first panic recorded by [`quiet_panics`], for error messages.
+pub(crate) fn first_peer_panic() -> Option<String> {
+    FIRST_PANIC.lock().ok().and_then(|m| m.clone())
+}
+
+/// Replaces the panic output of non-main threads by a record of the first message: when a node
+/// dies, burn-collective's tasks panic on their closed connections, and the run reports one
+/// error (naming that message) instead of backtraces. The main thread keeps the usual output.
+fn quiet_panics() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::thread::current().name() == Some("main") {
+            previous(info);
+        } else if let Ok(mut m) = FIRST_PANIC.lock() {
+            m.get_or_insert_with(|| info.to_string());
+        }
+    }));
+}
+
 impl PeerGroup {
     /// Starts this process's peers of `plan` (`devices[i]` for local peer `i`) and waits until
     /// all have joined (and, on a cluster, agreed with node 0).
@@ -108,6 +131,8 @@ impl PeerGroup {
         start: GroupStart,
         devices: Vec<B::Device>,
     ) -> Result<(Self, Agreed), String> {
+        static QUIET: std::sync::Once = std::sync::Once::new();
+        QUIET.call_once(quiet_panics);
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let threads = (cores / plan.devices).max(1);
         let mut peers = Vec::with_capacity(plan.devices);
@@ -547,7 +572,6 @@ mod tests {
     use super::*;
     use crate::data::{fit_to_model, idx};
     use burn::backend::Flex;
-    use std::sync::Mutex;
     use tread_compiler::compile::{compile_str, CompileOptions};
     use tread_compiler::passes::strip_routes;
 
