@@ -40,12 +40,10 @@ treadc compile models/dit-s2.json --route 0.5:2-5 --route 0.3:7-9 --emit text -o
     )]
     Compile(CompileArgs),
     /// Train a model with TREAD routing on real data (CPU by default).
-    #[command(
-        after_help = "Example (the README's main job, ~10 min on 2 cores):\n  \
+    #[command(after_help = "Example (the README's main job, ~7 min on 2 cores):\n  \
 treadc train models/mnist-dit-small.json --data mnist --steps 4000 --out runs/mnist \\\n    \
 --eval-every 1000 --eval-n 250 --cfg 1.5\n\
-Resume: treadc train --resume runs/mnist --steps 5000"
-    )]
+Resume: treadc train --resume runs/mnist --steps 5000")]
     Train(TrainArgs),
     /// Draw images from a checkpoint (dense; CFG or sparse guidance optional).
     Sample(SampleArgs),

@@ -164,6 +164,70 @@ fn two_nodes_over_loopback_equal_one_process() {
     }
     eprintln!("max |one process - two nodes| after 5 steps: {diff:e}");
     assert!(diff <= 1e-6, "max abs parameter difference {diff}");
+
+    // A single-process run stopped at step 3 and resumed by two nodes: node 0 reads the run
+    // folder and sends the state and the step target to node 1, which has no folder.
+    let part = dir.join("part");
+    let o = treadc(&[
+        "train",
+        TINY,
+        "--batch",
+        "8",
+        "--steps",
+        "3",
+        "--sample-steps",
+        "1",
+        "--quiet",
+        "--out",
+        part.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let coord = Coordinator::start();
+    let deadline = Instant::now() + Duration::from_secs(240);
+    // node() passes --batch 8; --resume takes the batch from the run (clap refuses the two
+    // together), so node 0 gets its own command line.
+    let args: Vec<String> = [
+        "train",
+        "--resume",
+        part.to_str().unwrap(),
+        "--steps",
+        "5",
+        "--sample-steps",
+        "1",
+        "--quiet",
+        "--nodes",
+        "2",
+        "--node-rank",
+        "0",
+        "--peer-timeout",
+        "60",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([
+        "--coordinator".to_string(),
+        format!("127.0.0.1:{}", coord.1),
+        "--node-address".into(),
+        format!("127.0.0.1:{}", free_port()),
+    ])
+    .collect();
+    let r0 = spawn(&args);
+    let r1 = node(1, &coord, None, &["--peer-timeout", "60"]);
+    let ((o0, e0), (o1, e1)) = (finish(r0, deadline), finish(r1, deadline));
+    assert!(e0 && e1, "a node hung:\n{}\n{}", text(&o0), text(&o1));
+    assert!(o0.status.success(), "node 0: {}", text(&o0));
+    assert!(o1.status.success(), "node 1: {}", text(&o1));
+    assert!(text(&o1).contains("steps 3 → 5"), "{}", text(&o1));
+    let c = Checkpoint::load(&part.join("checkpoint.safetensors")).unwrap();
+    assert_eq!(c.meta.get("step").map(String::as_str), Some("5"));
+    let pc = model_params(&c);
+    let resumed = pa
+        .iter()
+        .zip(&pc)
+        .flat_map(|((_, x), (_, y))| x.iter().zip(y).map(|(a, b)| (a - b).abs()))
+        .fold(0.0f32, f32::max);
+    eprintln!("max |one process - resumed on two nodes| after 5 steps: {resumed:e}");
+    assert!(resumed <= 1e-6, "max abs parameter difference {resumed}");
 }
 
 /// A node killed with SIGKILL mid-run: the other one stops with exit 1 and a message naming the
@@ -233,4 +297,55 @@ fn nodes_with_different_flags_refuse_to_train() {
         text(&o0)
     );
     assert!(!dir.join("run").join("checkpoint.safetensors").exists());
+}
+
+/// Flags that cannot work are bad input (exit 2) naming the flag, before anything is written.
+#[test]
+fn impossible_splits_and_follower_folders_are_bad_input() {
+    let dir = temp_dir("dp-flags");
+    let run = dir.join("run");
+    let o = treadc(&[
+        "train",
+        TINY,
+        "--batch",
+        "6",
+        "--devices",
+        "4",
+        "--steps",
+        "1",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("--batch") && text(&o).contains("4 peers"),
+        "{}",
+        text(&o)
+    );
+    assert!(!run.join("checkpoint.safetensors").exists());
+    let o = treadc(&[
+        "train",
+        TINY,
+        "--out",
+        run.to_str().unwrap(),
+        "--nodes",
+        "2",
+        "--node-rank",
+        "1",
+        "--coordinator",
+        "127.0.0.1:1",
+        "--node-address",
+        "127.0.0.1:2",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("--out/--resume"), "{}", text(&o));
+    let o = treadc(&[
+        "train",
+        TINY,
+        "--out",
+        run.to_str().unwrap(),
+        "--nodes",
+        "2",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "clap: {}", text(&o));
 }

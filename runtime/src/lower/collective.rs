@@ -119,8 +119,15 @@ pub(super) fn from_first<B: Backend>(
     sum_host::<B>(id, data, device)
 }
 
-/// Gradient averaging over burn-collective: every parameter's gradient and the loss in one
-/// flat all-reduce per step (one call instead of one per tensor).
+/// Values per all-reduce bucket (4 Mi floats, 16 MiB): consecutive gradients are concatenated
+/// into buckets of at most this size (a larger tensor gets its own), like PyTorch DDP's. Why
+/// not one buffer: buffers over glibc's largest mmap threshold (32 MiB) are fresh mappings
+/// each step, and faulting their pages in cost more than the reduction (DiT-S/2, 2 peers:
+/// 850 ms per step in one 132 MB buffer).
+const BUCKET_VALUES: usize = 1 << 22;
+
+/// Gradient averaging over burn-collective: every parameter's gradient and the loss, in
+/// buckets of consecutive tensors (a few all-reduce calls per step instead of one per tensor).
 pub(super) struct CollectiveReducer {
     /// This peer's global id.
     pub id: usize,
@@ -156,31 +163,50 @@ impl<B: Backend> GradReducer<B> for CollectiveReducer {
             None => sizes.iter().map(|&n| Tensor::zeros([n], &device)).collect(),
         };
         // A peer whose loss is not finite sends zeros and its loss: the sum is then not finite
-        // on every peer, and every peer skips the update.
+        // on every peer, and every peer skips the update. The loss rides in the last bucket.
         parts.push(Tensor::from_data(TensorData::new(vec![loss], [1]), &device));
-        let flat = Tensor::cat(parts, 0);
-        let summed = all_reduce::<B>(
-            PeerId::from(self.id),
-            flat.into_primitive().tensor(),
-            ReduceOperation::Sum,
-        )
-        .map_err(|e| err("gradient all-reduce", e))?;
-        // Split on the host: each gradient becomes its own contiguous tensor, as the fused
-        // AdamW expects, and the division by the peer count happens in the same pass.
-        let sum = host(Tensor::<B, 1>::from_primitive(TensorPrimitive::Float(
-            summed,
-        )))?;
         let scale = 1.0 / self.peers as f32;
         let mut out = Vec::with_capacity(sizes.len());
-        let mut at = 0;
-        for (&n, &r) in sizes.iter().zip(&reached) {
-            out.push(r.then(|| {
-                let g: Vec<f32> = sum[at..at + n].iter().map(|v| v * scale).collect();
-                Tensor::from_data(TensorData::new(g, [n]), &device)
-            }));
-            at += n;
+        let mut loss = f32::NAN;
+        let mut parts = parts.into_iter().peekable();
+        let mut index = 0;
+        while parts.peek().is_some() {
+            // One bucket: consecutive tensors up to BUCKET_VALUES (at least one).
+            let mut bucket = vec![];
+            let mut len = 0;
+            while let Some(p) =
+                parts.next_if(|p| bucket.is_empty() || len + p.dims()[0] <= BUCKET_VALUES)
+            {
+                len += p.dims()[0];
+                bucket.push(p);
+            }
+            let n_in = bucket.len();
+            let summed = all_reduce::<B>(
+                PeerId::from(self.id),
+                Tensor::cat(bucket, 0).into_primitive().tensor(),
+                ReduceOperation::Sum,
+            )
+            .map_err(|e| err("gradient all-reduce", e))?;
+            // Split on the host: each gradient becomes its own contiguous tensor, as the fused
+            // AdamW expects, and the division by the peer count happens in the same pass.
+            let sum = host(Tensor::<B, 1>::from_primitive(TensorPrimitive::Float(
+                summed,
+            )))?;
+            let mut at = 0;
+            for _ in 0..n_in {
+                if index == sizes.len() {
+                    loss = sum.get(at).map_or(f32::NAN, |l| l * scale);
+                    break;
+                }
+                let n = sizes[index];
+                out.push(reached[index].then(|| {
+                    let g: Vec<f32> = sum[at..at + n].iter().map(|v| v * scale).collect();
+                    Tensor::from_data(TensorData::new(g, [n]), &device)
+                }));
+                at += n;
+                index += 1;
+            }
         }
-        let loss = sum.get(at).map_or(f32::NAN, |l| l * scale);
         self.spent.0 += t0.elapsed().as_secs_f64();
         self.spent.1 += 1;
         Ok((out, loss))

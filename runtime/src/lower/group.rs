@@ -108,13 +108,17 @@ pub(crate) fn first_peer_panic() -> Option<String> {
     FIRST_PANIC.lock().ok().and_then(|m| m.clone())
 }
 
-/// Replaces the panic output of non-main threads by a record of the first message: when a node
-/// dies, burn-collective's tasks panic on their closed connections, and the run reports one
-/// error (naming that message) instead of backtraces. The main thread keeps the usual output.
+/// Replaces the panic output of the peers' threads and burn-collective's tokio workers by a
+/// record of the first message: when a node dies, burn-collective's tasks panic on their closed
+/// connections, and the run reports one error (naming that message) instead of backtraces.
+/// Every other thread keeps the usual output.
 fn quiet_panics() {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        if std::thread::current().name() == Some("main") {
+        let peer = std::thread::current()
+            .name()
+            .is_some_and(|n| n.starts_with("treadc-peer") || n.starts_with("tokio"));
+        if !peer {
             previous(info);
         } else if let Ok(mut m) = FIRST_PANIC.lock() {
             m.get_or_insert_with(|| info.to_string());
