@@ -120,7 +120,7 @@ impl Parallel {
             }
         }
         let peers = self.peers();
-        if batch % peers != 0 {
+        if !batch.is_multiple_of(peers) {
             return bad(
                 "--batch",
                 &format!(

@@ -30,11 +30,14 @@ use crate::checkpoint::{Checkpoint, HostTensor};
 use crate::data::Dataset;
 use crate::parallel::Parallel;
 
+/// A checkpoint to start from and its step.
+pub type Saved = (Arc<Checkpoint>, u64);
+
 /// How the group starts: fresh, or from a checkpoint at a step, and the step target.
 #[derive(Clone)]
 pub struct GroupStart {
     /// The checkpoint and its step (`None`: a fresh run). On a cluster only node 0's counts.
-    pub saved: Option<(Arc<Checkpoint>, u64)>,
+    pub saved: Option<Saved>,
     /// Total steps of the run (node 0's counts on a cluster).
     pub steps: u64,
     /// Text every node must agree on besides the recipe (the data source), hashed into the
@@ -451,7 +454,7 @@ fn agree<B: Engine>(
     recipe: &Recipe,
     start: &GroupStart,
     device: &B::Device,
-) -> OpResult<(Agreed, Option<(Arc<Checkpoint>, u64)>)> {
+) -> OpResult<(Agreed, Option<Saved>)> {
     let mine = fingerprint(recipe, &start.agree_on);
     let header = (id == 0).then(|| {
         let step = start.saved.as_ref().map_or(0, |s| s.1);
@@ -608,7 +611,7 @@ mod tests {
         Arc::new(fit_to_model(raw, 1, 32, 32, Some(10), 0).unwrap().0)
     }
 
-    fn group(r: Recipe, devices: usize, saved: Option<(Arc<Checkpoint>, u64)>) -> PeerGroup {
+    fn group(r: Recipe, devices: usize, saved: Option<Saved>) -> PeerGroup {
         let plan = Parallel {
             devices,
             timeout: Duration::from_secs(120),

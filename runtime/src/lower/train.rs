@@ -223,7 +223,7 @@ impl<B: Engine> Trainer<B> {
     /// averages gradients with the other peers through `reducer` before each update.
     pub fn into_peer(mut self, shard: Shard, reducer: Box<dyn GradReducer<B>>) -> OpResult<Self> {
         let b = self.recipe.batch;
-        if shard.count == 0 || b % shard.count != 0 || shard.index >= shard.count {
+        if shard.count == 0 || !b.is_multiple_of(shard.count) || shard.index >= shard.count {
             return Err(format!(
                 "a batch of {b} cannot be split into {} equal shards",
                 shard.count
