@@ -163,7 +163,9 @@ fn two_nodes_over_loopback_equal_one_process() {
         }
     }
     eprintln!("max |one process - two nodes| after 5 steps: {diff:e}");
-    assert!(diff <= 1e-6, "max abs parameter difference {diff}");
+    // Measured here (AVX-512): 3.7e-7, the same on every run; the bound leaves room for other
+    // GEMM kernels (AVX2) summing in another order.
+    assert!(diff <= 1e-5, "max abs parameter difference {diff}");
 
     // A single-process run stopped at step 3 and resumed by two nodes: node 0 reads the run
     // folder and sends the state and the step target to node 1, which has no folder.
@@ -227,7 +229,8 @@ fn two_nodes_over_loopback_equal_one_process() {
         .flat_map(|((_, x), (_, y))| x.iter().zip(y).map(|(a, b)| (a - b).abs()))
         .fold(0.0f32, f32::max);
     eprintln!("max |one process - resumed on two nodes| after 5 steps: {resumed:e}");
-    assert!(resumed <= 1e-6, "max abs parameter difference {resumed}");
+    // Measured here: 1.1e-7.
+    assert!(resumed <= 1e-5, "max abs parameter difference {resumed}");
 }
 
 /// A node killed with SIGKILL mid-run: the other one stops with exit 1 and a message naming the
