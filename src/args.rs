@@ -202,7 +202,7 @@ pub(crate) struct TrainArgs {
 #[command(next_help_heading = "Data parallel")]
 pub(crate) struct ParallelArgs {
     /// Data-parallel peers in this process: CPU workers sharing the cores (flex, ndarray) or
-    /// GPUs 0..N (cuda). The batch is split evenly; gradients are averaged every step.
+    /// GPUs 0..N-1 (cuda). The batch is split evenly; gradients are averaged every step.
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub(crate) devices: usize,
     /// Processes (machines) training together, each with --devices peers; needs
