@@ -233,15 +233,23 @@ fn two_nodes_over_loopback_equal_one_process() {
     assert!(resumed <= 1e-5, "max abs parameter difference {resumed}");
 }
 
-/// A node killed with SIGKILL mid-run: the other one stops with exit 1 and a message naming the
-/// silent peer, within its --peer-timeout, instead of waiting forever.
+/// A node killed with SIGKILL mid-run (two nodes of two peers each): the other one stops with
+/// exit 1 and a message saying a node left, as soon as the connection closes — well before its
+/// --peer-timeout, although its second local peer is still blocked in the all-reduce.
 #[test]
 fn a_dead_node_stops_the_other_with_an_error() {
     let dir = temp_dir("dp-dead");
     let run = dir.join("run");
     let coord = Coordinator::start();
     let deadline = Instant::now() + Duration::from_secs(180);
-    let flags = ["--steps", "100000", "--peer-timeout", "8"];
+    let flags = [
+        "--steps",
+        "100000",
+        "--peer-timeout",
+        "120",
+        "--devices",
+        "2",
+    ];
     let n0 = node(0, &coord, Some(&run), &flags);
     let mut n1 = node(1, &coord, None, &flags);
     // Wait until they train together (node 0 logs steps), then kill node 1.
@@ -260,11 +268,16 @@ fn a_dead_node_stops_the_other_with_an_error() {
     assert!(by_itself, "node 0 hung after node 1 died: {}", text(&o0));
     assert_eq!(o0.status.code(), Some(1), "{}", text(&o0));
     assert!(
-        text(&o0).contains("gave no answer") || text(&o0).contains("burn-collective"),
+        text(&o0).contains("another node left the run"),
         "{}",
         text(&o0)
     );
-    assert!(killed.elapsed() < Duration::from_secs(60));
+    let took = killed.elapsed();
+    eprintln!("node 0 stopped {took:?} after node 1 was killed");
+    assert!(
+        took < Duration::from_secs(60),
+        "{took:?}: node 0 waited for its timeout"
+    );
 }
 
 /// Nodes started with different flags (here --seed) refuse to train, each saying why.

@@ -4,9 +4,11 @@
 //! holds the same parameters; sampling and checkpoints are answered by this process's first
 //! peer.
 //!
-//! Nothing waits forever: every answer is awaited at most `Parallel::timeout`, after which the
-//! group is marked broken and the step fails with a message naming the peer (a node that died
-//! leaves the others blocked inside the all-reduce; the process then exits with that error).
+//! Nothing waits forever: the peers' answers come over one channel, the first failure any peer
+//! reports (an error, or a panic caught in its thread) ends the wait at once, and a silent peer
+//! ends it after `Parallel::timeout`, naming the peer. Either marks the group broken: a node
+//! that died leaves the others blocked inside the all-reduce, and the process exits with the
+//! error without waiting for them.
 //!
 //! With a cluster, the peers first agree at start: peer 0 (node 0) sends a fingerprint of the
 //! recipe and its step and step target, every node compares, and a resumed run's state is sent
@@ -16,7 +18,7 @@ use std::collections::BTreeMap;
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tread_compiler::params::param_specs;
 
@@ -70,18 +72,31 @@ enum Reply {
     Saved(OpResult<Checkpoint>),
     Params(OpResult<Vec<Vec<f32>>>),
     Stopped,
+    /// The peer's thread panicked (the message), so it will answer nothing more.
+    Died(String),
+}
+
+impl Reply {
+    /// The error this reply carries, if any (a failed step or start, or a dead peer).
+    fn failure(&self) -> Option<String> {
+        match self {
+            Reply::Ready(Err(e)) | Reply::Loss(Err(e), _) | Reply::Died(e) => Some(e.clone()),
+            _ => None,
+        }
+    }
 }
 
 struct Peer {
     id: usize,
     tx: Sender<Command>,
-    rx: Receiver<Reply>,
     thread: Option<JoinHandle<()>>,
 }
 
 /// The peers of this process as one session.
 pub struct PeerGroup {
     peers: Vec<Peer>,
+    /// Every peer's answers, tagged with its local index.
+    answers: Receiver<(usize, Reply)>,
     recipe: Recipe,
     step: u64,
     timeout: Duration,
@@ -143,10 +158,10 @@ impl PeerGroup {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let threads = (cores / plan.devices).max(1);
         let mut peers = Vec::with_capacity(plan.devices);
+        let (answer, answers) = channel();
         for (local, device) in devices.into_iter().enumerate() {
             let id = plan.first_peer() + local;
             let (tx, cmds) = channel();
-            let (answer, rx) = channel();
             let ps = PeerStart {
                 id,
                 plan: plan.clone(),
@@ -155,14 +170,14 @@ impl PeerGroup {
                 threads,
                 device,
             };
+            let answer = answer.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("treadc-peer-{id}"))
-                .spawn(move || peer_main::<B>(ps, cmds, answer))
+                .spawn(move || peer_main::<B>(ps, local, cmds, answer))
                 .map_err(|e| format!("cannot start peer {id}'s thread: {e}"))?;
             peers.push(Peer {
                 id,
                 tx,
-                rx,
                 thread: Some(thread),
             });
         }
@@ -171,16 +186,17 @@ impl PeerGroup {
             spent: vec![(0.0, 0); n],
             total_peers: plan.peers(),
             peers,
+            answers,
             recipe,
             step: 0,
             timeout: plan.timeout,
             broken: false,
         };
         let mut agreed = None;
-        for i in 0..group.peers.len() {
-            match group.wait(i, "joining the run")? {
-                Reply::Ready(r) => agreed = Some(r?),
-                _ => return Err(group.confused(i)),
+        for r in group.gather("joining the run")? {
+            match r {
+                Reply::Ready(Ok(a)) => agreed = Some(a),
+                _ => return Err(group.confused()),
             }
         }
         let agreed = agreed.ok_or("no peers to start")?;
@@ -188,32 +204,63 @@ impl PeerGroup {
         Ok((group, agreed))
     }
 
-    /// The answer of peer `i`, waiting at most the timeout.
-    fn wait(&mut self, i: usize, doing: &str) -> Result<Reply, String> {
-        let id = self.peers[i].id;
-        match self.peers[i].rx.recv_timeout(self.timeout) {
-            Ok(r) => Ok(r),
-            Err(RecvTimeoutError::Timeout) => {
-                self.broken = true;
-                Err(format!(
-                    "peer {id} gave no answer for {} s while {doing}: another node stopped or \
-                     cannot be reached, or node 0 is still writing a sample grid or an \
-                     evaluation (raise --peer-timeout)",
-                    self.timeout.as_secs()
-                ))
+    /// One answer from every peer, in peer order. Returns at the first failure any peer
+    /// reports (the others may be blocked in a collective that will not complete), and after
+    /// at most the timeout; either marks the group broken.
+    fn gather(&mut self, doing: &str) -> Result<Vec<Reply>, String> {
+        let n = self.peers.len();
+        let mut got: Vec<Option<Reply>> = (0..n).map(|_| None).collect();
+        let deadline = Instant::now() + self.timeout;
+        while let Some(silent) = got.iter().position(Option::is_none) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.answers.recv_timeout(left) {
+                Ok((i, r)) => {
+                    if let Some(e) = r.failure() {
+                        self.broken = true;
+                        return Err(e);
+                    }
+                    if let Some(slot) = got.get_mut(i) {
+                        *slot = Some(r);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    self.broken = true;
+                    return Err(format!(
+                        "peer {} gave no answer for {} s while {doing}: another node stopped \
+                         or cannot be reached, or node 0 is still writing a sample grid or an \
+                         evaluation (raise --peer-timeout)",
+                        self.peers[silent].id,
+                        self.timeout.as_secs()
+                    ));
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.broken = true;
+                    return Err(format!(
+                        "the peers stopped while {doing}: {}",
+                        first_peer_panic().unwrap_or_else(|| "their threads ended".into())
+                    ));
+                }
             }
-            Err(RecvTimeoutError::Disconnected) => {
-                self.broken = true;
-                Err(format!(
-                    "peer {id} stopped while {doing} (its thread panicked)"
-                ))
-            }
+        }
+        Ok(got.into_iter().flatten().collect())
+    }
+
+    /// One answer from this process's first peer (the only one asked).
+    fn first_answer(&self, what: &str) -> Result<Reply, String> {
+        let id = self.peers[0].id;
+        match self.answers.recv_timeout(self.timeout) {
+            Ok((0, r)) => match r.failure() {
+                Some(e) => Err(e),
+                None => Ok(r),
+            },
+            Ok(_) => Err(format!("a peer other than {id} answered out of turn")),
+            Err(_) => Err(format!("peer {id} gave no {what}")),
         }
     }
 
-    fn confused(&mut self, i: usize) -> String {
+    fn confused(&mut self) -> String {
         self.broken = true;
-        format!("peer {} answered out of turn", self.peers[i].id)
+        "a peer answered out of turn".into()
     }
 
     fn send(&mut self, i: usize, c: Command) -> Result<(), String> {
@@ -242,16 +289,15 @@ impl Session for PeerGroup {
         }
         let doing = format!("training step {}", self.step + 1);
         let mut loss = Ok(f32::NAN);
-        for i in 0..self.peers.len() {
-            let l = match self.wait(i, &doing)? {
+        for (i, r) in self.gather(&doing)?.into_iter().enumerate() {
+            match r {
                 Reply::Loss(l, spent) => {
                     self.spent[i] = spent;
-                    l
+                    if i == 0 {
+                        loss = l;
+                    }
                 }
-                _ => return Err(self.confused(i)),
-            };
-            if i == 0 || l.is_err() && loss.is_ok() {
-                loss = l;
+                _ => return Err(self.confused()),
             }
         }
         let loss = loss?;
@@ -273,10 +319,9 @@ impl Session for PeerGroup {
                 use_ema,
             ))))
             .map_err(|_| format!("peer {} has stopped", first.id))?;
-        match first.rx.recv_timeout(self.timeout) {
-            Ok(Reply::Images(r)) => r,
-            Ok(_) => Err(format!("peer {} answered out of turn", first.id)),
-            Err(_) => Err(format!("peer {} gave no samples", first.id)),
+        match self.first_answer("samples")? {
+            Reply::Images(r) => r,
+            _ => Err(format!("peer {} answered out of turn", first.id)),
         }
     }
 
@@ -286,10 +331,9 @@ impl Session for PeerGroup {
             .tx
             .send(Command::Checkpoint)
             .map_err(|_| format!("peer {} has stopped", first.id))?;
-        match first.rx.recv_timeout(self.timeout) {
-            Ok(Reply::Saved(r)) => r,
-            Ok(_) => Err(format!("peer {} answered out of turn", first.id)),
-            Err(_) => Err(format!("peer {} gave no checkpoint", first.id)),
+        match self.first_answer("checkpoint")? {
+            Reply::Saved(r) => r,
+            _ => Err(format!("peer {} answered out of turn", first.id)),
         }
     }
 
@@ -316,10 +360,9 @@ impl Session for PeerGroup {
             .tx
             .send(Command::Params)
             .map_err(|_| format!("peer {} has stopped", first.id))?;
-        match first.rx.recv_timeout(self.timeout) {
-            Ok(Reply::Params(r)) => r,
-            Ok(_) => Err(format!("peer {} answered out of turn", first.id)),
-            Err(_) => Err(format!("peer {} gave no parameters", first.id)),
+        match self.first_answer("parameters")? {
+            Reply::Params(r) => r,
+            _ => Err(format!("peer {} answered out of turn", first.id)),
         }
     }
 }
@@ -335,49 +378,81 @@ impl Drop for PeerGroup {
         for p in &self.peers {
             let _ = p.tx.send(Command::Stop);
         }
-        for p in &mut self.peers {
-            if let Ok(Reply::Stopped) = p.rx.recv_timeout(self.timeout) {
-                if let Some(t) = p.thread.take() {
-                    let _ = t.join();
+        let deadline = Instant::now() + self.timeout;
+        let mut stopped = 0;
+        while stopped < self.peers.len() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.answers.recv_timeout(left) {
+                Ok((i, Reply::Stopped)) => {
+                    stopped += 1;
+                    if let Some(t) = self.peers.get_mut(i).and_then(|p| p.thread.take()) {
+                        let _ = t.join();
+                    }
                 }
+                Ok(_) => {}
+                Err(_) => return,
             }
         }
     }
 }
 
-/// A peer thread: joins, agrees, builds its trainer, then answers commands until `Stop`.
-fn peer_main<B: Engine>(ps: PeerStart<B::Device>, cmds: Receiver<Command>, answer: Sender<Reply>) {
+/// A peer thread: joins, agrees, builds its trainer, then answers commands until `Stop`. A
+/// panic is answered as [`Reply::Died`], so the group does not wait for a thread that is gone.
+fn peer_main<B: Engine>(
+    ps: PeerStart<B::Device>,
+    local: usize,
+    cmds: Receiver<Command>,
+    answer: Sender<(usize, Reply)>,
+) {
+    let id = ps.id;
     let pool = match rayon::ThreadPoolBuilder::new()
         .num_threads(ps.threads)
-        .thread_name(move |i| format!("treadc-peer-{}-{i}", ps.id))
+        .thread_name(move |i| format!("treadc-peer-{id}-{i}"))
         .build()
     {
         Ok(p) => p,
         Err(e) => {
-            let _ = answer.send(Reply::Ready(Err(format!(
-                "cannot start peer {}'s threads: {e}",
-                ps.id
-            ))));
+            let _ = answer.send((
+                local,
+                Reply::Ready(Err(format!("cannot start peer {id}'s threads: {e}"))),
+            ));
             return;
         }
     };
-    let id = ps.id;
-    pool.install(move || serve::<B>(ps, cmds, answer));
-    collective::leave::<B>(id);
+    let reply = answer.clone();
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        pool.install(move || serve::<B>(ps, cmds, move |r| reply.send((local, r)).is_ok()))
+    }));
+    match ran {
+        Ok(true) => {}
+        Ok(false) => collective::leave::<B>(id),
+        Err(_) => {
+            let why = first_peer_panic().unwrap_or_else(|| "a panic".into());
+            let _ = answer.send((local, Reply::Died(format!("peer {id} failed: {why}"))));
+            collective::leave::<B>(id);
+        }
+    }
 }
 
-fn serve<B: Engine>(ps: PeerStart<B::Device>, cmds: Receiver<Command>, answer: Sender<Reply>) {
+/// Answers commands; `answer` returns `false` once the group is gone. Returns `true` when it
+/// has left the collective itself (on `Stop`, before answering, so that a later group in this
+/// process can join).
+fn serve<B: Engine>(
+    ps: PeerStart<B::Device>,
+    cmds: Receiver<Command>,
+    answer: impl Fn(Reply) -> bool,
+) -> bool {
     let id = ps.id;
     let mut trainer = match setup::<B>(ps) {
         Ok((t, agreed)) => {
-            if answer.send(Reply::Ready(Ok(agreed))).is_err() {
-                return;
+            if !answer(Reply::Ready(Ok(agreed))) {
+                return false;
             }
             t
         }
         Err(e) => {
-            let _ = answer.send(Reply::Ready(Err(e)));
-            return;
+            answer(Reply::Ready(Err(e)));
+            return false;
         }
     };
     while let Ok(c) = cmds.recv() {
@@ -395,14 +470,15 @@ fn serve<B: Engine>(ps: PeerStart<B::Device>, cmds: Receiver<Command>, answer: S
             Command::Stop => {
                 drop(trainer);
                 collective::leave::<B>(id);
-                let _ = answer.send(Reply::Stopped);
-                return;
+                answer(Reply::Stopped);
+                return true;
             }
         };
-        if answer.send(reply).is_err() {
-            return;
+        if !answer(reply) {
+            return false;
         }
     }
+    false
 }
 
 /// Joins the collective, agrees with node 0 (on a cluster) and builds this peer's trainer.
