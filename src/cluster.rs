@@ -35,8 +35,7 @@ pub(crate) fn plan(a: &ParallelArgs) -> Result<Parallel, Failure> {
         cluster,
         timeout: Duration::from_secs(a.peer_timeout),
     };
-    // Everything but the batch split (checked once the batch is known).
-    plan.check(plan.peers()).map_err(Failure::Diag)?;
+    plan.check_flags().map_err(Failure::Diag)?;
     Ok(plan)
 }
 

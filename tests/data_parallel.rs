@@ -119,35 +119,46 @@ fn model_params(ck: &Checkpoint) -> Vec<(String, Vec<f32>)> {
         .collect()
 }
 
-/// Two processes over loopback with 4 samples each equal one process with 8, after 5 steps.
-#[test]
-fn two_nodes_over_loopback_equal_one_process() {
-    let dir = temp_dir("dp-equal");
-    let (one, two) = (dir.join("one"), dir.join("two"));
+/// `train TINY` with batch 8 for `steps` steps in one process, into `out`.
+fn single_process(out: &Path, steps: &str) {
     let o = treadc(&[
         "train",
         TINY,
         "--batch",
         "8",
         "--steps",
-        "5",
+        steps,
         "--sample-steps",
         "1",
         "--quiet",
         "--out",
-        one.to_str().unwrap(),
+        out.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", text(&o));
+}
+
+/// Waits for nodes 0 and 1 (killed at `deadline`); both must end by themselves, successfully.
+fn both_succeed(n0: Child, n1: Child, deadline: Instant) -> (Output, Output) {
+    let ((o0, e0), (o1, e1)) = (finish(n0, deadline), finish(n1, deadline));
+    assert!(e0 && e1, "a node hung:\n{}\n{}", text(&o0), text(&o1));
+    assert!(o0.status.success(), "node 0: {}", text(&o0));
+    assert!(o1.status.success(), "node 1: {}", text(&o1));
+    (o0, o1)
+}
+
+/// Two processes over loopback with 4 samples each equal one process with 8, after 5 steps.
+#[test]
+fn two_nodes_over_loopback_equal_one_process() {
+    let dir = temp_dir("dp-equal");
+    let (one, two) = (dir.join("one"), dir.join("two"));
+    single_process(&one, "5");
 
     let coord = Coordinator::start();
     let deadline = Instant::now() + Duration::from_secs(240);
     let steps = ["--steps", "5", "--peer-timeout", "60"];
     let n0 = node(0, &coord, Some(&two), &steps);
     let n1 = node(1, &coord, None, &steps);
-    let ((o0, e0), (o1, e1)) = (finish(n0, deadline), finish(n1, deadline));
-    assert!(e0 && e1, "a node hung:\n{}\n{}", text(&o0), text(&o1));
-    assert!(o0.status.success(), "node 0: {}", text(&o0));
-    assert!(o1.status.success(), "node 1: {}", text(&o1));
+    let (o0, _) = both_succeed(n0, n1, deadline);
     assert!(text(&o0).contains("2 peers"), "{}", text(&o0));
 
     let a = Checkpoint::load(&one.join("checkpoint.safetensors")).unwrap();
@@ -170,20 +181,7 @@ fn two_nodes_over_loopback_equal_one_process() {
     // A single-process run stopped at step 3 and resumed by two nodes: node 0 reads the run
     // folder and sends the state and the step target to node 1, which has no folder.
     let part = dir.join("part");
-    let o = treadc(&[
-        "train",
-        TINY,
-        "--batch",
-        "8",
-        "--steps",
-        "3",
-        "--sample-steps",
-        "1",
-        "--quiet",
-        "--out",
-        part.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
+    single_process(&part, "3");
     let coord = Coordinator::start();
     let deadline = Instant::now() + Duration::from_secs(240);
     // node() passes --batch 8; --resume takes the batch from the run (clap refuses the two
@@ -215,10 +213,7 @@ fn two_nodes_over_loopback_equal_one_process() {
     .collect();
     let r0 = spawn(&args);
     let r1 = node(1, &coord, None, &["--peer-timeout", "60"]);
-    let ((o0, e0), (o1, e1)) = (finish(r0, deadline), finish(r1, deadline));
-    assert!(e0 && e1, "a node hung:\n{}\n{}", text(&o0), text(&o1));
-    assert!(o0.status.success(), "node 0: {}", text(&o0));
-    assert!(o1.status.success(), "node 1: {}", text(&o1));
+    let (_, o1) = both_succeed(r0, r1, deadline);
     assert!(text(&o1).contains("steps 3 → 5"), "{}", text(&o1));
     let c = Checkpoint::load(&part.join("checkpoint.safetensors")).unwrap();
     assert_eq!(c.meta.get("step").map(String::as_str), Some("5"));

@@ -87,12 +87,24 @@ impl Parallel {
 
     /// Checks the flags against each other and the global batch; the diagnostic names the flag.
     pub fn check(&self, batch: usize) -> Result<(), Diagnostic> {
-        let bad = |flag: &str, expected: &str, found: String| {
-            Err(Diagnostic::new(Location::Item(flag.into()), "bad argument")
-                .expected(expected)
-                .found(found)
-                .in_file("<command line>"))
-        };
+        self.check_flags()?;
+        let peers = self.peers();
+        if !batch.is_multiple_of(peers) {
+            return bad(
+                "--batch",
+                &format!(
+                    "a global batch divisible by the {peers} peers (--devices × --nodes), so \
+                     that every peer computes the same number of samples"
+                ),
+                batch.to_string(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Checks the flags against each other (the batch is checked by [`Parallel::check`] once
+    /// it is known); the diagnostic names the flag.
+    pub fn check_flags(&self) -> Result<(), Diagnostic> {
         if self.devices == 0 {
             return bad("--devices", "at least 1 peer", "0".into());
         }
@@ -119,19 +131,16 @@ impl Parallel {
                 }
             }
         }
-        let peers = self.peers();
-        if !batch.is_multiple_of(peers) {
-            return bad(
-                "--batch",
-                &format!(
-                    "a global batch divisible by the {peers} peers (--devices × --nodes), so \
-                     that every peer computes the same number of samples"
-                ),
-                batch.to_string(),
-            );
-        }
         Ok(())
     }
+}
+
+/// A bad-argument diagnostic naming `flag`.
+fn bad(flag: &str, expected: &str, found: String) -> Result<(), Diagnostic> {
+    Err(Diagnostic::new(Location::Item(flag.into()), "bad argument")
+        .expected(expected)
+        .found(found)
+        .in_file("<command line>"))
 }
 
 /// The port of `HOST:PORT` (`None` without a host, or with a port that is not 1..65535).

@@ -245,9 +245,15 @@ impl PeerGroup {
         Ok(got.into_iter().flatten().collect())
     }
 
-    /// One answer from this process's first peer (the only one asked).
-    fn first_answer(&self, what: &str) -> Result<Reply, String> {
+    /// Sends `c` to this process's first peer (the peers hold the same state, so it answers
+    /// for all; the others are not asked) and returns its answer, waiting at most the timeout.
+    /// `&self`: the channels need no bookkeeping for a single question.
+    fn ask_first(&self, c: Command, what: &str) -> Result<Reply, String> {
         let id = self.peers[0].id;
+        self.peers[0]
+            .tx
+            .send(c)
+            .map_err(|_| format!("peer {id} has stopped"))?;
         match self.answers.recv_timeout(self.timeout) {
             Ok((0, r)) => match r.failure() {
                 Some(e) => Err(e),
@@ -256,6 +262,10 @@ impl PeerGroup {
             Ok(_) => Err(format!("a peer other than {id} answered out of turn")),
             Err(_) => Err(format!("peer {id} gave no {what}")),
         }
+    }
+
+    fn out_of_turn(&self) -> String {
+        format!("peer {} answered out of turn", self.peers[0].id)
     }
 
     fn confused(&mut self) -> String {
@@ -308,32 +318,17 @@ impl Session for PeerGroup {
     }
 
     fn sample(&self, spec: &SampleSpec, guidance: &Guidance, use_ema: bool) -> OpResult<Vec<f32>> {
-        // `&self`: sampling does not change the state, but the channel needs `&mut` for its
-        // bookkeeping; a clone of the sender and a fresh wait do the same without it.
-        let first = &self.peers[0];
-        first
-            .tx
-            .send(Command::Sample(Box::new((
-                spec.clone(),
-                guidance.clone(),
-                use_ema,
-            ))))
-            .map_err(|_| format!("peer {} has stopped", first.id))?;
-        match self.first_answer("samples")? {
+        let c = Command::Sample(Box::new((spec.clone(), guidance.clone(), use_ema)));
+        match self.ask_first(c, "samples")? {
             Reply::Images(r) => r,
-            _ => Err(format!("peer {} answered out of turn", first.id)),
+            _ => Err(self.out_of_turn()),
         }
     }
 
     fn to_checkpoint(&self) -> OpResult<Checkpoint> {
-        let first = &self.peers[0];
-        first
-            .tx
-            .send(Command::Checkpoint)
-            .map_err(|_| format!("peer {} has stopped", first.id))?;
-        match self.first_answer("checkpoint")? {
+        match self.ask_first(Command::Checkpoint, "checkpoint")? {
             Reply::Saved(r) => r,
-            _ => Err(format!("peer {} answered out of turn", first.id)),
+            _ => Err(self.out_of_turn()),
         }
     }
 
@@ -355,14 +350,9 @@ impl Session for PeerGroup {
     }
 
     fn host_params(&self) -> OpResult<Vec<Vec<f32>>> {
-        let first = &self.peers[0];
-        first
-            .tx
-            .send(Command::Params)
-            .map_err(|_| format!("peer {} has stopped", first.id))?;
-        match self.first_answer("parameters")? {
+        match self.ask_first(Command::Params, "parameters")? {
             Reply::Params(r) => r,
-            _ => Err(format!("peer {} answered out of turn", first.id)),
+            _ => Err(self.out_of_turn()),
         }
     }
 }
