@@ -60,8 +60,8 @@ fn bad_route_flags_exit_2() {
 
 #[test]
 fn emits_text_dot_and_json_to_files_atomically() {
-    let dir = std::env::temp_dir().join(format!("treadc-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = temp_dir("cli-emit");
+    let dir = tmp.path();
     for (kind, check) in [
         ("text", "-- route 0: partition before block 1"),
         ("dot", "digraph"),
@@ -84,13 +84,12 @@ fn emits_text_dot_and_json_to_files_atomically() {
             assert!(v["nodes"].as_array().unwrap().len() > 50);
         }
     }
-    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+    let leftovers: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.contains(".tmp-"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
@@ -130,7 +129,8 @@ fn dense_flag_ignores_the_file_routes() {
 
 #[test]
 fn export_then_run_from_a_model_file() {
-    let dir = temp_dir("cli-export");
+    let tmp = temp_dir("cli-export");
+    let dir = tmp.path();
     let onnx = dir.join("tiny.onnx");
     let png = dir.join("grid.png");
     let o = treadc(&[
@@ -159,7 +159,8 @@ fn export_then_run_from_a_model_file() {
 
 #[test]
 fn export_and_run_errors_name_what_and_where() {
-    let dir = temp_dir("cli-export-errors");
+    let tmp = temp_dir("cli-export-errors");
+    let dir = tmp.path();
     let corrupt = dir.join("corrupt.onnx");
     std::fs::write(&corrupt, b"\x08\x07not a protobuf at all\xff\xff").unwrap();
     let o = treadc(&["run", corrupt.to_str().unwrap()]);
@@ -182,7 +183,7 @@ fn export_and_run_errors_name_what_and_where() {
     assert!(stderr(&o).contains("from 17 to 23"), "{}", stderr(&o));
     assert!(!out.exists());
 
-    let flow = reduced_preset(&root().join("models/sit-b2.json"), &dir);
+    let flow = reduced_preset(&root().join("models/sit-b2.json"), dir);
     let o = treadc(&[
         "export",
         flow.to_str().unwrap(),

@@ -149,7 +149,8 @@ fn both_succeed(n0: Child, n1: Child, deadline: Instant) -> (Output, Output) {
 /// Two processes over loopback with 4 samples each equal one process with 8, after 5 steps.
 #[test]
 fn two_nodes_over_loopback_equal_one_process() {
-    let dir = temp_dir("dp-equal");
+    let tmp = temp_dir("dp-equal");
+    let dir = tmp.path();
     let (one, two) = (dir.join("one"), dir.join("two"));
     single_process(&one, "5");
 
@@ -233,7 +234,8 @@ fn two_nodes_over_loopback_equal_one_process() {
 /// --peer-timeout, although its second local peer is still blocked in the all-reduce.
 #[test]
 fn a_dead_node_stops_the_other_with_an_error() {
-    let dir = temp_dir("dp-dead");
+    let tmp = temp_dir("dp-dead");
+    let dir = tmp.path();
     let run = dir.join("run");
     let coord = Coordinator::start();
     let deadline = Instant::now() + Duration::from_secs(180);
@@ -278,7 +280,8 @@ fn a_dead_node_stops_the_other_with_an_error() {
 /// Nodes started with different flags (here --seed) refuse to train, each saying why.
 #[test]
 fn nodes_with_different_flags_refuse_to_train() {
-    let dir = temp_dir("dp-mismatch");
+    let tmp = temp_dir("dp-mismatch");
+    let dir = tmp.path();
     let coord = Coordinator::start();
     let deadline = Instant::now() + Duration::from_secs(120);
     let n0 = node(
@@ -313,7 +316,8 @@ fn nodes_with_different_flags_refuse_to_train() {
 /// Flags that cannot work are bad input (exit 2) naming the flag, before anything is written.
 #[test]
 fn impossible_splits_and_follower_folders_are_bad_input() {
-    let dir = temp_dir("dp-flags");
+    let tmp = temp_dir("dp-flags");
+    let dir = tmp.path();
     let run = dir.join("run");
     let o = treadc(&[
         "train",

@@ -17,7 +17,8 @@ use tread_runtime::sampler::SampleRequest;
 
 #[test]
 fn tract_samples_equal_burn_samples() {
-    let dir = temp_dir("deploy");
+    let tmp = temp_dir("deploy");
+    let dir = tmp.path();
     let model = root().join("tests/models/tiny-mnist.json");
     let settings = RunSettings {
         model_file: model.display().to_string(),

@@ -44,7 +44,8 @@ fn devices_reports_the_cpu_and_why_cuda_is_not_usable() {
 #[cfg(not(feature = "cuda"))]
 #[test]
 fn backend_cuda_without_the_feature_is_a_clear_error_and_writes_nothing() {
-    let out = std::env::temp_dir().join(format!("treadc-devices-{}", std::process::id()));
+    let tmp = temp_dir("devices");
+    let out = tmp.path().join("run");
     let o = treadc(&[
         "train",
         "tests/models/tiny-mnist.json",

@@ -50,7 +50,8 @@ fn export_and_check(model: &Path, dir: &Path, opset: i64, precond: bool) -> f64 
 
 #[test]
 fn every_preset_runs_on_tract_like_burn_at_every_opset_family() {
-    let dir = temp_dir("export-presets");
+    let tmp = temp_dir("export-presets");
+    let dir = tmp.path();
     let mut worst: f64 = 0.0;
     for p in presets() {
         let small = reduced_preset(&p, &dir.join("models"));
@@ -58,11 +59,11 @@ fn every_preset_runs_on_tract_like_burn_at_every_opset_family() {
             .unwrap()
             .contains("\"objective\": \"edm\"");
         for opset in [17, 20, 23] {
-            worst = worst.max(export_and_check(&small, &dir, opset, false));
+            worst = worst.max(export_and_check(&small, dir, opset, false));
         }
         if objective_is_edm {
-            worst = worst.max(export_and_check(&small, &dir, DEFAULT_OPSET, true));
-            worst = worst.max(export_and_check(&small, &dir, 17, true));
+            worst = worst.max(export_and_check(&small, dir, DEFAULT_OPSET, true));
+            worst = worst.max(export_and_check(&small, dir, 17, true));
         }
     }
     eprintln!("worst max abs difference tract vs burn over all presets: {worst:.3e}");
@@ -71,21 +72,18 @@ fn every_preset_runs_on_tract_like_burn_at_every_opset_family() {
 #[test]
 fn ops_the_presets_do_not_use_match_too() {
     // rms_norm (affine or not), exact GELU, a centred token conv, bias-free linears/attention.
-    let dir = temp_dir("export-all-ops");
+    let tmp = temp_dir("export-all-ops");
+    let dir = tmp.path();
     for opset in OPSETS {
-        export_and_check(
-            &root().join("tests/models/all-ops.json"),
-            &dir,
-            opset,
-            false,
-        );
+        export_and_check(&root().join("tests/models/all-ops.json"), dir, opset, false);
     }
 }
 
 #[test]
 fn external_data_loads_on_tract() {
-    let dir = temp_dir("export-external");
-    let small = reduced_preset(&root().join("models/dit-s2.json"), &dir);
+    let tmp = temp_dir("export-external");
+    let dir = tmp.path();
+    let small = reduced_preset(&root().join("models/dit-s2.json"), dir);
     let mut req = request(&small, dir.join("ext.onnx"), DEFAULT_OPSET, false);
     req.external = ExternalData::Always;
     let src = load_source(&req).unwrap();
@@ -113,7 +111,8 @@ fn external_data_loads_on_tract() {
 
 #[test]
 fn mnist_dit_op_listing() {
-    let dir = temp_dir("export-listing");
+    let tmp = temp_dir("export-listing");
+    let dir = tmp.path();
     let req = request(
         &root().join("models/mnist-dit.json"),
         dir.join("m.onnx"),
@@ -129,7 +128,8 @@ fn mnist_dit_op_listing() {
 fn dit_s2_is_compact() {
     // The full-size DiT-S/2 graph: far fewer nodes than PyTorch's exporter writes (1,086 at
     // opset 17, 439 of them Constant), and no Constant nodes at all (constants are initialisers).
-    let dir = temp_dir("export-dit-s2");
+    let tmp = temp_dir("export-dit-s2");
+    let dir = tmp.path();
     for (opset, limit) in [(17, 600), (23, 362)] {
         let req = request(
             &root().join("models/dit-s2.json"),
@@ -149,7 +149,8 @@ fn dit_s2_is_compact() {
 #[test]
 fn a_checkpoint_of_another_model_is_refused_naming_the_tensor() {
     use tread_runtime::checkpoint::Checkpoint;
-    let dir = temp_dir("export-mismatch");
+    let tmp = temp_dir("export-mismatch");
+    let dir = tmp.path();
     let tiny = root().join("tests/models/tiny-mnist.json");
     let text = std::fs::read_to_string(&tiny).unwrap();
     let mut ck = Checkpoint::default();

@@ -22,7 +22,8 @@ fn onnx_checker_and_onnxruntime_agree_with_burn() {
         return;
     }
     let python = onnx_python::checker_python().unwrap_or_else(|e| panic!("{e}"));
-    let dir = temp_dir("onnxruntime");
+    let tmp = temp_dir("onnxruntime");
+    let dir = tmp.path();
     let mut models: Vec<_> = presets()
         .iter()
         .map(|p| reduced_preset(p, &dir.join("models")))
@@ -85,7 +86,7 @@ fn onnx_checker_and_onnxruntime_agree_with_burn() {
     }
     let out = std::process::Command::new(&python)
         .arg(root().join("tests/onnx_check.py"))
-        .arg(&dir)
+        .arg(dir)
         .output()
         .expect("python3 runs");
     let stdout = String::from_utf8_lossy(&out.stdout);

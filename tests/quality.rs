@@ -3,19 +3,12 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use common::*;
-
-fn temp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("treadc-quality-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
 
 #[test]
 fn train_with_evaluations_then_eval_and_plot() {
-    let dir = temp("run");
+    let tmp = temp_dir("quality-run");
+    let dir = tmp.path();
     let run = dir.join("tiny");
     let run_s = run.to_str().unwrap();
     let o = treadc(&[
@@ -127,15 +120,14 @@ fn train_with_evaluations_then_eval_and_plot() {
     assert!(!out.exists());
     let o = treadc(&["eval", empty.to_str().unwrap(), "--n", "10"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// `train --cfg`: a scale that is not positive, or a model that never learnt an unconditional
 /// prediction (class_dropout 0), is bad input (exit 2) and leaves no run folder.
 #[test]
 fn train_cfg_bad_inputs_are_refused_before_anything_is_written() {
-    let dir = temp("cfg");
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = temp_dir("quality-cfg");
+    let dir = tmp.path();
     let text = std::fs::read_to_string(root().join("tests/models/tiny-mnist.json")).unwrap();
     assert!(text.contains("\"class_dropout\": 0.1"));
     let no_dropout = dir.join("no-dropout.json");
@@ -167,5 +159,4 @@ fn train_cfg_bad_inputs_are_refused_before_anything_is_written() {
         assert!(stderr(&o).contains(says), "--cfg {cfg}: {}", stderr(&o));
         assert!(!run.exists(), "--cfg {cfg}: no run folder");
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -47,7 +47,8 @@ fn train_tiny(run: &str, steps: &str, extra: &[&str]) -> Output {
 
 #[test]
 fn a_full_disk_is_an_io_failure_in_train_and_export() {
-    let dir = temp_dir("full-disk");
+    let tmp = temp_dir("full-disk");
+    let dir = tmp.path();
     let run = dir.join("run");
     let o = treadc_on_a_small_disk(&[
         "train",
@@ -80,13 +81,12 @@ fn a_full_disk_is_an_io_failure_in_train_and_export() {
         "{err}"
     );
     assert!(!onnx.exists(), "a failed export leaves no file");
-    let temps = std::fs::read_dir(&dir)
+    let temps = std::fs::read_dir(dir)
         .unwrap()
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
         .count();
     assert_eq!(temps, 0, "a failed atomic write removes its temporary file");
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// Loss lines' steps in metrics.jsonl, in file order.
@@ -102,7 +102,8 @@ fn loss_steps(run: &Path) -> Vec<u64> {
 
 #[test]
 fn a_killed_run_resumes_without_duplicated_steps_or_stale_temp_files() {
-    let dir = temp_dir("kill");
+    let tmp = temp_dir("kill");
+    let dir = tmp.path();
     let run = dir.join("run");
     let run_s = run.to_str().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_treadc"))
@@ -170,12 +171,12 @@ fn a_killed_run_resumes_without_duplicated_steps_or_stale_temp_files() {
         after, want,
         "each step logged once (before the kill: {before:?})"
     );
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn resume_with_the_runs_model_is_accepted_and_with_another_refused() {
-    let dir = temp_dir("resume-model");
+    let tmp = temp_dir("resume-model");
+    let dir = tmp.path();
     let run = dir.join("run");
     let run_s = run.to_str().unwrap();
     let o = train_tiny(run_s, "2", &[]);
@@ -202,5 +203,4 @@ fn resume_with_the_runs_model_is_accepted_and_with_another_refused() {
     let o = treadc(&["train", TINY, "--resume", run_s, "--steps", "3", "--quiet"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(loss_steps(&run), [1, 2, 3]);
-    std::fs::remove_dir_all(&dir).ok();
 }

@@ -140,12 +140,6 @@ pub use tread_compiler::atomic::write_atomic;
 mod tests {
     use super::*;
 
-    fn tmp(name: &str) -> std::path::PathBuf {
-        let d = std::env::temp_dir().join(format!("treadc-ckpt-{}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
-        d.join(name)
-    }
-
     #[test]
     fn round_trips_and_refuses_corruption() {
         let mut c = Checkpoint::default();
@@ -157,6 +151,8 @@ mod tests {
             },
         );
         c.meta.insert("step".into(), "7".into());
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = |name: &str| dir.path().join(name);
         let p = tmp("rt.safetensors");
         c.save(&p).unwrap();
         let back = Checkpoint::load(&p).unwrap();

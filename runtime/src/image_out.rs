@@ -63,7 +63,8 @@ mod tests {
 
     #[test]
     fn grid_is_a_png_of_the_right_size() {
-        let p = std::env::temp_dir().join(format!("treadc-grid-{}.png", std::process::id()));
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("grid.png");
         write_grid(&p, &vec![0.0; 5 * 4 * 4], 5, [1, 4, 4], 3).unwrap();
         let dec = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&p).unwrap()));
         let r = dec.read_info().unwrap();

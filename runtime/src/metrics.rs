@@ -160,7 +160,8 @@ mod tests {
 
     #[test]
     fn resume_drops_the_steps_after_the_checkpoint() {
-        let p = std::env::temp_dir().join(format!("treadc-metrics-{}.jsonl", std::process::id()));
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("metrics.jsonl");
         let lines = (1..=5)
             .map(|s| format!("{{\"step\":{s},\"loss\":1.0,\"elapsed_s\":{s}.0}}\n"))
             .collect::<String>();

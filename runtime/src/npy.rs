@@ -343,7 +343,8 @@ mod tests {
 
     #[test]
     fn npy_header_is_aligned_and_readable() {
-        let p = std::env::temp_dir().join(format!("treadc-npy-{}.npy", std::process::id()));
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.npy");
         write(&p, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]).unwrap();
         let b = std::fs::read(&p).unwrap();
         let hl = u16::from_le_bytes([b[8], b[9]]) as usize;

@@ -253,8 +253,8 @@ mod tests {
 
     #[test]
     fn png_and_svg_for_one_and_three_runs() {
-        let dir = std::env::temp_dir().join(format!("treadc-plot-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let runs = [curves(1.0), curves(2.0), curves(3.0)];
         for n in [1, 3] {
             let lines: Vec<Line> = runs[..n]
@@ -284,14 +284,14 @@ mod tests {
                 assert!(text.contains("run0 (route 0.5:2-4)"), "legend text missing");
             }
         }
-        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn a_metric_no_run_has_is_an_error_and_leaves_no_file() {
         let c = Curves::default();
-        let out =
-            std::env::temp_dir().join(format!("treadc-plot-empty-{}.png", std::process::id()));
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("empty.png");
         let e = plot(
             &[Line {
                 label: "x".into(),

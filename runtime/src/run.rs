@@ -620,10 +620,12 @@ mod tests {
         (s, text)
     }
 
-    fn dir(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("treadc-run-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        d
+    /// A run folder path that does not exist yet, inside a temp dir removed when the guard
+    /// drops.
+    fn dir(name: &str) -> (tempfile::TempDir, PathBuf) {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path().join(name);
+        (tmp, d)
     }
 
     fn run(s: RunSettings, text: &str, d: &Path, resume: bool) -> Box<dyn Session> {
@@ -642,8 +644,9 @@ mod tests {
     #[test]
     fn save_then_resume_equals_an_uninterrupted_run_bit_for_bit() {
         let (s4, text) = settings(4, 0);
-        let straight = run(s4.clone(), &text, &dir("straight"), false);
-        let d = dir("resumed");
+        let (_tmp_straight, straight) = dir("straight");
+        let straight = run(s4.clone(), &text, &straight, false);
+        let (_tmp, d) = dir("resumed");
         run(settings(2, 0).0, &text, &d, false);
         let resumed = run(s4, &text, &d, true);
         assert_eq!(resumed.step(), 4);
@@ -662,7 +665,7 @@ mod tests {
     #[test]
     fn mnist_loss_falls_on_a_short_run() {
         let (s, text) = settings(120, 0);
-        let d = dir("falls");
+        let (_tmp, d) = dir("falls");
         run(s, &text, &d, false);
         let log = std::fs::read_to_string(d.join("metrics.jsonl")).unwrap();
         let losses: Vec<f64> = log
@@ -686,7 +689,7 @@ mod tests {
     #[test]
     fn a_checkpoint_for_another_model_or_a_corrupt_one_is_refused() {
         let (s, text) = settings(1, 0);
-        let d = dir("mismatch");
+        let (_tmp, d) = dir("mismatch");
         run(s, &text, &d, false);
         // Same run folder, different model: the tensors do not fit.
         let other = std::fs::read_to_string(root().join("models/mnist-dit.json")).unwrap();
@@ -725,7 +728,7 @@ mod tests {
         let text = text.replace("\"lr\": 0.001", "\"lr\": 1e30");
         assert!(text.contains("1e30"));
         s.steps = 5;
-        let d = dir("nan");
+        let (_tmp, d) = dir("nan");
         let mnist = root().join("data/mnist");
         let e = train(&Placement::single(FLEX, &mnist), s, text, &d, None)
             .err()
@@ -746,7 +749,7 @@ mod tests {
     #[test]
     fn sampling_with_cfg_and_sparse_guidance_from_a_checkpoint() {
         let (s, text) = settings(2, 0);
-        let d = dir("sample");
+        let (_tmp, d) = dir("sample");
         run(s, &text, &d, false);
         let ck = d.join("checkpoint.safetensors");
         for (cfg, sparse) in [

@@ -242,8 +242,8 @@ mod tests {
 
     #[test]
     fn stale_temps_are_removed_from_the_folder_and_samples() {
-        let d = std::env::temp_dir().join(format!("treadc-run-folder-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path().join("run");
         let run = RunFolder::new(&d);
         std::fs::create_dir_all(run.samples()).unwrap();
         for f in [
@@ -259,6 +259,5 @@ mod tests {
         assert_eq!(removed.len(), 2, "{removed:?}");
         assert!(run.checkpoint().exists() && run.metrics().exists());
         assert!(run.remove_stale_temps().unwrap().is_empty());
-        std::fs::remove_dir_all(&d).unwrap();
     }
 }

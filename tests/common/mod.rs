@@ -90,12 +90,13 @@ pub fn reduced_preset(path: &Path, dir: &Path) -> PathBuf {
     out
 }
 
-/// A fresh temporary folder for one test.
-pub fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("treadc-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
+/// A fresh temporary folder for one test (`treadc-test-<name>-…` under the system temp dir),
+/// removed with everything in it when the returned guard drops: the suite leaves nothing behind.
+pub fn temp_dir(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("treadc-test-{name}-"))
+        .tempdir()
+        .expect("temp dir")
 }
 
 /// Runs the `treadc` binary from the repository root.

@@ -430,8 +430,8 @@ mod tests {
     #[test]
     fn external_data_round_trips_and_corrupt_files_are_refused() {
         use file::{read_model, write_model, ExternalData};
-        let dir = std::env::temp_dir().join(format!("treadc-export-unit-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let c = tiny("all-ops.json");
         let mut m = export(
             &c.routed,

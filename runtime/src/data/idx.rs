@@ -391,7 +391,7 @@ pub(crate) mod tests_support {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_util::TempDir;
+    use super::super::test_util::temp_dir;
     use super::tests_support::*;
     use super::*;
 
@@ -404,7 +404,7 @@ mod tests {
     #[test]
     fn reads_plain_and_gzipped_sets() {
         for gz in [false, true] {
-            let tmp = TempDir::new("idx-ok");
+            let tmp = temp_dir("idx-ok");
             write_idx(tmp.path(), "", 3, 2, 2, &PIXELS, &[7, 0, 3], gz);
             let ds = load_dir(tmp.path()).unwrap();
             assert_eq!((ds.n, ds.channels, ds.height, ds.width), (3, 1, 2, 2));
@@ -420,7 +420,7 @@ mod tests {
 
     #[test]
     fn prefers_train_set_and_plain_files() {
-        let tmp = TempDir::new("idx-train");
+        let tmp = temp_dir("idx-train");
         write_idx(tmp.path(), "t10k-", 1, 1, 1, &[0], &[1], true);
         write_idx(tmp.path(), "train-", 2, 1, 1, &[0, 255], &[4, 5], true);
         write_idx(
@@ -438,7 +438,7 @@ mod tests {
         assert!(labels.ends_with("train-labels-idx1-ubyte"));
         assert_eq!(load_dir(tmp.path()).unwrap().labels, vec![6, 7, 8]);
 
-        let tmp = TempDir::new("idx-dot");
+        let tmp = temp_dir("idx-dot");
         let dir = tmp.path();
         std::fs::write(
             dir.join("t10k-images.idx3-ubyte"),
@@ -455,14 +455,14 @@ mod tests {
 
     #[test]
     fn ambiguous_or_missing_files_are_errors() {
-        let tmp = TempDir::new("idx-amb");
+        let tmp = temp_dir("idx-amb");
         write_idx(tmp.path(), "a-", 1, 1, 1, &[0], &[1], false);
         write_idx(tmp.path(), "b-", 1, 1, 1, &[0], &[1], false);
         let d = find_pair(tmp.path()).unwrap_err();
         assert!(d.message.contains("several"), "{d}");
         assert!(d.found.as_deref().unwrap().contains("a-images-idx3-ubyte"));
 
-        let tmp = TempDir::new("idx-nolabels");
+        let tmp = temp_dir("idx-nolabels");
         std::fs::write(
             images_name(tmp.path()),
             idx_bytes(IMAGES_MAGIC, &[1, 1, 1], &[0]),
@@ -475,7 +475,7 @@ mod tests {
         );
         assert_eq!(d.file, tmp.path().display().to_string());
 
-        let tmp = TempDir::new("idx-none");
+        let tmp = temp_dir("idx-none");
         let d = load_dir(tmp.path()).unwrap_err();
         assert_eq!(d.found.as_deref(), Some("an empty directory"));
         let d = load_dir(&tmp.path().join("missing")).unwrap_err();
@@ -484,7 +484,7 @@ mod tests {
 
     #[test]
     fn wrong_magic_is_named() {
-        let tmp = TempDir::new("idx-magic");
+        let tmp = temp_dir("idx-magic");
         let path = images_name(tmp.path());
         std::fs::write(&path, idx_bytes(LABELS_MAGIC, &[1], &[0])).unwrap();
         let d = read_images(&path).unwrap_err();
@@ -511,7 +511,7 @@ mod tests {
     #[test]
     fn truncated_and_overlong_files_are_errors() {
         for gz in [false, true] {
-            let tmp = TempDir::new("idx-trunc");
+            let tmp = temp_dir("idx-trunc");
             let path = images_name(tmp.path());
             let full = idx_bytes(IMAGES_MAGIC, &[3, 2, 2], &PIXELS);
             let enc = |b: &[u8]| if gz { gzip(b) } else { b.to_vec() };
@@ -543,7 +543,7 @@ mod tests {
 
     #[test]
     fn corrupt_gzip_is_an_error() {
-        let tmp = TempDir::new("idx-gz");
+        let tmp = temp_dir("idx-gz");
         let path = images_name(tmp.path());
         let mut gz = gzip(&idx_bytes(IMAGES_MAGIC, &[3, 2, 2], &PIXELS));
         let cut = gz.len() / 2;
@@ -557,7 +557,7 @@ mod tests {
 
     #[test]
     fn mismatched_counts_are_errors() {
-        let tmp = TempDir::new("idx-count");
+        let tmp = temp_dir("idx-count");
         write_idx(tmp.path(), "", 3, 2, 2, &PIXELS, &[1, 2], false);
         let d = load_dir(tmp.path()).unwrap_err();
         assert!(d.file.ends_with("labels-idx1-ubyte"), "{d}");
@@ -570,7 +570,7 @@ mod tests {
 
     #[test]
     fn zero_or_huge_dimensions_are_errors() {
-        let tmp = TempDir::new("idx-dims");
+        let tmp = temp_dir("idx-dims");
         let path = images_name(tmp.path());
         std::fs::write(&path, idx_bytes(IMAGES_MAGIC, &[1, 0, 4], &[])).unwrap();
         let d = read_images(&path).unwrap_err();

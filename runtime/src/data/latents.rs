@@ -311,7 +311,7 @@ fn f16_to_f32(h: u16) -> f32 {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_util::TempDir;
+    use super::super::test_util::temp_dir;
     use super::*;
     use safetensors::tensor::TensorView;
 
@@ -372,7 +372,7 @@ mod tests {
             (1, "<i8", i64_bytes(&[3, 0])),
             (2, "<i4", i32_bytes(&[3, 0])),
         ] {
-            let tmp = TempDir::new("npy-ok");
+            let tmp = temp_dir("npy-ok");
             let z = tmp.path().join("z.npy");
             std::fs::write(
                 &z,
@@ -395,7 +395,7 @@ mod tests {
 
     #[test]
     fn npy_bad_inputs_are_errors() {
-        let tmp = TempDir::new("npy-bad");
+        let tmp = temp_dir("npy-bad");
         let z = tmp.path().join("z.npy");
         let labels = tmp.path().join("labels.npy");
         let good = f32_bytes(&VALUES);
@@ -481,7 +481,7 @@ mod tests {
 
     #[test]
     fn reads_safetensors_in_each_float_dtype() {
-        let tmp = TempDir::new("st-ok");
+        let tmp = temp_dir("st-ok");
         let path = tmp.path().join("z.safetensors");
         let f16: Vec<u8> = [
             0x3800u16, 0xbe00, 0x4000, 0x4200, 0xb400, 0x0000, 0x4700, 0xc800,
@@ -520,7 +520,7 @@ mod tests {
 
     #[test]
     fn safetensors_bad_inputs_are_errors() {
-        let tmp = TempDir::new("st-bad");
+        let tmp = temp_dir("st-bad");
         let path = tmp.path().join("z.safetensors");
         let lat = || ("latents", Dtype::F32, vec![2, 2, 1, 2], f32_bytes(&VALUES));
 

@@ -363,40 +363,19 @@ fn sample_moments(ds: Dataset, seed: u64) -> Dataset {
 /// Test helpers shared by the format modules' tests.
 #[cfg(test)]
 pub(crate) mod test_util {
-    use std::path::{Path, PathBuf};
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    /// A fresh directory under the system temp dir, removed when dropped.
-    pub struct TempDir(PathBuf);
-
-    impl TempDir {
-        /// Creates `tread-data-<name>-<pid>-<counter>`.
-        pub fn new(name: &str) -> Self {
-            static COUNTER: AtomicUsize = AtomicUsize::new(0);
-            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-            let dir =
-                std::env::temp_dir().join(format!("tread-data-{name}-{}-{n}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).expect("create temp dir");
-            TempDir(dir)
-        }
-
-        /// The directory.
-        pub fn path(&self) -> &Path {
-            &self.0
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
+    /// A fresh directory `tread-data-<name>-…` under the system temp dir, removed when the
+    /// guard drops.
+    pub fn temp_dir(name: &str) -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix(&format!("tread-data-{name}-"))
+            .tempdir()
+            .expect("create temp dir")
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::test_util::TempDir;
+    use super::test_util::temp_dir;
     use super::*;
 
     fn bundled() -> PathBuf {
@@ -457,7 +436,7 @@ mod tests {
             DataSpec::parse(bundled().to_str().unwrap()).unwrap(),
             DataSpec::Idx(bundled())
         );
-        let tmp = TempDir::new("parse");
+        let tmp = temp_dir("parse");
         let classes = tmp.path().join("classes");
         std::fs::create_dir_all(classes.join("cat")).unwrap();
         assert_eq!(
@@ -601,7 +580,7 @@ mod tests {
 
     #[test]
     fn empty_dataset_is_an_error() {
-        let tmp = TempDir::new("empty");
+        let tmp = temp_dir("empty");
         idx::tests_support::write_idx(tmp.path(), "", 0, 2, 2, &[], &[], false);
         let d = load(&DataSpec::Idx(tmp.path().into()), Path::new("/")).unwrap_err();
         assert_eq!(d.found.as_deref(), Some("0 images"));

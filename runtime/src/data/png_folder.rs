@@ -245,7 +245,7 @@ fn decode(path: &Path) -> Result<Decoded, Diagnostic> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_util::TempDir;
+    use super::super::test_util::temp_dir;
     use super::*;
     use png::BitDepth;
 
@@ -271,7 +271,7 @@ mod tests {
 
     #[test]
     fn loads_grayscale_classes_in_sorted_order() {
-        let tmp = TempDir::new("png-gray");
+        let tmp = temp_dir("png-gray");
         let d = tmp.path();
         gray(&d.join("b_dog/1.png"), 3, 2, 255);
         gray(&d.join("a_cat/2.PNG"), 3, 2, 0);
@@ -313,7 +313,7 @@ mod tests {
 
     #[test]
     fn loads_rgb_and_rgba_as_planar_three_channels() {
-        let tmp = TempDir::new("png-rgb");
+        let tmp = temp_dir("png-rgb");
         let d = tmp.path();
         // 2x1 pixels: (255,0,0) (0,255,0)
         write_png(
@@ -351,7 +351,7 @@ mod tests {
 
     #[test]
     fn mismatched_size_or_channels_names_the_file() {
-        let tmp = TempDir::new("png-size");
+        let tmp = temp_dir("png-size");
         let d = tmp.path();
         gray(&d.join("a/1.png"), 4, 4, 0);
         gray(&d.join("b/odd.png"), 4, 5, 0);
@@ -361,7 +361,7 @@ mod tests {
         assert!(e.expected.as_deref().unwrap().contains("1.png"), "{e}");
         assert_eq!(e.found.as_deref(), Some("1x5x4"));
 
-        let tmp = TempDir::new("png-chan");
+        let tmp = temp_dir("png-chan");
         let d = tmp.path();
         gray(&d.join("a/1.png"), 1, 1, 0);
         write_png(
@@ -379,7 +379,7 @@ mod tests {
 
     #[test]
     fn bad_folders_and_files_are_errors() {
-        let tmp = TempDir::new("png-bad");
+        let tmp = temp_dir("png-bad");
         let d = tmp.path();
         let e = load(d).unwrap_err();
         assert!(e.message.contains("no class sub-folders"), "{e}");

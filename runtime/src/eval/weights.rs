@@ -90,8 +90,8 @@ mod tests {
 
     #[test]
     fn save_then_load_round_trips_and_a_wrong_kind_is_refused() {
-        let dir = std::env::temp_dir().join(format!("treadc-clf-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let p = dir.join("c.safetensors");
         let params = init(3);
         let meta = BTreeMap::from([("seed".to_string(), "3".to_string())]);
@@ -104,6 +104,6 @@ mod tests {
         ck.save(&p).unwrap();
         let e = load(&p).unwrap_err().to_string();
         assert!(e.contains("not a digit-classifier file"), "{e}");
-        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }
