@@ -10,8 +10,11 @@
 //! dV = Pᵀ·dO    dP = dO·Vᵀ    dS = P ⊙ (dP − rowsum(dP ⊙ P))    dQ = dS·K/√Dh    dK = dSᵀ·Q/√Dh
 //! ```
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
+use super::buffer::zeroed;
 use super::elementwise::exp_fast;
 use super::gemm::matmul;
 use super::simd;
@@ -73,19 +76,27 @@ fn softmax_rows(p: &mut [f32], n: usize) {
 }
 
 /// Forward: `out = concat_h softmax(q_h·k_hᵀ/√Dh)·v_h` as `[B·N, D]`. With `probs` given
-/// (`[B, H, N, N]`), the probabilities are kept there for [`backward`].
-pub fn forward(qkv: &[f32], s: AttnShape, out: &mut [f32], probs: Option<&mut [f32]>) {
+/// (`[B, H, N, N]`), the probabilities are kept there for [`backward`]. Both outputs may start
+/// uninitialised: the heads' GEMMs write every value of `out`, and each task zeroes its own
+/// block of `probs` before its GEMM writes it.
+pub fn forward(
+    qkv: &[f32],
+    s: AttnShape,
+    out: &mut [MaybeUninit<f32>],
+    probs: Option<&mut [MaybeUninit<f32>]>,
+) {
     assert_eq!(qkv.len(), s.qkv_len(), "attention: qkv length");
     assert_eq!(out.len(), s.out_len(), "attention: output length");
     let (n, d, dh) = (s.tokens, s.dim, s.head_dim());
     let nn = n * n;
-    let out_ptr = SharedMut::new(out.as_mut_ptr());
+    let out_ptr = SharedMut::new(out.as_mut_ptr().cast());
     let task = |bh: usize, p: &mut [f32]| {
         let (b, h) = (bh / s.heads, bh % s.heads);
         let q = qkv[b * n * 3 * d + h * dh..].as_ptr();
         // SAFETY: q, k, v are `n × dh` views with row stride 3d inside `qkv` (length checked);
         // `p` is `n × n`; the output block (rows of sample b, columns of head h) belongs to this
-        // task alone.
+        // task alone. The product writes every value of that block (no accumulation, k = n > 0
+        // or an empty block), and the heads' blocks tile the output.
         unsafe {
             let (k, v) = (q.add(d), q.add(2 * d));
             matmul(
@@ -117,7 +128,7 @@ pub fn forward(qkv: &[f32], s: AttnShape, out: &mut [f32], probs: Option<&mut [f
             probs
                 .par_chunks_exact_mut(nn)
                 .enumerate()
-                .for_each(|(bh, p)| task(bh, p));
+                .for_each(|(bh, p)| task(bh, zeroed(p)));
         }
         None => (0..s.batch * s.heads)
             .into_par_iter()
@@ -126,8 +137,15 @@ pub fn forward(qkv: &[f32], s: AttnShape, out: &mut [f32], probs: Option<&mut [f
 }
 
 /// Backward: the gradient of the packed `qkv` from the output gradient `gout` (`[B·N, D]`) and
-/// the probabilities kept by [`forward`]. Every element of `dqkv` is written.
-pub fn backward(qkv: &[f32], probs: &[f32], gout: &[f32], s: AttnShape, dqkv: &mut [f32]) {
+/// the probabilities kept by [`forward`]. Every element of `dqkv` is written (by GEMMs that do
+/// not accumulate), so it may start uninitialised.
+pub fn backward(
+    qkv: &[f32],
+    probs: &[f32],
+    gout: &[f32],
+    s: AttnShape,
+    dqkv: &mut [MaybeUninit<f32>],
+) {
     assert_eq!(qkv.len(), s.qkv_len(), "attention backward: qkv length");
     assert_eq!(dqkv.len(), s.qkv_len(), "attention backward: dqkv length");
     assert_eq!(gout.len(), s.out_len(), "attention backward: gout length");
@@ -138,7 +156,7 @@ pub fn backward(qkv: &[f32], probs: &[f32], gout: &[f32], s: AttnShape, dqkv: &m
     );
     let (n, d, dh) = (s.tokens, s.dim, s.head_dim());
     let nn = n * n;
-    let dqkv_ptr = SharedMut::new(dqkv.as_mut_ptr());
+    let dqkv_ptr = SharedMut::new(dqkv.as_mut_ptr().cast());
     (0..s.batch * s.heads).into_par_iter().for_each_init(
         || vec![0.0f32; nn],
         |ds, bh| {
@@ -211,6 +229,7 @@ pub fn backward(qkv: &[f32], probs: &[f32], gout: &[f32], s: AttnShape, dqkv: &m
 
 #[cfg(test)]
 mod tests {
+    use super::super::buffer::{poisoned, read};
     use super::*;
 
     /// Plain triple-loop attention in f64, the kernel's independent reference.
@@ -276,15 +295,21 @@ mod tests {
                 .iter()
                 .map(|x| 2.0 * x)
                 .collect();
-            let mut out = vec![0.0; s.out_len()];
-            let mut probs = vec![0.0; s.probs_len()];
+            let mut out = poisoned(s.out_len());
+            let mut probs = poisoned(s.probs_len());
             forward(&qkv, s, &mut out, Some(&mut probs));
+            let (out, probs) = (read(&out), read(&probs));
+            assert!(
+                probs.iter().all(|p| p.is_finite()),
+                "every probability written"
+            );
             let want = naive(&qkv, s);
             for (a, b) in out.iter().zip(&want) {
                 assert!((*a as f64 - b).abs() < 1e-5, "{a} vs {b}");
             }
-            let mut out2 = vec![0.0; s.out_len()];
+            let mut out2 = poisoned(s.out_len());
             forward(&qkv, s, &mut out2, None);
+            let out2 = read(&out2);
             assert_eq!(
                 out, out2,
                 "kept and scratch probabilities give the same output"
@@ -303,11 +328,13 @@ mod tests {
         };
         let qkv = pseudo_random(s.qkv_len(), 3);
         let w = pseudo_random(s.out_len(), 11);
-        let mut out = vec![0.0; s.out_len()];
-        let mut probs = vec![0.0; s.probs_len()];
+        let mut out = poisoned(s.out_len());
+        let mut probs = poisoned(s.probs_len());
         forward(&qkv, s, &mut out, Some(&mut probs));
-        let mut dqkv = vec![f32::NAN; s.qkv_len()];
+        let probs = read(&probs);
+        let mut dqkv = poisoned(s.qkv_len());
         backward(&qkv, &probs, &w, s, &mut dqkv);
+        let dqkv = read(&dqkv);
         let loss = |x: &[f32]| -> f64 {
             let o = naive(x, s);
             o.iter().zip(&w).map(|(a, b)| a * *b as f64).sum()

@@ -5,6 +5,7 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
+use super::buffer::zeroed;
 use super::simd::vectorized;
 use super::{ELEM_CHUNK, ROW_CHUNK};
 
@@ -103,16 +104,18 @@ pub fn gated_residual(x: &[f32], gate: &[f32], y: &[f32], s: Rows, out: &mut [Ma
 }
 
 /// Backward of [`gated_residual`] for the gate and `y` (the gradient of `x` is `g` itself):
-/// `dy = g ⊙ gate[b]`, `dgate[b] = Σ_{rows of b} g ⊙ y`.
+/// `dy = g ⊙ gate[b]`, `dgate[b] = Σ_{rows of b} g ⊙ y`. Both outputs may start uninitialised:
+/// each task zeroes its sample's regions before writing them.
 pub fn gated_residual_backward(
     gate: &[f32],
     y: &[f32],
     g: &[f32],
     s: Rows,
-    dgate: &mut [f32],
-    dy: &mut [f32],
+    dgate: &mut [MaybeUninit<f32>],
+    dy: &mut [MaybeUninit<f32>],
 ) {
-    s.check("gated residual backward", &[y, g, dy], gate);
+    s.check("gated residual backward", &[y, g], gate);
+    assert_eq!(dy.len(), s.len(), "gated residual backward: dy length");
     assert_eq!(
         dgate.len(),
         gate.len(),
@@ -127,7 +130,7 @@ pub fn gated_residual_backward(
             vectorized(
                 #[inline(always)]
                 || {
-                    dg.fill(0.0);
+                    let (dg, dys) = (zeroed(dg), zeroed(dys));
                     let gt = &gate[b * d..][..d];
                     for (t, dyr) in dys.chunks_exact_mut(d).enumerate() {
                         let r = b * n + t;

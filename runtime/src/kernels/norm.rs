@@ -15,6 +15,7 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
+use super::buffer::zeroed;
 use super::elementwise::Rows;
 use super::simd::{self, vectorized};
 use super::ROW_CHUNK;
@@ -110,10 +111,10 @@ pub fn forward(
 pub struct ModGrads<'a> {
     /// The forward's scale vectors.
     pub scale: &'a [f32],
-    /// Receives the shift gradient.
-    pub dshift: &'a mut [f32],
-    /// Receives the scale gradient.
-    pub dscale: &'a mut [f32],
+    /// Receives the shift gradient (may start uninitialised: every value is written).
+    pub dshift: &'a mut [MaybeUninit<f32>],
+    /// Receives the scale gradient (may start uninitialised: every value is written).
+    pub dscale: &'a mut [MaybeUninit<f32>],
 }
 
 /// One row of [`backward`]: `dxr` from the row's input and gradient `(x, g)`, its statistics
@@ -159,13 +160,15 @@ fn row_backward(
 }
 
 /// Backward: `dx` from the output gradient `g`, and the modulation gradients when the forward
-/// modulated (`mods`).
+/// modulated (`mods`). Every value of `dx` is written, so it may start uninitialised; each
+/// parallel task zeroes its own rows first (cheap: they are about to be written, and the
+/// zeroing is split across the cores instead of a serial memset by the caller).
 pub fn backward(
     x: &[f32],
     stats: &[f32],
     g: &[f32],
     (s, kind): (Rows, NormKind),
-    dx: &mut [f32],
+    dx: &mut [MaybeUninit<f32>],
     mods: Option<ModGrads<'_>>,
 ) {
     let (n, d) = (s.tokens, s.width);
@@ -196,8 +199,7 @@ pub fn backward(
                     vectorized(
                         #[inline(always)]
                         || {
-                            dsh.fill(0.0);
-                            dsc.fill(0.0);
+                            let (dxs, dsh, dsc) = (zeroed(dxs), zeroed(dsh), zeroed(dsc));
                             let scb = &sc[b * d..][..d];
                             for (t, dxr) in dxs.chunks_exact_mut(d).enumerate() {
                                 let (rows, st) = at(b * n + t);
@@ -215,6 +217,7 @@ pub fn backward(
                     vectorized(
                         #[inline(always)]
                         || {
+                            let dxs = zeroed(dxs);
                             for (i, dxr) in dxs.chunks_exact_mut(d).enumerate() {
                                 let (rows, st) = at(c * ROW_CHUNK + i);
                                 row_backward(rows, st, kind, dxr, None, None);

@@ -3,7 +3,11 @@
 //! value (routed positions keep the saved value: the identity bypass). Kept indices of one
 //! sample are distinct (the route pass draws a subset), so the merge is an assignment.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
+
+use super::buffer::zeroed;
 
 /// Sizes of one partition: `B` samples of `N` tokens of width `D`, `K` kept per sample.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,7 +33,7 @@ impl TokenShape {
 }
 
 /// `out[b, k] = x[b, idx[b, k]]`.
-pub fn gather(x: &[f32], idx: &[usize], s: TokenShape, out: &mut [f32]) {
+pub fn gather(x: &[f32], idx: &[usize], s: TokenShape, out: &mut [MaybeUninit<f32>]) {
     s.check(idx);
     let (n, k, d) = (s.tokens, s.kept, s.width);
     assert_eq!(x.len(), s.batch * n * d, "gather: x length");
@@ -37,19 +41,19 @@ pub fn gather(x: &[f32], idx: &[usize], s: TokenShape, out: &mut [f32]) {
     out.par_chunks_mut(k * d).enumerate().for_each(|(b, o)| {
         for (j, row) in o.chunks_exact_mut(d).enumerate() {
             let t = idx[b * k + j];
-            row.copy_from_slice(&x[(b * n + t) * d..][..d]);
+            row.write_copy_of_slice(&x[(b * n + t) * d..][..d]);
         }
     });
 }
 
 /// Backward of [`gather`]: `dx` is zero except `dx[b, idx[b, k]] = g[b, k]`.
-pub fn gather_backward(g: &[f32], idx: &[usize], s: TokenShape, dx: &mut [f32]) {
+pub fn gather_backward(g: &[f32], idx: &[usize], s: TokenShape, dx: &mut [MaybeUninit<f32>]) {
     s.check(idx);
     let (n, k, d) = (s.tokens, s.kept, s.width);
     assert_eq!(g.len(), s.batch * k * d, "gather backward: g length");
     assert_eq!(dx.len(), s.batch * n * d, "gather backward: dx length");
     dx.par_chunks_mut(n * d).enumerate().for_each(|(b, o)| {
-        o.fill(0.0);
+        let o = zeroed(o);
         for j in 0..k {
             let t = idx[b * k + j];
             let (dst, src) = (&mut o[t * d..][..d], &g[(b * k + j) * d..][..d]);
@@ -61,14 +65,20 @@ pub fn gather_backward(g: &[f32], idx: &[usize], s: TokenShape, dx: &mut [f32]) 
 }
 
 /// `out = base` with `out[b, idx[b, k]] = kept[b, k]`.
-pub fn merge(base: &[f32], kept: &[f32], idx: &[usize], s: TokenShape, out: &mut [f32]) {
+pub fn merge(
+    base: &[f32],
+    kept: &[f32],
+    idx: &[usize],
+    s: TokenShape,
+    out: &mut [MaybeUninit<f32>],
+) {
     s.check(idx);
     let (n, k, d) = (s.tokens, s.kept, s.width);
     assert_eq!(base.len(), s.batch * n * d, "merge: base length");
     assert_eq!(kept.len(), s.batch * k * d, "merge: kept length");
     assert_eq!(out.len(), base.len(), "merge: output length");
     out.par_chunks_mut(n * d).enumerate().for_each(|(b, o)| {
-        o.copy_from_slice(&base[b * n * d..][..n * d]);
+        let o = o.write_copy_of_slice(&base[b * n * d..][..n * d]);
         for j in 0..k {
             let t = idx[b * k + j];
             o[t * d..][..d].copy_from_slice(&kept[(b * k + j) * d..][..d]);
@@ -81,14 +91,14 @@ pub fn merge_backward(
     g: &[f32],
     idx: &[usize],
     s: TokenShape,
-    dbase: &mut [f32],
-    dkept: &mut [f32],
+    dbase: &mut [MaybeUninit<f32>],
+    dkept: &mut [MaybeUninit<f32>],
 ) {
     let (n, d) = (s.tokens, s.width);
     gather(g, idx, s, dkept);
     assert_eq!(dbase.len(), g.len(), "merge backward: dbase length");
     dbase.par_chunks_mut(n * d).enumerate().for_each(|(b, o)| {
-        o.copy_from_slice(&g[b * n * d..][..n * d]);
+        let o = o.write_copy_of_slice(&g[b * n * d..][..n * d]);
         for j in 0..s.kept {
             o[idx[b * s.kept + j] * d..][..d].fill(0.0);
         }

@@ -123,8 +123,12 @@ impl Backward<Flex, 1> for AttentionBackward {
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
         backward_n(ops, grads, |(qkv, probs, s), g, _| {
-            let mut d = vec![0.0f32; s.qkv_len()];
-            attention::backward(values(&qkv), values(&probs), values(&g), s, &mut d);
+            // SAFETY: the attention backward writes every value of dqkv.
+            let d = unsafe {
+                uninit_buffer(s.qkv_len(), |d| {
+                    attention::backward(values(&qkv), values(&probs), values(&g), s, d)
+                })
+            };
             [Some(tensor_of(d, shape_of(&qkv)))]
         });
     }
@@ -139,15 +143,12 @@ impl Backward<Flex, 1> for NormBackward {
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
         backward_n(ops, grads, |(x, stats, s, kind), g, _| {
-            let mut dx = vec![0.0f32; s.len()];
-            norm::backward(
-                values(&x),
-                values(&stats),
-                values(&g),
-                (s, kind),
-                &mut dx,
-                None,
-            );
+            // SAFETY: the norm backward writes every value of dx.
+            let dx = unsafe {
+                uninit_buffer(s.len(), |dx| {
+                    norm::backward(values(&x), values(&stats), values(&g), (s, kind), dx, None)
+                })
+            };
             [Some(tensor_of(dx, shape_of(&x)))]
         });
     }
@@ -162,21 +163,29 @@ impl Backward<Flex, 3> for NormModulateBackward {
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         backward_n(ops, grads, |(x, stats, scale, s, kind), g, _| {
-            let mut dx = vec![0.0f32; s.len()];
-            let mut dshift = vec![0.0f32; s.batch * s.width];
-            let mut dscale = vec![0.0f32; s.batch * s.width];
-            norm::backward(
-                values(&x),
-                values(&stats),
-                values(&g),
-                (s, kind),
-                &mut dx,
-                Some(ModGrads {
-                    scale: values(&scale),
-                    dshift: &mut dshift,
-                    dscale: &mut dscale,
-                }),
-            );
+            let per_sample_len = s.batch * s.width;
+            let (mut dshift, mut dscale) = (Vec::new(), Vec::new());
+            // SAFETY: the norm backward writes every value of dx, dshift and dscale.
+            let dx = unsafe {
+                uninit_buffer(s.len(), |dx| {
+                    dshift = uninit_buffer(per_sample_len, |dshift| {
+                        dscale = uninit_buffer(per_sample_len, |dscale| {
+                            norm::backward(
+                                values(&x),
+                                values(&stats),
+                                values(&g),
+                                (s, kind),
+                                dx,
+                                Some(ModGrads {
+                                    scale: values(&scale),
+                                    dshift,
+                                    dscale,
+                                }),
+                            )
+                        })
+                    })
+                })
+            };
             let per_sample = vec![s.batch, s.width];
             [
                 Some(tensor_of(dx, shape_of(&x))),
@@ -216,16 +225,22 @@ impl Backward<Flex, 3> for GatedResidualBackward {
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         backward_n(ops, grads, |(gate, y, s), g, tracked| {
-            let mut dgate = vec![0.0f32; s.batch * s.width];
-            let mut dy = vec![0.0f32; s.len()];
-            elementwise::gated_residual_backward(
-                values(&gate),
-                values(&y),
-                values(&g),
-                s,
-                &mut dgate,
-                &mut dy,
-            );
+            let mut dgate = Vec::new();
+            // SAFETY: the gated-residual backward writes every value of dgate and dy.
+            let dy = unsafe {
+                uninit_buffer(s.len(), |dy| {
+                    dgate = uninit_buffer(s.batch * s.width, |dgate| {
+                        elementwise::gated_residual_backward(
+                            values(&gate),
+                            values(&y),
+                            values(&g),
+                            s,
+                            dgate,
+                            dy,
+                        )
+                    })
+                })
+            };
             [
                 tracked[0].then(|| g.clone()),
                 Some(tensor_of(dgate, shape_of(&gate))),
@@ -244,8 +259,12 @@ impl Backward<Flex, 1> for GatherBackward {
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
         backward_n(ops, grads, |(idx, s), g, _| {
-            let mut dx = vec![0.0f32; s.batch * s.tokens * s.width];
-            tokens::gather_backward(values(&g), &idx, s, &mut dx);
+            // SAFETY: the gather backward writes every value of dx.
+            let dx = unsafe {
+                uninit_buffer(s.batch * s.tokens * s.width, |dx| {
+                    tokens::gather_backward(values(&g), &idx, s, dx)
+                })
+            };
             [Some(tensor_of(dx, vec![s.batch, s.tokens, s.width]))]
         });
     }
@@ -260,9 +279,15 @@ impl Backward<Flex, 2> for MergeBackward {
 
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
         backward_n(ops, grads, |(idx, s), g, _| {
-            let mut dbase = vec![0.0f32; s.batch * s.tokens * s.width];
-            let mut dkept = vec![0.0f32; s.batch * s.kept * s.width];
-            tokens::merge_backward(values(&g), &idx, s, &mut dbase, &mut dkept);
+            let mut dkept = Vec::new();
+            // SAFETY: the merge backward writes every value of dbase and dkept.
+            let dbase = unsafe {
+                uninit_buffer(s.batch * s.tokens * s.width, |dbase| {
+                    dkept = uninit_buffer(s.batch * s.kept * s.width, |dkept| {
+                        tokens::merge_backward(values(&g), &idx, s, dbase, dkept)
+                    })
+                })
+            };
             [
                 Some(tensor_of(dbase, vec![s.batch, s.tokens, s.width])),
                 Some(tensor_of(dkept, vec![s.batch, s.kept, s.width])),

@@ -64,8 +64,12 @@ fn attention_shape(qkv: &FlexTensor, batch: usize, heads: usize) -> AttnShape {
 /// Attention forward on flex tensors (probabilities in per-task scratch, not kept).
 pub(super) fn attention_forward(qkv: &FlexTensor, batch: usize, heads: usize) -> FlexTensor {
     let s = attention_shape(qkv, batch, heads);
-    let mut out = vec![0.0f32; s.out_len()];
-    attention::forward(values(qkv), s, &mut out, None);
+    // SAFETY: the attention forward writes every value of its output.
+    let out = unsafe {
+        uninit_buffer(s.out_len(), |out| {
+            attention::forward(values(qkv), s, out, None)
+        })
+    };
     tensor_of(out, vec![s.batch * s.tokens, s.dim])
 }
 
@@ -76,8 +80,15 @@ pub(super) fn attention_forward_keep(
     heads: usize,
 ) -> (FlexTensor, FlexTensor, AttnShape) {
     let s = attention_shape(qkv, batch, heads);
-    let (mut out, mut p) = (vec![0.0f32; s.out_len()], vec![0.0f32; s.probs_len()]);
-    attention::forward(values(qkv), s, &mut out, Some(&mut p));
+    let mut p = Vec::new();
+    // SAFETY: the attention forward writes every value of its output and probabilities.
+    let out = unsafe {
+        uninit_buffer(s.out_len(), |out| {
+            p = uninit_buffer(s.probs_len(), |p| {
+                attention::forward(values(qkv), s, out, Some(p))
+            })
+        })
+    };
     let out = tensor_of(out, vec![s.batch * s.tokens, s.dim]);
     (out, tensor_of(p, vec![s.probs_len()]), s)
 }
@@ -198,8 +209,12 @@ pub(super) fn gated_forward(
 
 /// Partition forward: the kept rows `[B, K, D]`.
 pub(super) fn gather_forward(x: &FlexTensor, idx: &[usize], s: TokenShape) -> FlexTensor {
-    let mut out = vec![0.0f32; s.batch * s.kept * s.width];
-    tokens::gather(values(x), idx, s, &mut out);
+    // SAFETY: the gather writes every value.
+    let out = unsafe {
+        uninit_buffer(s.batch * s.kept * s.width, |out| {
+            tokens::gather(values(x), idx, s, out)
+        })
+    };
     tensor_of(out, vec![s.batch, s.kept, s.width])
 }
 
@@ -210,8 +225,12 @@ pub(super) fn merge_forward(
     idx: &[usize],
     s: TokenShape,
 ) -> FlexTensor {
-    let mut out = vec![0.0f32; s.batch * s.tokens * s.width];
-    tokens::merge(values(base), values(kept), idx, s, &mut out);
+    // SAFETY: the merge writes every value.
+    let out = unsafe {
+        uninit_buffer(s.batch * s.tokens * s.width, |out| {
+            tokens::merge(values(base), values(kept), idx, s, out)
+        })
+    };
     tensor_of(out, vec![s.batch, s.tokens, s.width])
 }
 
