@@ -36,6 +36,17 @@ pub(crate) fn zeroed(region: &mut [MaybeUninit<f32>]) -> &mut [f32] {
     unsafe { &mut *(region as *mut [MaybeUninit<f32>] as *mut [f32]) }
 }
 
+/// Copies `src` into `region` (equal lengths) and returns it as initialised values
+/// (`write_copy_of_slice` of Rust 1.93, for the crate's older minimum version).
+pub(crate) fn copied<'a>(region: &'a mut [MaybeUninit<f32>], src: &[f32]) -> &'a mut [f32] {
+    assert_eq!(region.len(), src.len(), "copied: lengths");
+    for (v, &x) in region.iter_mut().zip(src) {
+        v.write(x);
+    }
+    // SAFETY: every value was just initialised; MaybeUninit<f32> and f32 share their layout.
+    unsafe { &mut *(region as *mut [MaybeUninit<f32>] as *mut [f32]) }
+}
+
 /// A kernel output for tests: initialised to NaN (so reading it back is sound), which any value
 /// the kernel fails to write leaves visible.
 #[cfg(test)]
@@ -64,5 +75,12 @@ mod tests {
         };
         assert_eq!(v.iter().filter(|&&x| x == 0.0).count(), 999);
         assert_eq!(v[7], 1.0);
+    }
+
+    #[test]
+    fn copied_writes_the_source() {
+        let mut out = poisoned(3);
+        copied(&mut out, &[1.0, -2.0, 3.5])[1] *= 2.0;
+        assert_eq!(read(&out), [1.0, -4.0, 3.5]);
     }
 }

@@ -7,7 +7,7 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-use super::buffer::zeroed;
+use super::buffer::{copied, zeroed};
 
 /// Sizes of one partition: `B` samples of `N` tokens of width `D`, `K` kept per sample.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +41,7 @@ pub fn gather(x: &[f32], idx: &[usize], s: TokenShape, out: &mut [MaybeUninit<f3
     out.par_chunks_mut(k * d).enumerate().for_each(|(b, o)| {
         for (j, row) in o.chunks_exact_mut(d).enumerate() {
             let t = idx[b * k + j];
-            row.write_copy_of_slice(&x[(b * n + t) * d..][..d]);
+            copied(row, &x[(b * n + t) * d..][..d]);
         }
     });
 }
@@ -78,7 +78,7 @@ pub fn merge(
     assert_eq!(kept.len(), s.batch * k * d, "merge: kept length");
     assert_eq!(out.len(), base.len(), "merge: output length");
     out.par_chunks_mut(n * d).enumerate().for_each(|(b, o)| {
-        let o = o.write_copy_of_slice(&base[b * n * d..][..n * d]);
+        let o = copied(o, &base[b * n * d..][..n * d]);
         for j in 0..k {
             let t = idx[b * k + j];
             o[t * d..][..d].copy_from_slice(&kept[(b * k + j) * d..][..d]);
@@ -98,7 +98,7 @@ pub fn merge_backward(
     gather(g, idx, s, dkept);
     assert_eq!(dbase.len(), g.len(), "merge backward: dbase length");
     dbase.par_chunks_mut(n * d).enumerate().for_each(|(b, o)| {
-        let o = o.write_copy_of_slice(&g[b * n * d..][..n * d]);
+        let o = copied(o, &g[b * n * d..][..n * d]);
         for j in 0..s.kept {
             o[idx[b * s.kept + j] * d..][..d].fill(0.0);
         }
