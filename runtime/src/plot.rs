@@ -94,6 +94,61 @@ pub fn points(c: &Curves, x: XAxis, y: YAxis) -> Vec<(f64, f64)> {
     }
 }
 
+/// Labelled and grid-only ticks of a log axis over `[lo, hi]`. plotters' own log ticks start
+/// at the first power of ten above `lo`, so a loss falling from 3 to 0.15 had labels at 1, 2, 3
+/// and none over the part of the curve that matters. Labels here are `m·10^k` for `m` in a set
+/// that thins as the axis spans more decades; the grid has every `1..9·10^k`.
+fn log_ticks(lo: f64, hi: f64) -> (Vec<f64>, Vec<f64>) {
+    let decades = (hi / lo).log10();
+    let labelled: &[f64] = if decades < 1.0 {
+        &[1.0, 1.5, 2.0, 3.0, 5.0, 7.0]
+    } else if decades < 2.5 {
+        &[1.0, 2.0, 3.0, 5.0]
+    } else if decades < 4.0 {
+        &[1.0, 3.0]
+    } else {
+        &[1.0]
+    };
+    let (mut bold, mut light) = (Vec::new(), Vec::new());
+    for k in lo.log10().floor() as i32..=hi.log10().ceil() as i32 {
+        // m·10^k as m / 10^-k below 1, so that 0.3 is 0.3 and not 0.30000000000000004.
+        let at = |m: f64| {
+            if k < 0 {
+                m / 10f64.powi(-k)
+            } else {
+                m * 10f64.powi(k)
+            }
+        };
+        for m in 1..=9 {
+            let v = at(m as f64);
+            if (lo..=hi).contains(&v) {
+                light.push(v);
+            }
+        }
+        for &m in labelled {
+            let v = at(m);
+            if (lo..=hi).contains(&v) {
+                bold.push(v);
+            }
+        }
+    }
+    (bold, light)
+}
+
+/// A y tick label: three significant digits at most, no trailing zeros ("0.15", "2", "75").
+fn tick(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() {
+        return format!("{v}");
+    }
+    let decimals = (2 - v.abs().log10().floor() as i32).max(0) as usize;
+    let s = format!("{v:.decimals$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
 fn bounds(lines: &[Vec<(f64, f64)>]) -> Option<((f64, f64), (f64, f64))> {
     let all: Vec<&(f64, f64)> = lines.iter().flatten().filter(|p| p.1.is_finite()).collect();
     let fold = |f: fn(&(f64, f64)) -> f64| {
@@ -128,6 +183,9 @@ where
         .configure_mesh()
         .x_desc(x_label)
         .y_desc(y.label())
+        // Steps and seconds are whole numbers on this scale ("500", not "500.0").
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&|v| tick(*v))
         .label_style(("sans-serif", 15))
         .axis_desc_style(("sans-serif", 16))
         .draw()
@@ -201,7 +259,11 @@ pub fn plot(lines: &[Line<'_>], x: XAxis, y: YAxis, out: &Path) -> Result<(), Di
                     YAxis::Loss | YAxis::Fd => {
                         let lo = (y0.max(1e-6) / 1.2).max(1e-6);
                         let hi = (y1.max(lo * 1.5)) * 1.2;
-                        let yr: LogCoord<f64> = (lo..hi).log_scale().into();
+                        let (bold, light) = log_ticks(lo, hi);
+                        let yr = (lo..hi)
+                            .log_scale()
+                            .with_key_points(bold)
+                            .with_light_points(light);
                         draw($root, &pts, xr, yr, x_label, y)
                     }
                 }
@@ -249,6 +311,24 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    #[test]
+    fn log_ticks_label_the_whole_range() {
+        let (bold, light) = log_ticks(0.12, 3.6);
+        assert_eq!(bold, [0.2, 0.3, 0.5, 1.0, 2.0, 3.0]);
+        assert_eq!(light.len(), 8 + 3, "0.2..0.9 and 1, 2, 3");
+        let (bold, _) = log_ticks(60.0, 330.0);
+        assert_eq!(bold, [70.0, 100.0, 150.0, 200.0, 300.0]);
+    }
+
+    #[test]
+    fn ticks_keep_three_significant_digits_without_trailing_zeros() {
+        let got: Vec<String> = [0.15, 0.2, 2.0, 75.0, 300.0, 1234.6, 0.0123]
+            .into_iter()
+            .map(tick)
+            .collect();
+        assert_eq!(got, ["0.15", "0.2", "2", "75", "300", "1235", "0.0123"]);
     }
 
     #[test]
