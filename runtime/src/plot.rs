@@ -364,7 +364,6 @@ mod tests {
                 assert!(text.contains("run0 (route 0.5:2-4)"), "legend text missing");
             }
         }
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

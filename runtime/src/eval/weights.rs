@@ -104,6 +104,5 @@ mod tests {
         ck.save(&p).unwrap();
         let e = load(&p).unwrap_err().to_string();
         assert!(e.contains("not a digit-classifier file"), "{e}");
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }
