@@ -224,6 +224,11 @@ pub(crate) struct ParallelArgs {
     /// how a dead node is noticed. Node 0's sample grids and evaluations must fit in it.
     #[arg(long, value_name = "SECONDS", default_value_t = 600)]
     pub(crate) peer_timeout: u64,
+    /// Split each peer's share of a step into N equal micro-batches whose forward and
+    /// backward passes run concurrently, gradients summed (default: 2 on the CPU engine when
+    /// they divide it, else 1). Two keep both cores busy on small models; 1 is the plain step.
+    #[arg(long, value_name = "N")]
+    pub(crate) micro_batches: Option<usize>,
 }
 
 /// `treadc coordinator`: the meeting point of a multi-machine run.
@@ -290,6 +295,9 @@ pub(crate) struct BenchArgs {
     /// Time both (interleaved), or one kind only (for its peak memory).
     #[arg(long, value_enum, default_value = "both")]
     pub(crate) only: BenchOnly,
+    /// Micro-batches per step, as `train --micro-batches` (default: the engine's; see there).
+    #[arg(long, value_name = "N")]
+    pub(crate) micro_batches: Option<usize>,
     /// burn backend (cuda needs a build with --features cuda).
     #[arg(long, value_enum, default_value = "flex")]
     pub(crate) backend: Backend,

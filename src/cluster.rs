@@ -34,6 +34,7 @@ pub(crate) fn plan(a: &ParallelArgs) -> Result<Parallel, Failure> {
         devices: a.devices,
         cluster,
         timeout: Duration::from_secs(a.peer_timeout),
+        micro_batches: a.micro_batches,
     };
     plan.check_flags().map_err(Failure::Diag)?;
     Ok(plan)

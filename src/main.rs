@@ -289,6 +289,15 @@ fn run_bench(args: BenchArgs) -> Result<(), Failure> {
             format!("batch {} steps {}", args.batch, args.steps),
         ));
     }
+    if let Some(n) = args.micro_batches {
+        if n == 0 || !args.batch.is_multiple_of(n) {
+            return Err(cli_error(
+                "--micro-batches",
+                &format!("a number of micro-batches dividing --batch {}", args.batch),
+                n.to_string(),
+            ));
+        }
+    }
     let mode = match args.only {
         BenchOnly::Both => BenchMode::Both,
         BenchOnly::Dense => BenchMode::Dense,
@@ -301,6 +310,7 @@ fn run_bench(args: BenchArgs) -> Result<(), Failure> {
         args.steps,
         args.warmup,
         (mode, args.no_fuse),
+        args.micro_batches,
     )
     .map_err(from_run)?;
     if args.json {
@@ -322,7 +332,12 @@ fn run_bench(args: BenchArgs) -> Result<(), Failure> {
             r.peak_rss_mib.map_or("n/a".into(), |m| format!("{m:.0} MiB"))
         );
         let busy = |c: Option<f64>| c.map_or("n/a".into(), |c| format!("{c:.2}"));
-        println!("fused engine: {} cores busy", busy(r.cores_busy));
+        println!(
+            "fused engine: {} cores busy, {} micro-batch{} per step",
+            busy(r.cores_busy),
+            r.micro_batches,
+            if r.micro_batches == 1 { "" } else { "es" }
+        );
         if let Some(u) = &r.unfused {
             println!(
                 "unfused engine: dense {:.1} ms/step, routed {:.1} ms/step, {} cores busy; fused is {:.2}x (dense) and {:.2}x (routed) faster",

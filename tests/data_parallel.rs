@@ -363,4 +363,28 @@ fn impossible_splits_and_follower_folders_are_bad_input() {
         "2",
     ]);
     assert_eq!(o.status.code(), Some(2), "clap: {}", text(&o));
+    // 8 samples on 2 peers are 4 each: 3 micro-batches do not divide them.
+    for cmd in [
+        vec![
+            "train",
+            TINY,
+            "--batch",
+            "8",
+            "--devices",
+            "2",
+            "--micro-batches",
+            "3",
+        ],
+        vec!["bench", TINY, "--batch", "8", "--micro-batches", "3"],
+    ] {
+        let mut args = cmd.clone();
+        if cmd[0] == "train" {
+            args.extend(["--steps", "1", "--out", run.to_str().unwrap()]);
+        }
+        let o = treadc(&args);
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        assert!(text(&o).contains("--micro-batches"), "{}", text(&o));
+        assert!(!text(&o).contains("panicked"), "{}", text(&o));
+    }
+    assert!(!run.exists(), "a refused run wrote its folder");
 }

@@ -47,6 +47,9 @@ pub struct BenchResult {
     pub peak_rss_mib: Option<f64>,
     /// Cores busy while the fused engine's steps ran (process CPU time / wall time).
     pub cores_busy: Option<f64>,
+    /// Micro-batches each fused step was split into (`--micro-batches`, or the engine's
+    /// default); the unfused engine always runs whole steps.
+    pub micro_batches: usize,
     /// The unfused engine (burn's decompositions), timed interleaved with the fused one when
     /// asked for (`--no-fuse`).
     pub unfused: Option<EngineTimes>,
@@ -113,10 +116,20 @@ pub fn bench(
     steps: usize,
     warmup: usize,
     (mode, with_unfused): (BenchMode, bool),
+    micro_batches: Option<usize>,
 ) -> Result<BenchResult, RunError> {
     guarded(
         kind,
-        || bench_in(kind, compiled, batch, steps, warmup, (mode, with_unfused)),
+        || {
+            bench_in(
+                kind,
+                compiled,
+                batch,
+                steps,
+                warmup,
+                (mode, with_unfused, micro_batches),
+            )
+        },
         RunError::Failed,
     )
 }
@@ -127,7 +140,7 @@ fn bench_in(
     batch: usize,
     steps: usize,
     warmup: usize,
-    (mode, with_unfused): (BenchMode, bool),
+    (mode, with_unfused, micro_batches): (BenchMode, bool, Option<usize>),
 ) -> Result<BenchResult, RunError> {
     let (shape, classes) = model_io(compiled)?;
     let dense = strip_routes(&compiled.routed)?;
@@ -153,6 +166,7 @@ fn bench_in(
                 seed: 0,
                 classes,
                 fused,
+                micro_batches: if fused { micro_batches } else { Some(1) },
             };
             new_session(kind, r).map_err(RunError::Failed)
         };
@@ -194,6 +208,11 @@ fn bench_in(
             }
         }
     }
+    let micro_used = engines
+        .first()
+        .and_then(|(td, tr, _)| td.as_ref().or(tr.as_ref()))
+        .and_then(|s| s.micro_batches())
+        .unwrap_or(1);
     let mut engines = engines.into_iter().map(|(_, _, t)| t);
     let fused = engines.next().unwrap_or_default();
     let unfused = engines.next().map(|t| EngineTimes {
@@ -212,6 +231,7 @@ fn bench_in(
         batch,
         peak_rss_mib: peak_rss_mib(),
         cores_busy: fused.cores_busy(),
+        micro_batches: micro_used,
         unfused,
     })
 }

@@ -52,6 +52,9 @@ pub struct Parallel {
     /// How long a peer may take to answer (a step, or joining) before the run stops with an
     /// error instead of waiting for a node that died.
     pub timeout: Duration,
+    /// Micro-batches each peer splits its share of a step into, computed concurrently
+    /// (`--micro-batches`; `None`: the engine's default, see `lower/pass.rs`).
+    pub micro_batches: Option<usize>,
 }
 
 impl Default for Parallel {
@@ -60,6 +63,7 @@ impl Default for Parallel {
             devices: 1,
             cluster: None,
             timeout: DEFAULT_PEER_TIMEOUT,
+            micro_batches: None,
         }
     }
 }
@@ -99,6 +103,23 @@ impl Parallel {
                 batch.to_string(),
             );
         }
+        if let Some(m) = self.micro_batches {
+            let local = batch / peers;
+            if !local.is_multiple_of(m) {
+                return bad(
+                    "--micro-batches",
+                    &if peers == 1 {
+                        format!("a number of micro-batches dividing --batch {batch}")
+                    } else {
+                        format!(
+                            "a number of micro-batches dividing the {local} samples each of \
+                             the {peers} peers computes per step (--batch {batch})"
+                        )
+                    },
+                    m.to_string(),
+                );
+            }
+        }
         Ok(())
     }
 
@@ -107,6 +128,9 @@ impl Parallel {
     pub fn check_flags(&self) -> Result<(), Diagnostic> {
         if self.devices == 0 {
             return bad("--devices", "at least 1 peer", "0".into());
+        }
+        if self.micro_batches == Some(0) {
+            return bad("--micro-batches", "at least 1 micro-batch", "0".into());
         }
         if self.timeout.is_zero() {
             return bad("--peer-timeout", "a number of seconds ≥ 1", "0".into());
@@ -164,6 +188,7 @@ mod tests {
                 address: address.into(),
             }),
             timeout: Duration::from_secs(5),
+            micro_batches: None,
         }
     }
 
@@ -196,5 +221,16 @@ mod tests {
             ..Parallel::default()
         };
         assert!(flag_of(none, 8).contains("--devices"));
+        let micro = |devices, m| Parallel {
+            devices,
+            micro_batches: Some(m),
+            ..Parallel::default()
+        };
+        // 8 samples on 2 peers: 4 each, which 4 micro-batches divide and 3 or 0 do not.
+        assert!(micro(2, 4).check(8).is_ok());
+        for (devices, m) in [(2, 8), (1, 3), (1, 0)] {
+            let msg = flag_of(micro(devices, m), 8);
+            assert!(msg.contains("--micro-batches"), "{msg}");
+        }
     }
 }

@@ -108,6 +108,7 @@ pub fn recipe(c: &Compiled, batch: usize, seed: u64) -> Result<Recipe, Diagnosti
         seed,
         classes,
         fused: true,
+        micro_batches: None,
     })
 }
 
@@ -180,7 +181,8 @@ fn prepare(
     let raw = load(&spec, at.bundled_mnist)?;
     let (data, notes): (Dataset, Vec<String>) =
         fit_to_model(raw, shape[0], shape[1], shape[2], classes, settings.seed)?;
-    let recipe = recipe(&compiled, settings.batch, settings.seed)?;
+    let mut recipe = recipe(&compiled, settings.batch, settings.seed)?;
+    recipe.micro_batches = at.plan.micro_batches;
     Ok(Prepared {
         compiled,
         shape,
@@ -370,7 +372,10 @@ fn train_in(
         settings.steps,
         settings.batch,
         if at.plan.is_single() {
-            String::new()
+            match trainer.micro_batches() {
+                Some(n) if n > 1 => format!(" ({n} concurrent micro-batches)"),
+                _ => String::new(),
+            }
         } else {
             format!(
                 " ({} peers × {}; {} in this process)",

@@ -643,39 +643,12 @@ fn decode_u64(c: &[f32]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::{fit_to_model, idx};
+    use crate::lower::tests::{bundled_digits as mnist, max_diff, small_recipe as recipe};
     use burn::backend::Flex;
-    use tread_compiler::compile::{compile_str, CompileOptions};
-    use tread_compiler::passes::strip_routes;
 
     /// burn-collective keeps one collective per backend type in the process: the tests that
     /// start groups take turns.
     static COLLECTIVE: Mutex<()> = Mutex::new(());
-
-    fn recipe(batch: usize) -> Recipe {
-        let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-        let text = std::fs::read_to_string(root.join("models/mnist-dit-small.json")).unwrap();
-        let c = compile_str(&text, "mnist-dit-small.json", &CompileOptions::default()).unwrap();
-        assert!(
-            !c.routed.routes.is_empty(),
-            "a routed model, so routes are drawn"
-        );
-        Recipe {
-            routed: c.routed.clone(),
-            dense: strip_routes(&c.routed).unwrap(),
-            training: c.model.training.clone(),
-            batch,
-            seed: 11,
-            classes: Some(10),
-            fused: true,
-        }
-    }
-
-    fn mnist() -> Arc<Dataset> {
-        let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-        let raw = idx::load_dir(&root.join("data/mnist")).unwrap();
-        Arc::new(fit_to_model(raw, 1, 32, 32, Some(10), 0).unwrap().0)
-    }
 
     fn group(r: Recipe, devices: usize, saved: Option<Saved>) -> PeerGroup {
         let plan = Parallel {
@@ -691,14 +664,6 @@ mod tests {
         PeerGroup::start::<Flex>(r, &plan, start, vec![Default::default(); devices])
             .unwrap()
             .0
-    }
-
-    fn max_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
-        a.iter()
-            .flatten()
-            .zip(b.iter().flatten())
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0, f32::max)
     }
 
     /// The equivalence: one process with batch 8 and 2 peers with 4 each see the same

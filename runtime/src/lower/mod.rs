@@ -12,6 +12,7 @@ pub mod group;
 pub mod objective;
 pub mod ops;
 pub mod optim;
+pub mod pass;
 pub mod reference;
 pub mod sample;
 pub mod session;

@@ -30,6 +30,10 @@ pub trait Session {
     fn parallel_report(&self) -> Option<String> {
         None
     }
+    /// Micro-batches each step is split into (`None`: data-parallel peers, each its own).
+    fn micro_batches(&self) -> Option<usize> {
+        None
+    }
 }
 
 impl<B: Engine> Session for Trainer<B> {
@@ -55,5 +59,9 @@ impl<B: Engine> Session for Trainer<B> {
 
     fn host_params(&self) -> OpResult<Vec<Vec<f32>>> {
         Trainer::host_params(self)
+    }
+
+    fn micro_batches(&self) -> Option<usize> {
+        Some(Trainer::micro_batches(self))
     }
 }

@@ -28,6 +28,48 @@ pub(crate) fn compile(routes: &[&str]) -> Compiled {
     compile_str(TINY, "tiny.json", &opts).unwrap()
 }
 
+/// The training recipe of `models/mnist-dit-small.json` (routed, class-conditional, fused
+/// engine, the engine's default micro-batches) with batch `batch`, seed 11.
+pub(crate) fn small_recipe(batch: usize) -> train::Recipe {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let text = std::fs::read_to_string(root.join("models/mnist-dit-small.json")).unwrap();
+    let c = compile_str(&text, "mnist-dit-small.json", &CompileOptions::default()).unwrap();
+    assert!(
+        !c.routed.routes.is_empty(),
+        "a routed model, so routes are drawn"
+    );
+    train::Recipe {
+        routed: c.routed.clone(),
+        dense: tread_compiler::passes::strip_routes(&c.routed).unwrap(),
+        training: c.model.training.clone(),
+        batch,
+        seed: 11,
+        classes: Some(10),
+        fused: true,
+        micro_batches: None,
+    }
+}
+
+/// The bundled MNIST digits, padded to the models' 32×32.
+pub(crate) fn bundled_digits() -> std::sync::Arc<crate::data::Dataset> {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let raw = crate::data::idx::load_dir(&root.join("data/mnist")).unwrap();
+    std::sync::Arc::new(
+        crate::data::fit_to_model(raw, 1, 32, 32, Some(10), 0)
+            .unwrap()
+            .0,
+    )
+}
+
+/// The largest absolute difference between two parameter sets.
+pub(crate) fn max_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
+    a.iter()
+        .flatten()
+        .zip(b.iter().flatten())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
 pub(crate) fn store<B: Backend>(g: &Graph, seed: u64) -> ParamStore<B> {
     let specs = param_specs(g);
     ParamStore::from_host(

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use burn::tensor::backend::Backend;
-use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
+use burn::tensor::Tensor;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -21,15 +21,14 @@ use tread_compiler::params::param_specs;
 use tread_compiler::passes::fuse;
 
 use super::fused::{AdamEmaState, Engine};
-use super::objective::training_loss;
 use super::optim::{ema_decay, lr_warmup_factor, AdamState, AdamW};
+use super::pass::Pass;
 use super::sample::{sample, Guidance, SampleSpec};
 use super::store::ParamStore;
 use super::value::OpResult;
 use crate::checkpoint::{Checkpoint, HostTensor};
 use crate::data::Dataset;
 use crate::init::init_values;
-use crate::routing::PerSampleRoutes;
 
 /// Words of a step's ChaCha stream reserved for each sample of the global batch (2⁴⁰: far more
 /// than any image's noise draws), so that sample `k`'s draws start at word `k·2⁴⁰`.
@@ -85,6 +84,9 @@ pub struct Recipe {
     /// Run the fused engine: the fusion pass on both graphs and the fused kernels (`false`:
     /// burn's decompositions, `treadc bench --no-fuse`).
     pub fused: bool,
+    /// Micro-batches per step and peer (`--micro-batches`); `None`: the backend's default
+    /// ([`Engine::MICRO_BATCHES`]) for the fused engine where it divides the peer's batch, else 1.
+    pub micro_batches: Option<usize>,
 }
 
 /// A run's state on backend `B` (training differentiates through `B::Ad`, `Autodiff<B>`).
@@ -105,6 +107,22 @@ pub struct Trainer<B: Engine> {
     epoch_cache: Option<(u64, Vec<usize>)>,
     shard: Shard,
     reducer: Option<Box<dyn GradReducer<B>>>,
+    /// Micro-batches per step, computed concurrently (see [`super::pass`]).
+    micro_batches: usize,
+}
+
+/// The micro-batches a trainer with `local` samples per step uses (see [`Recipe::micro_batches`]
+/// and [`super::pass`]): the recipe's when set (an error if they do not divide `local`), else the
+/// backend's default for the fused engine where it divides `local`, else 1.
+fn micro_batches_for<B: Engine>(recipe: &Recipe, local: usize) -> OpResult<usize> {
+    match recipe.micro_batches {
+        Some(n) if n == 0 || !local.is_multiple_of(n) => Err(format!(
+            "a batch of {local} per peer cannot be split into {n} equal micro-batches"
+        )),
+        Some(n) => Ok(n),
+        None if recipe.fused && local.is_multiple_of(B::MICRO_BATCHES) => Ok(B::MICRO_BATCHES),
+        None => Ok(1),
+    }
 }
 
 /// Checks that `ckpt` holds every tensor of `recipe`'s model with its shape and nothing else;
@@ -202,6 +220,7 @@ impl<B: Engine> Trainer<B> {
             weight_decay: t.weight_decay,
             ..Default::default()
         };
+        let micro_batches = micro_batches_for::<B>(&recipe, recipe.batch)?;
         Ok(Trainer {
             recipe,
             lowered,
@@ -216,7 +235,13 @@ impl<B: Engine> Trainer<B> {
             epoch_cache: None,
             shard: Shard::WHOLE,
             reducer: None,
+            micro_batches,
         })
+    }
+
+    /// Micro-batches per step (1: the plain step).
+    pub fn micro_batches(&self) -> usize {
+        self.micro_batches
     }
 
     /// Makes this trainer one data-parallel peer: it computes `shard` of every batch and
@@ -229,6 +254,7 @@ impl<B: Engine> Trainer<B> {
                 shard.count
             ));
         }
+        self.micro_batches = micro_batches_for::<B>(&self.recipe, b / shard.count)?;
         self.shard = shard;
         self.reducer = Some(reducer);
         Ok(self)
@@ -295,39 +321,25 @@ impl<B: Engine> Trainer<B> {
                 })
                 .collect()
         });
-        let dev = &self.device;
-        let x0 = Tensor::<B::Ad, 4>::from_data(
-            TensorData::new(x, [b, data.channels, data.height, data.width]),
-            dev,
-        );
-        let y = labels.map(|l| Tensor::<B::Ad, 1, Int>::from_data(TensorData::new(l, [b]), dev));
-        let ad_params: Vec<Tensor<B::Ad, 1>> = self
-            .params
-            .iter()
-            .map(|p| Tensor::from_inner(p.clone()).require_grad())
-            .collect();
-        let store = self.ad_store.with_tensors(ad_params.clone());
-        let loss = training_loss(
-            &self.recipe.training,
-            &self.lowered.0,
-            &store,
-            x0,
-            y,
-            &mut rngs,
-            &mut PerSampleRoutes {
-                rngs: &mut route_rngs,
-            },
-        )?;
-        let value: f32 = loss.clone().into_scalar().elem::<f32>();
-        let local = if value.is_finite() {
-            let grads = loss.backward();
-            let g: Vec<Option<Tensor<B, 1>>> = ad_params.iter().map(|p| p.grad(&grads)).collect();
-            Some(g)
-        } else {
-            None
+        let pass = Pass {
+            training: &self.recipe.training,
+            graph: &self.lowered.0,
+            ad_store: &self.ad_store,
+            params: &self.params,
+            device: &self.device,
+            image: [data.channels, data.height, data.width],
         };
-        // Drop every autodiff reference to the parameters so that the update runs in place.
-        drop((store, ad_params, loss));
+        let (value, local) = if self.micro_batches == 1 {
+            pass.run(&x, labels.as_deref(), &mut rngs, &mut route_rngs, None)?
+        } else {
+            pass.run_split(
+                self.micro_batches,
+                &x,
+                labels.as_deref(),
+                &mut rngs,
+                &mut route_rngs,
+            )?
+        };
         let (g, value) = match self.reducer.as_mut() {
             Some(r) => r.mean(&self.params, local, value)?,
             None => match local {

@@ -110,10 +110,16 @@ pub trait Engine: FusedOps {
     type Ad: FusedOps
         + AutodiffBackend<InnerBackend = Self>
         + BackendTypes<Device = <Self as BackendTypes>::Device>;
+
+    /// Micro-batches a fused training step splits its batch into by default (when they divide
+    /// it): 2 on the CPU engine, where two concurrent micro-batches keep both cores of a small
+    /// model busy (see [`crate::lower::pass`]); 1 where that is unmeasured (ndarray, cuda).
+    const MICRO_BATCHES: usize = 1;
 }
 
 impl Engine for burn::backend::Flex {
     type Ad = burn::backend::Autodiff<burn::backend::Flex>;
+    const MICRO_BATCHES: usize = 2;
 }
 
 impl FusedOps for burn::backend::NdArray {}

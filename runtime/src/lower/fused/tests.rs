@@ -299,6 +299,7 @@ fn thirty_mnist_steps_fused_and_unfused_agree() {
             seed: 5,
             classes: Some(10),
             fused,
+            micro_batches: None,
         };
         Trainer::<Flex>::new(r, Default::default()).unwrap()
     };
