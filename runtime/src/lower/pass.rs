@@ -2,14 +2,22 @@
 //! every parameter, computed whole or as concurrent micro-batches whose gradients are summed.
 //!
 //! Micro-batches (`treadc train --micro-batches N`): the batch is cut into `N` equal parts in
-//! batch order; each part's forward and backward run as one rayon task (their kernels split
-//! further when a core is free), each part's loss is weighted by its share of the batch
-//! before the backward, so the summed gradients are those of the batch mean. Every sample
-//! keeps its own random streams, so a part draws exactly what it drew inside the whole batch.
+//! batch order; each part's loss is weighted by its share of the batch before the backward, so
+//! the summed gradients are those of the batch mean. Every sample keeps its own random streams,
+//! so a part draws exactly what it drew inside the whole batch.
+//!
+//! Each part runs on its own thread and rayon pool ([`PartPools`], the caller's threads divided
+//! between the parts), never as a task of a shared pool: with the parts as tasks of the global
+//! pool, two tests stepping at once hung (2 of 16 runs), likely because burn-autodiff holds a graph's lock for
+//! the whole backward pass, a worker waiting inside a kernel's `join` runs other queued tasks,
+//! and a part picked up that way ends its backward by locking every graph, the one held further
+//! up its own stack included. A part's pool only ever holds that part's kernel tasks, which take
+//! no lock.
 
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
+use rayon::{ThreadPool, ThreadPoolBuilder};
 use tread_compiler::config::TrainingConfig;
 use tread_compiler::ir::Graph;
 
@@ -90,12 +98,14 @@ impl<B: Engine> Pass<'_, B> {
         Ok((value, Some(g)))
     }
 
-    /// [`Pass::run`] over `parts` equal micro-batches, concurrently; the loss is the batch
-    /// mean and the gradients are those of the batch mean. A part with a non-finite loss
-    /// makes the whole pass non-finite (no gradients).
+    /// [`Pass::run`] over `parts` equal micro-batches, concurrently on `pools` (one pool per
+    /// part) or one after the other without them; the loss is the batch mean and the
+    /// gradients are those of the batch mean. A part with a non-finite loss makes the whole
+    /// pass non-finite (no gradients).
     pub fn run_split(
         &self,
         parts: usize,
+        pools: Option<&PartPools>,
         x: &[f32],
         labels: Option<&[i64]>,
         rngs: &mut [ChaCha8Rng],
@@ -107,19 +117,43 @@ impl<B: Engine> Pass<'_, B> {
                 "a batch of {b} cannot be split into {parts} equal micro-batches"
             ));
         }
+        if let Some(p) = pools {
+            if p.pools.len() != parts {
+                return Err(format!(
+                    "{} part pools for {parts} micro-batches",
+                    p.pools.len()
+                ));
+            }
+        }
         let per = b / parts;
         let len = x.len() / b;
-        let weight = 1.0 / parts as f32;
-        let results: Vec<OpResult<PassResult<B>>> = x
-            .par_chunks(per * len)
-            .zip(rngs.par_chunks_mut(per))
-            .zip(route_rngs.par_chunks_mut(per))
+        let weight = Some(1.0 / parts as f32);
+        let inputs = x
+            .chunks(per * len)
+            .zip(rngs.chunks_mut(per))
+            .zip(route_rngs.chunks_mut(per))
             .enumerate()
-            .map(|(i, ((x, rngs), route_rngs))| {
-                let labels = labels.map(|l| &l[i * per..(i + 1) * per]);
-                self.run(x, labels, rngs, route_rngs, Some(weight))
-            })
-            .collect();
+            .map(|(i, ((x, r), rr))| (x, labels.map(|l| &l[i * per..(i + 1) * per]), r, rr));
+        let results: Vec<OpResult<PassResult<B>>> = match pools {
+            None => inputs
+                .map(|(x, l, r, rr)| self.run(x, l, r, rr, weight))
+                .collect(),
+            Some(p) => std::thread::scope(|scope| {
+                let handles: Vec<_> = inputs
+                    .zip(&p.pools)
+                    .map(|((x, l, r, rr), pool)| {
+                        scope.spawn(move || pool.install(|| self.run(x, l, r, rr, weight)))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|_| Err("a micro-batch's thread panicked".into()))
+                    })
+                    .collect()
+            }),
+        };
         let mut total = 0.0f64;
         let mut grads: Vec<Grads<B>> = Vec::with_capacity(parts);
         let mut finite = true;
@@ -135,6 +169,43 @@ impl<B: Engine> Pass<'_, B> {
             return Ok((total as f32, None));
         }
         Ok((total as f32, Some(sum_grads(grads))))
+    }
+}
+
+/// One rayon pool per micro-batch, the threads of the pool they are made in divided between
+/// them (see the module doc for why a part never shares a pool with another).
+pub struct PartPools {
+    pools: Vec<ThreadPool>,
+    /// Threads of the pool the parts' threads were divided from.
+    from_threads: usize,
+}
+
+impl PartPools {
+    /// `parts` pools splitting the current pool's threads, or `None` when there are fewer
+    /// threads than parts (the parts then run one after the other).
+    pub fn new(parts: usize) -> OpResult<Option<Self>> {
+        let threads = rayon::current_num_threads();
+        if parts < 2 || threads < parts {
+            return Ok(None);
+        }
+        let pools = (0..parts)
+            .map(|i| {
+                ThreadPoolBuilder::new()
+                    .num_threads(threads / parts)
+                    .thread_name(move |t| format!("treadc-part{i}-{t}"))
+                    .build()
+                    .map_err(|e| format!("micro-batch thread pool: {e}"))
+            })
+            .collect::<OpResult<Vec<_>>>()?;
+        Ok(Some(PartPools {
+            pools,
+            from_threads: threads,
+        }))
+    }
+
+    /// `true` when these pools were made for `parts` parts from the current pool's threads.
+    pub fn fits(&self, parts: usize) -> bool {
+        self.pools.len() == parts && self.from_threads == rayon::current_num_threads()
     }
 }
 

@@ -22,7 +22,7 @@ use tread_compiler::passes::fuse;
 
 use super::fused::{AdamEmaState, Engine};
 use super::optim::{ema_decay, lr_warmup_factor, AdamState, AdamW};
-use super::pass::Pass;
+use super::pass::{PartPools, Pass};
 use super::sample::{sample, Guidance, SampleSpec};
 use super::store::ParamStore;
 use super::value::OpResult;
@@ -109,6 +109,8 @@ pub struct Trainer<B: Engine> {
     reducer: Option<Box<dyn GradReducer<B>>>,
     /// Micro-batches per step, computed concurrently (see [`super::pass`]).
     micro_batches: usize,
+    /// Their thread pools (made at the first split step; `None` with too few threads).
+    part_pools: Option<PartPools>,
 }
 
 /// The micro-batches a trainer with `local` samples per step uses (see [`Recipe::micro_batches`]
@@ -236,6 +238,7 @@ impl<B: Engine> Trainer<B> {
             shard: Shard::WHOLE,
             reducer: None,
             micro_batches,
+            part_pools: None,
         })
     }
 
@@ -321,6 +324,10 @@ impl<B: Engine> Trainer<B> {
                 })
                 .collect()
         });
+        let parts = self.micro_batches;
+        if parts > 1 && !self.part_pools.as_ref().is_some_and(|p| p.fits(parts)) {
+            self.part_pools = PartPools::new(parts)?;
+        }
         let pass = Pass {
             training: &self.recipe.training,
             graph: &self.lowered.0,
@@ -334,6 +341,7 @@ impl<B: Engine> Trainer<B> {
         } else {
             pass.run_split(
                 self.micro_batches,
+                self.part_pools.as_ref(),
                 &x,
                 labels.as_deref(),
                 &mut rngs,
