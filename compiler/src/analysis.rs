@@ -8,7 +8,7 @@
 
 use serde::Serialize;
 
-use crate::ir::{Graph, NodeId, Op, Place, ValueType};
+use crate::ir::{Graph, NodeId, NormFlavour, Op, Place, ValueType};
 
 /// Parameters and FLOPs of one node.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -79,6 +79,26 @@ pub fn node_cost(g: &Graph, id: NodeId) -> Cost {
             c.params = kernel * d + d;
             c.flops = kernel * d * t;
         }
+        Op::Sdpa { .. } => {
+            // QKᵀ and AV: Tq·Tk·D each.
+            let tq = ins[0].shape[1].per_sample();
+            let tk = ins[1].shape[1].per_sample();
+            c.flops = tq * tk * last(ins[0]) + tq * tk * last(ins[2]);
+        }
+        Op::HeadNorm {
+            heads,
+            norm,
+            affine,
+            ..
+        } => {
+            let dh = last(ins[0]) / (*heads).max(1);
+            c.params = match (affine, norm) {
+                (false, _) => 0,
+                (true, NormFlavour::Rms) => dh,
+                (true, NormFlavour::Layer) => 2 * dh,
+            };
+        }
+        Op::Embed { vocab, dim } => c.params = vocab * dim,
         Op::ClassEmbed { classes, dim } => c.params = (classes + 1) * dim,
         Op::Param { shape, .. } => c.params = shape.iter().product(),
         Op::PosEmbed2d { height, width, dim } => c.fixed = height * width * dim,
@@ -99,8 +119,13 @@ pub fn node_cost(g: &Graph, id: NodeId) -> Cost {
         | Op::Unpatchify { .. }
         | Op::TimestepEmbed { .. }
         | Op::RouteSelect { .. }
+        | Op::StreamIndices { .. }
         | Op::GatherTokens { .. }
-        | Op::MergeTokens { .. } => {}
+        | Op::MergeTokens { .. }
+        | Op::Rope { .. }
+        | Op::Positions { .. }
+        | Op::SelectStream { .. }
+        | Op::Glu { .. } => {}
     }
     c
 }

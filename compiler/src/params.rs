@@ -5,7 +5,7 @@
 //! definition lives here, next to the ops. Names are `<node>.<tensor>` (`blocks.3.attn.qkv.weight`)
 //! and survive the route and strip passes (route nodes own no tensors).
 
-use crate::ir::{Graph, NodeId, Op, ParamInit};
+use crate::ir::{Graph, NodeId, NormFlavour, Op, ParamInit};
 
 /// How a tensor is initialised; the runtime implements each role.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -117,6 +117,23 @@ pub fn param_specs(g: &Graph) -> Vec<ParamSpec> {
                 );
                 push("proj.bias", vec![d], InitRole::Zeros);
             }
+            Op::HeadNorm {
+                heads,
+                norm,
+                affine,
+                ..
+            } => {
+                if *affine {
+                    let dh = last(0) / heads.max(&1);
+                    push("weight", vec![dh], InitRole::Ones);
+                    if *norm == NormFlavour::Layer {
+                        push("bias", vec![dh], InitRole::Zeros);
+                    }
+                }
+            }
+            Op::Embed { vocab, dim } => {
+                push("table", vec![*vocab, *dim], InitRole::Normal { std: 0.02 })
+            }
             Op::ClassEmbed { classes, dim } => push(
                 "table",
                 vec![classes + 1, *dim],
@@ -156,8 +173,14 @@ pub fn param_specs(g: &Graph) -> Vec<ParamSpec> {
             | Op::PosEmbed2d { .. }
             | Op::TimestepEmbed { .. }
             | Op::RouteSelect { .. }
+            | Op::StreamIndices { .. }
             | Op::GatherTokens { .. }
-            | Op::MergeTokens { .. } => {}
+            | Op::MergeTokens { .. }
+            | Op::Sdpa { .. }
+            | Op::Rope { .. }
+            | Op::Positions { .. }
+            | Op::SelectStream { .. }
+            | Op::Glu { .. } => {}
         }
     }
     out

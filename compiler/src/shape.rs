@@ -4,7 +4,7 @@
 //! the graph ill-typed is reported here, naming the node, not by a backend at run time.
 
 use crate::diag::{Diagnostic, Result};
-use crate::ir::{DType, Dim, Graph, NodeId, Op, ValueType};
+use crate::ir::{DType, Dim, Graph, NodeId, Op, Segment, ValueType, IMAGE_STREAM};
 
 /// Infers and stores the type of every node. Input nodes must already carry their type.
 pub fn infer(g: &mut Graph) -> Result<()> {
@@ -180,11 +180,115 @@ fn broadcast(tys: &[ValueType]) -> std::result::Result<ValueType, Fail> {
             }
         }
     }
+    // Token-indexed inputs that span the axis must agree on which stream holds which positions.
+    let mut segments: Vec<Segment> = vec![];
+    if let Some(a) = token_axis {
+        for t in tys {
+            let k = a as isize - (r - t.shape.len()) as isize;
+            if k < 0 || t.token_axis.is_none() || t.shape[k as usize] == Dim::Known(1) {
+                continue;
+            }
+            if segments.is_empty() {
+                segments = t.segments.clone();
+            } else if segments != t.segments {
+                return Err(fail(
+                    "token streams do not line up",
+                    "the same streams in the same order on the token axis",
+                    tys.iter()
+                        .map(|t| t.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" and "),
+                ));
+            }
+        }
+        if segments.is_empty() {
+            segments = tys
+                .iter()
+                .find(|t| t.token_axis.is_some())
+                .map(|t| t.segments.clone())
+                .unwrap_or_default();
+        }
+    }
     Ok(ValueType {
         dtype: DType::F32,
         shape,
         token_axis,
+        segments,
     })
+}
+
+/// The token axis' streams after concatenating `parts` along it: runs of the same stream next
+/// to each other join; a stream that would appear twice apart is refused.
+fn join_segments(parts: &[ValueType]) -> std::result::Result<Vec<Segment>, Fail> {
+    let mut out: Vec<Segment> = vec![];
+    for p in parts {
+        for s in &p.segments {
+            match out.last_mut() {
+                Some(last) if last.stream == s.stream => last.tokens += s.tokens,
+                _ => {
+                    if out.iter().any(|o| o.stream == s.stream) {
+                        return Err(fail(
+                            format!("stream `{}` would appear twice on the token axis", s.stream),
+                            "each stream in one run of tokens",
+                            parts
+                                .iter()
+                                .map(|t| t.to_string())
+                                .collect::<Vec<_>>()
+                                .join(" and "),
+                        ));
+                    }
+                    out.push(s.clone());
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `t` must carry tokens on axis 1.
+fn tokens_on_1(t: &ValueType, what: &str) -> std::result::Result<(), Fail> {
+    if t.token_axis == Some(1) {
+        Ok(())
+    } else {
+        Err(fail(
+            format!("{what} needs token-indexed input"),
+            "[batch, T:tokens, ...]",
+            t.to_string(),
+        ))
+    }
+}
+
+/// The routed (image) stream's token count in a gathered value with `kept` tokens in all,
+/// other streams passing whole.
+fn routed_count(t: &ValueType, kept: &Dim) -> std::result::Result<Vec<Segment>, Fail> {
+    let Some((_, seg)) = t.segment(IMAGE_STREAM) else {
+        return Err(fail(
+            "nothing to route in this value",
+            format!("a token axis with `{IMAGE_STREAM}` tokens"),
+            t.to_string(),
+        ));
+    };
+    let total = known(&t.shape[1], "tokens")?;
+    let kept = known(kept, "kept tokens")?;
+    let others = total - seg.tokens;
+    if kept < others || kept - others > seg.tokens {
+        return Err(fail(
+            "indices do not fit the routed stream",
+            format!("{others}..={total} indices"),
+            kept.to_string(),
+        ));
+    }
+    Ok(t.segments
+        .iter()
+        .map(|s| Segment {
+            stream: s.stream.clone(),
+            tokens: if s.stream == IMAGE_STREAM {
+                kept - others
+            } else {
+                s.tokens
+            },
+        })
+        .collect())
 }
 
 fn axis_ok(t: &ValueType, axis: usize) -> std::result::Result<(), Fail> {
@@ -204,11 +308,13 @@ fn infer_node(op: &Op, x: &[ValueType]) -> std::result::Result<ValueType, Fail> 
         Op::Input { .. } => unreachable!("inputs are typed by the reader"),
         Op::Param {
             shape, token_axis, ..
-        } => ValueType {
-            dtype: DType::F32,
-            shape: shape.iter().map(|&d| Dim::Known(d)).collect(),
-            token_axis: *token_axis,
-        },
+        } => {
+            let t = ValueType::f32(shape.iter().map(|&d| Dim::Known(d)).collect());
+            match token_axis {
+                Some(a) => t.with_tokens(*a),
+                None => t,
+            }
+        }
         Op::Linear { out, .. } => {
             let t = &x[0];
             last_not_tokens(t)?;
@@ -271,6 +377,16 @@ fn infer_node(op: &Op, x: &[ValueType]) -> std::result::Result<ValueType, Fail> 
             }
             let mut o = t.clone();
             o.shape[*axis] = Dim::Known(n / chunks);
+            if t.token_axis == Some(*axis) {
+                if t.segments.len() != 1 {
+                    return Err(fail(
+                        "chunk along a token axis that joins streams",
+                        "one stream (take it out with select_stream)",
+                        t.to_string(),
+                    ));
+                }
+                o.segments[0].tokens = n / chunks;
+            }
             o
         }
         Op::Concat { axis } => {
@@ -278,9 +394,11 @@ fn infer_node(op: &Op, x: &[ValueType]) -> std::result::Result<ValueType, Fail> 
             axis_ok(t, *axis)?;
             let mut total = 0;
             for u in x {
+                let along_tokens = t.token_axis == Some(*axis);
                 let same = u.shape.len() == t.shape.len()
                     && u.dtype == t.dtype
                     && u.token_axis == t.token_axis
+                    && (along_tokens || u.segments == t.segments)
                     && u.shape
                         .iter()
                         .zip(&t.shape)
@@ -297,6 +415,9 @@ fn infer_node(op: &Op, x: &[ValueType]) -> std::result::Result<ValueType, Fail> 
             }
             let mut o = t.clone();
             o.shape[*axis] = Dim::Known(total);
+            if t.token_axis == Some(*axis) {
+                o.segments = join_segments(x)?;
+            }
             o
         }
         Op::Unsqueeze { axis } => {
@@ -413,6 +534,165 @@ fn infer_node(op: &Op, x: &[ValueType]) -> std::result::Result<ValueType, Fail> 
             }
             t.clone()
         }
+        Op::Sdpa { heads } => {
+            if !(3..=4).contains(&x.len()) {
+                return Err(fail(
+                    "sdpa takes (q, k, v) or (q, k, v, key_mask)",
+                    "3 or 4 inputs",
+                    format!("{} input(s)", x.len()),
+                ));
+            }
+            let (q, k, v) = (&x[0], &x[1], &x[2]);
+            for (t, what) in [
+                (q, "sdpa's queries"),
+                (k, "sdpa's keys"),
+                (v, "sdpa's values"),
+            ] {
+                rank(t, 3, what)?;
+                tokens_on_1(t, what)?;
+            }
+            let dq = last_not_tokens(q)?;
+            let dk = last_not_tokens(k)?;
+            let dv = last_not_tokens(v)?;
+            if dq != dk || *heads == 0 || dq % heads != 0 || dv % heads != 0 {
+                return Err(fail(
+                    "query and key widths must match and divide into heads",
+                    format!(
+                        "equal q and k widths divisible by {heads}, v width divisible by {heads}"
+                    ),
+                    format!("q {dq}, k {dk}, v {dv}"),
+                ));
+            }
+            if k.shape[..2] != v.shape[..2] || k.segments != v.segments {
+                return Err(fail(
+                    "keys and values must have the same tokens",
+                    k.to_string(),
+                    v.to_string(),
+                ));
+            }
+            if let Some(m) = x.get(3) {
+                let ok = m.dtype == DType::F32
+                    && m.shape.len() == 2
+                    && m.shape[..] == k.shape[..2]
+                    && m.token_axis == Some(1)
+                    && m.segments == k.segments;
+                if !ok {
+                    let mut want = k.clone();
+                    want.shape.truncate(2);
+                    return Err(fail(
+                        "the key mask does not fit the keys",
+                        want.to_string(),
+                        m.to_string(),
+                    ));
+                }
+            }
+            let mut o = q.clone();
+            o.shape[2] = Dim::Known(dv);
+            o
+        }
+        Op::Rope {
+            heads, axes_dims, ..
+        } => {
+            let (t, pos) = (&x[0], &x[1]);
+            rank(t, 3, "rope input")?;
+            tokens_on_1(t, "rope")?;
+            let d = last_not_tokens(t)?;
+            if *heads == 0 || d % heads != 0 {
+                return Err(fail(
+                    "width is not divisible by the number of heads",
+                    format!("a width divisible by {heads}"),
+                    format!("width {d}"),
+                ));
+            }
+            let sum: u64 = axes_dims.iter().sum();
+            if sum != d / heads {
+                return Err(fail(
+                    "rotary dims do not sum to the head dim",
+                    format!("axes_dims summing to {} ({d} / {heads} heads)", d / heads),
+                    format!("{axes_dims:?} (sum {sum})"),
+                ));
+            }
+            rank(pos, 3, "rope positions")?;
+            float(pos)?;
+            let same_tokens = pos.token_axis == Some(1)
+                && pos.shape[1] == t.shape[1]
+                && pos.segments == t.segments
+                && (pos.shape[0] == Dim::Known(1) || pos.shape[0] == t.shape[0]);
+            if !same_tokens || pos.shape[2] != Dim::Known(axes_dims.len() as u64) {
+                return Err(fail(
+                    "positions are not laid out like the rotated tokens",
+                    format!(
+                        "[1 or {}, T:{}, {}] (one position per token, per axis)",
+                        t.shape[0],
+                        t.layout(),
+                        axes_dims.len()
+                    ),
+                    pos.to_string(),
+                ));
+            }
+            t.clone()
+        }
+        Op::Positions {
+            stream,
+            tokens,
+            axes,
+            ..
+        } => ValueType::f32(vec![Dim::Known(1), Dim::Known(*tokens), Dim::Known(*axes)])
+            .with_stream(1, stream),
+        Op::SelectStream { stream } => {
+            let t = &x[0];
+            let Some(a) = t.token_axis else {
+                return Err(fail(
+                    "select_stream needs a token axis",
+                    "a token-indexed value",
+                    t.to_string(),
+                ));
+            };
+            let Some((_, seg)) = t.segment(stream) else {
+                return Err(fail(
+                    format!("no `{stream}` tokens in this value"),
+                    format!("a token axis holding `{stream}`"),
+                    t.to_string(),
+                ));
+            };
+            let mut o = t.clone();
+            o.shape[a] = Dim::Known(seg.tokens);
+            o.segments = vec![seg.clone()];
+            o
+        }
+        Op::HeadNorm { heads, .. } => {
+            let d = last_not_tokens(&x[0])?;
+            if d % heads != 0 {
+                return Err(fail(
+                    "width is not divisible by the number of heads",
+                    format!("a width divisible by {heads}"),
+                    format!("width {d}"),
+                ));
+            }
+            x[0].clone()
+        }
+        Op::Glu { .. } => {
+            let d = last_not_tokens(&x[0])?;
+            if d % 2 != 0 {
+                return Err(fail(
+                    "a gated linear unit halves an even width",
+                    "an even width",
+                    d.to_string(),
+                ));
+            }
+            with_last(&x[0], d / 2)
+        }
+        Op::Embed { dim, .. } => {
+            let t = &x[0];
+            rank(t, 2, "token ids")?;
+            if t.dtype != DType::I64 {
+                return Err(fail("token ids must be integers", "i64", t.to_string()));
+            }
+            let mut o = t.clone();
+            o.dtype = DType::F32;
+            o.shape.push(Dim::Known(*dim));
+            o
+        }
         Op::RouteSelect { keep, .. } => {
             let t = &x[0];
             if t.token_axis != Some(1) {
@@ -422,10 +702,47 @@ fn infer_node(op: &Op, x: &[ValueType]) -> std::result::Result<ValueType, Fail> 
                     t.to_string(),
                 ));
             }
+            if !t.is_only(IMAGE_STREAM) {
+                return Err(fail(
+                    "routing draws from the image stream alone",
+                    format!("[batch, T:tokens, ...] of `{IMAGE_STREAM}` tokens"),
+                    t.to_string(),
+                ));
+            }
             ValueType {
                 dtype: DType::I64,
                 shape: vec![t.shape[0].clone(), Dim::Known(*keep)],
                 token_axis: None,
+                segments: vec![],
+            }
+        }
+        Op::StreamIndices {
+            before,
+            tokens,
+            after,
+            ..
+        } => {
+            let idx = &x[0];
+            if idx.dtype != DType::I64 || idx.shape.len() != 2 {
+                return Err(fail(
+                    "stream indices need i64 [batch, keep]",
+                    "i64 [B, keep]",
+                    idx.to_string(),
+                ));
+            }
+            let keep = known(&idx.shape[1], "kept tokens")?;
+            if keep > *tokens {
+                return Err(fail(
+                    "more kept tokens than the stream holds",
+                    format!("≤ {tokens}"),
+                    keep.to_string(),
+                ));
+            }
+            ValueType {
+                dtype: DType::I64,
+                shape: vec![idx.shape[0].clone(), Dim::Known(before + keep + after)],
+                token_axis: None,
+                segments: vec![],
             }
         }
         Op::GatherTokens { .. } => {
@@ -440,6 +757,7 @@ fn infer_node(op: &Op, x: &[ValueType]) -> std::result::Result<ValueType, Fail> 
             let mut o = t.clone();
             o.shape[0] = idx.shape[0].clone();
             o.shape[1] = idx.shape[1].clone();
+            o.segments = routed_count(t, &idx.shape[1])?;
             o
         }
         Op::MergeTokens { .. } => {
@@ -455,6 +773,7 @@ fn infer_node(op: &Op, x: &[ValueType]) -> std::result::Result<ValueType, Fail> 
             }
             let mut kexp = expect.clone();
             kexp.shape[1] = idx.shape[1].clone();
+            kexp.segments = routed_count(base, &idx.shape[1])?;
             if *kept != kexp {
                 return Err(fail(
                     "the kept value does not fit the saved full value",
@@ -472,10 +791,10 @@ mod tests {
     use super::*;
 
     fn t(shape: &[u64], tok: Option<usize>) -> ValueType {
-        ValueType {
-            dtype: DType::F32,
-            shape: shape.iter().map(|&d| Dim::Known(d)).collect(),
-            token_axis: tok,
+        let v = ValueType::f32(shape.iter().map(|&d| Dim::Known(d)).collect());
+        match tok {
+            Some(a) => v.with_tokens(a),
+            None => v,
         }
     }
 

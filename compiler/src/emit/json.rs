@@ -20,6 +20,7 @@ pub fn to_json(g: &Graph) -> Value {
                     "dtype": t.dtype.name(),
                     "shape": t.shape.iter().map(|d| match d.known() { Some(k) => json!(k), None => json!(d.to_string()) }).collect::<Vec<_>>(),
                     "token_axis": t.token_axis,
+                    "streams": t.segments.iter().map(|s| json!({"stream": s.stream, "tokens": s.tokens})).collect::<Vec<_>>(),
                 })
             });
             let place = match n.place {

@@ -5,5 +5,7 @@ mod op;
 mod types;
 
 pub use graph::{AppliedRoute, BlockInfo, Graph, Node, NodeId, Place};
-pub use op::{GeluApprox, InputRole, Op, OpKind, ParamInit, TokenBehaviour, WrittenBy};
-pub use types::{DType, Dim, ValueType};
+pub use op::{
+    GeluApprox, GluAct, InputRole, NormFlavour, Op, OpKind, ParamInit, TokenBehaviour, WrittenBy,
+};
+pub use types::{DType, Dim, Segment, ValueType, IMAGE_STREAM, TEXT_STREAM};

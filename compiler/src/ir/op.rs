@@ -22,6 +22,10 @@ pub enum TokenBehaviour {
     /// Depends on absolute token positions or on the full token count (patchify, unpatchify,
     /// slicing or concatenating along tokens, position tables): cannot run on a token subset.
     Positional,
+    /// Joins streams along the token axis or takes one back out (`concat` along tokens,
+    /// `select_stream`): allowed in a routed region while every stream stays one segment,
+    /// because types carry which positions belong to which stream.
+    Streams,
     /// Has no token axis at all (conditioning, embeddings of labels and timesteps).
     NoTokenAxis,
 }
@@ -34,6 +38,7 @@ impl TokenBehaviour {
             TokenBehaviour::PermutationEquivariant => "permutation-equivariant",
             TokenBehaviour::OrderSensitive => "order-sensitive",
             TokenBehaviour::Positional => "positional",
+            TokenBehaviour::Streams => "streams",
             TokenBehaviour::NoTokenAxis => "no-token-axis",
         }
     }
@@ -48,6 +53,16 @@ pub enum InputRole {
     NoiseLevel,
     /// The class label `[B]` (integer; `classes` is the null label).
     Label,
+    /// Text embeddings `[B, L, Dc]` (e.g. precomputed T5 states): tokens of the `text` stream.
+    Context,
+    /// The text padding mask `[B, L]`: 1 where a text token is real, 0 where it is padding.
+    ContextMask,
+    /// A pooled text vector `[B, Dp]` (SD3's CLIP pooled embedding).
+    Pooled,
+    /// Text token ids `[B, L]` (i64) for a model that carries its own text embedding.
+    TokenIds,
+    /// The guidance scale `[B]` (Flux-dev's distilled guidance input).
+    Guidance,
 }
 
 impl InputRole {
@@ -57,11 +72,77 @@ impl InputRole {
             InputRole::Image => "image",
             InputRole::NoiseLevel => "noise_level",
             InputRole::Label => "label",
+            InputRole::Context => "context",
+            InputRole::ContextMask => "context_mask",
+            InputRole::Pooled => "pooled",
+            InputRole::TokenIds => "token_ids",
+            InputRole::Guidance => "guidance",
         }
     }
 
     /// All roles, for error messages and parsing.
-    pub const ALL: [InputRole; 3] = [InputRole::Image, InputRole::NoiseLevel, InputRole::Label];
+    pub const ALL: [InputRole; 8] = [
+        InputRole::Image,
+        InputRole::NoiseLevel,
+        InputRole::Label,
+        InputRole::Context,
+        InputRole::ContextMask,
+        InputRole::Pooled,
+        InputRole::TokenIds,
+        InputRole::Guidance,
+    ];
+
+    /// The stream whose tokens the input carries on axis 1, if any.
+    pub fn stream(self) -> Option<&'static str> {
+        match self {
+            InputRole::Context | InputRole::ContextMask | InputRole::TokenIds => {
+                Some(super::TEXT_STREAM)
+            }
+            InputRole::Image
+            | InputRole::NoiseLevel
+            | InputRole::Label
+            | InputRole::Pooled
+            | InputRole::Guidance => None,
+        }
+    }
+}
+
+/// Which normalisation a per-head norm applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NormFlavour {
+    /// LayerNorm (mean and variance).
+    Layer,
+    /// RMSNorm (root mean square only).
+    Rms,
+}
+
+impl NormFlavour {
+    /// Name in model.json and dumps.
+    pub fn name(self) -> &'static str {
+        match self {
+            NormFlavour::Layer => "layer",
+            NormFlavour::Rms => "rms",
+        }
+    }
+}
+
+/// The gate's activation in a gated linear unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GluAct {
+    /// SwiGLU.
+    Silu,
+    /// GEGLU with tanh-approximated GELU.
+    GeluTanh,
+}
+
+impl GluAct {
+    /// Name in model.json and dumps.
+    pub fn name(self) -> &'static str {
+        match self {
+            GluAct::Silu => "silu",
+            GluAct::GeluTanh => "gelu_tanh",
+        }
+    }
 }
 
 /// GELU flavour.
@@ -143,6 +224,40 @@ pub enum Op {
     ClassEmbed { classes: u64, dim: u64 },
     /// Depthwise convolution over tokens (order-sensitive, Mamba/RWKV-like local mixing).
     TokenConv { kernel: u64, causal: bool },
+    /// Scaled dot-product attention without projections on `heads` heads: inputs `(q, k, v)`
+    /// or `(q, k, v, key_mask)`; keys and values may be another stream (cross-attention) or a
+    /// concatenation of streams (joint attention). The output has q's tokens.
+    Sdpa { heads: u64 },
+    /// Rotary position embedding of each head of `x`: inputs `(x, positions)` with positions
+    /// `[1 or B, T, axes]` laid out like x's tokens; head dim split into `axes_dims`, pairs
+    /// `(2i, 2i+1)` rotated by `position · θ^(−2i/dim)` per axis.
+    Rope {
+        heads: u64,
+        axes_dims: Vec<u64>,
+        theta: f64,
+    },
+    /// Per-token RoPE positions of one stream, `[1, T:tokens, axes]`: the last `grid.len()`
+    /// axes hold the row-major grid coordinates (frame, row, column), the others zero.
+    Positions {
+        stream: String,
+        tokens: u64,
+        grid: Vec<u64>,
+        axes: u64,
+    },
+    /// The tokens of one stream, taken from a value whose token axis joins several.
+    SelectStream { stream: String },
+    /// A norm over each head's features alone (QK-norm): `heads` groups of the last axis,
+    /// with an optional affine of the head dim shared by all heads.
+    HeadNorm {
+        heads: u64,
+        norm: NormFlavour,
+        eps: f64,
+        affine: bool,
+    },
+    /// Gated linear unit over the last axis `[.., 2F] → [.., F]`: `act(a) · b`.
+    Glu { act: GluAct },
+    /// Embedding table for token ids `[B, T] → [B, T, dim]` (a model's own text encoder).
+    Embed { vocab: u64, dim: u64 },
     /// Fused (never in model.json; written by the fusion pass for training and sampling):
     /// `modulate(layer_norm(x) or rms_norm(x), shift, scale)` without affine; inputs
     /// `(x, shift, scale)` with per-sample `[B, 1, D]` shift and scale.
@@ -156,6 +271,15 @@ pub enum Op {
         rate: f64,
         keep: u64,
         sorted: bool,
+    },
+    /// Route `route`: the select's indices over the image stream shifted into a token axis that
+    /// also holds other streams, which pass whole: `[0, before) ++ (idx + before) ++
+    /// [before + tokens, before + tokens + after)`. Input: the select's `[B, keep]`.
+    StreamIndices {
+        route: usize,
+        before: u64,
+        tokens: u64,
+        after: u64,
     },
     /// Route `route`: gathers the kept tokens of a token-indexed value; inputs `(x, indices)`.
     GatherTokens { route: usize },
@@ -179,6 +303,7 @@ impl Op {
     pub fn route(&self) -> Option<usize> {
         match self {
             Op::RouteSelect { route, .. }
+            | Op::StreamIndices { route, .. }
             | Op::GatherTokens { route }
             | Op::MergeTokens { route } => Some(*route),
             _ => None,
@@ -188,13 +313,19 @@ impl Op {
     /// How many inputs the op takes (`None` = one or more).
     pub fn arity(&self) -> Option<usize> {
         match self {
-            Op::Input { .. } | Op::Param { .. } | Op::PosEmbed2d { .. } => Some(0),
-            Op::Add | Op::Mul | Op::GatherTokens { .. } => Some(2),
+            Op::Input { .. } | Op::Param { .. } | Op::PosEmbed2d { .. } | Op::Positions { .. } => {
+                Some(0)
+            }
+            Op::Add | Op::Mul | Op::GatherTokens { .. } | Op::Rope { .. } => Some(2),
             Op::Modulate | Op::NormModulate { .. } | Op::GatedResidual | Op::MergeTokens { .. } => {
                 Some(3)
             }
-            Op::Concat { .. } => None,
+            Op::Concat { .. } | Op::Sdpa { .. } => None,
             Op::Linear { .. }
+            | Op::SelectStream { .. }
+            | Op::HeadNorm { .. }
+            | Op::Glu { .. }
+            | Op::Embed { .. }
             | Op::LayerNorm { .. }
             | Op::RmsNorm { .. }
             | Op::Attention { .. }
@@ -207,6 +338,7 @@ impl Op {
             | Op::TimestepEmbed { .. }
             | Op::ClassEmbed { .. }
             | Op::TokenConv { .. }
+            | Op::StreamIndices { .. }
             | Op::RouteSelect { .. } => Some(1),
         }
     }
@@ -217,6 +349,10 @@ impl Op {
         let has_tokens = input_token_axis.is_some();
         match self {
             Op::Input { .. } | Op::TimestepEmbed { .. } | Op::ClassEmbed { .. } => NoTokenAxis,
+            Op::Sdpa { .. } => PermutationEquivariant,
+            Op::Positions { .. } => Positional,
+            Op::SelectStream { .. } => Streams,
+            Op::Concat { axis } if input_token_axis == Some(*axis) => Streams,
             Op::Param { token_axis, .. } => {
                 if token_axis.is_some() {
                     Positional
@@ -227,10 +363,11 @@ impl Op {
             Op::Patchify { .. } | Op::Unpatchify { .. } | Op::PosEmbed2d { .. } => Positional,
             Op::Attention { .. } => PermutationEquivariant,
             Op::TokenConv { .. } => OrderSensitive,
-            Op::Chunk { axis, .. } | Op::Concat { axis } if input_token_axis == Some(*axis) => {
-                Positional
-            }
-            Op::RouteSelect { .. } | Op::GatherTokens { .. } | Op::MergeTokens { .. } => Positional,
+            Op::Chunk { axis, .. } if input_token_axis == Some(*axis) => Positional,
+            Op::RouteSelect { .. }
+            | Op::StreamIndices { .. }
+            | Op::GatherTokens { .. }
+            | Op::MergeTokens { .. } => Positional,
             // Act on each token alone (or on the feature axis of a value without tokens).
             Op::Linear { .. }
             | Op::LayerNorm { .. }
@@ -244,7 +381,11 @@ impl Op {
             | Op::GatedResidual
             | Op::Chunk { .. }
             | Op::Concat { .. }
-            | Op::Unsqueeze { .. } => {
+            | Op::Unsqueeze { .. }
+            | Op::Rope { .. }
+            | Op::HeadNorm { .. }
+            | Op::Glu { .. }
+            | Op::Embed { .. } => {
                 if has_tokens {
                     PerToken
                 } else {
@@ -350,6 +491,54 @@ impl Op {
             Op::GatherTokens { route } | Op::MergeTokens { route } => {
                 vec![("route", route.to_string())]
             }
+            Op::StreamIndices {
+                route,
+                before,
+                tokens,
+                after,
+            } => vec![
+                ("route", route.to_string()),
+                ("before", before.to_string()),
+                ("tokens", tokens.to_string()),
+                ("after", after.to_string()),
+            ],
+            Op::Sdpa { heads } => vec![("heads", heads.to_string())],
+            Op::Rope {
+                heads,
+                axes_dims,
+                theta,
+            } => vec![
+                ("heads", heads.to_string()),
+                ("axes_dims", format!("{axes_dims:?}")),
+                ("theta", theta.to_string()),
+            ],
+            Op::Positions {
+                stream,
+                tokens,
+                grid,
+                axes,
+            } => vec![
+                ("stream", stream.clone()),
+                ("tokens", tokens.to_string()),
+                ("grid", format!("{grid:?}")),
+                ("axes", axes.to_string()),
+            ],
+            Op::SelectStream { stream } => vec![("stream", stream.clone())],
+            Op::HeadNorm {
+                heads,
+                norm,
+                eps,
+                affine,
+            } => vec![
+                ("heads", heads.to_string()),
+                ("norm", norm.name().into()),
+                ("eps", format!("{eps:e}")),
+                ("affine", affine.to_string()),
+            ],
+            Op::Glu { act } => vec![("act", act.name().into())],
+            Op::Embed { vocab, dim } => {
+                vec![("vocab", vocab.to_string()), ("dim", dim.to_string())]
+            }
         }
     }
 }
@@ -396,6 +585,14 @@ impl OpKind {
             OpKind::RouteSelect => "route_select",
             OpKind::GatherTokens => "gather_tokens",
             OpKind::MergeTokens => "merge_tokens",
+            OpKind::StreamIndices => "stream_indices",
+            OpKind::Sdpa => "sdpa",
+            OpKind::Rope => "rope",
+            OpKind::Positions => "positions",
+            OpKind::SelectStream => "select_stream",
+            OpKind::HeadNorm => "head_norm",
+            OpKind::Glu => "glu",
+            OpKind::Embed => "embed",
         }
     }
 
@@ -404,9 +601,10 @@ impl OpKind {
         match self {
             OpKind::Input => WrittenBy::Inputs,
             OpKind::NormModulate | OpKind::GatedResidual => WrittenBy::FusionPass,
-            OpKind::RouteSelect | OpKind::GatherTokens | OpKind::MergeTokens => {
-                WrittenBy::RoutePass
-            }
+            OpKind::RouteSelect
+            | OpKind::StreamIndices
+            | OpKind::GatherTokens
+            | OpKind::MergeTokens => WrittenBy::RoutePass,
             OpKind::Param
             | OpKind::Linear
             | OpKind::LayerNorm
@@ -425,7 +623,14 @@ impl OpKind {
             | OpKind::PosEmbed2d
             | OpKind::TimestepEmbed
             | OpKind::ClassEmbed
-            | OpKind::TokenConv => WrittenBy::ModelFile,
+            | OpKind::TokenConv
+            | OpKind::Sdpa
+            | OpKind::Rope
+            | OpKind::Positions
+            | OpKind::SelectStream
+            | OpKind::HeadNorm
+            | OpKind::Glu
+            | OpKind::Embed => WrittenBy::ModelFile,
         }
     }
 

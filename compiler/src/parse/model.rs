@@ -243,7 +243,12 @@ fn parse_inputs(
             .find(|r| r.name() == role_s)
             .ok_or_else(|| {
                 Diagnostic::at_path(inp.at("role"), "unknown input role")
-                    .expected("\"image\", \"noise_level\" or \"label\"")
+                    .expected(format!(
+                        "one of {}",
+                        InputRole::ALL
+                            .map(|r| format!("\"{}\"", r.name()))
+                            .join(", ")
+                    ))
                     .found(format!("\"{role_s}\""))
             })?;
         if let Some(prev) = seen_roles.insert(role.name(), name.clone()) {
@@ -254,14 +259,11 @@ fn parse_inputs(
             );
         }
         inp.finish(&["shape", "dtype", "role"])?;
+        let ty = input_type(role, dtype, shape, &inp.at("shape"))?;
         let id = g.add_node(Node {
             name: name.clone(),
             op: Op::Input { role },
-            ty: Some(ValueType {
-                dtype,
-                shape,
-                token_axis: None,
-            }),
+            ty: Some(ty),
             place: Place::Stem,
             origin: Some(path),
         });
@@ -276,6 +278,40 @@ fn parse_inputs(
         }
     }
     Ok(())
+}
+
+/// The type of an input with `role`: text roles carry `text` tokens on axis 1, and each new
+/// role's rank and element type are checked here, where the file can still be named.
+fn input_type(role: InputRole, dtype: DType, shape: Vec<Dim>, path: &str) -> Result<ValueType> {
+    let want = match role {
+        InputRole::Context => Some((3, DType::F32, "[B, L, Dc] f32 text embeddings")),
+        InputRole::ContextMask => Some((2, DType::F32, "[B, L] f32 (1 = token, 0 = padding)")),
+        InputRole::TokenIds => Some((2, DType::I64, "[B, L] i64 token ids")),
+        InputRole::Pooled => Some((2, DType::F32, "[B, Dp] f32 pooled text vector")),
+        InputRole::Guidance => Some((1, DType::F32, "[B] f32 guidance scale")),
+        InputRole::Image | InputRole::NoiseLevel | InputRole::Label => None,
+    };
+    if let Some((rank, dt, what)) = want {
+        if shape.len() != rank || dtype != dt {
+            let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+            return Err(Diagnostic::at_path(
+                path,
+                format!("wrong shape or type for a `{}` input", role.name()),
+            )
+            .expected(what)
+            .found(format!("{}[{}]", dtype.name(), dims.join(", "))));
+        }
+    }
+    let ty = ValueType {
+        dtype,
+        shape,
+        token_axis: None,
+        segments: vec![],
+    };
+    Ok(match role.stream() {
+        Some(stream) => ty.with_stream(1, stream),
+        None => ty,
+    })
 }
 
 fn check_name(name: &str, path: &str) -> Result<()> {

@@ -6,7 +6,7 @@
 use super::fields::{describe, Fields};
 use crate::diag::{Diagnostic, Result};
 use crate::dims::DimTable;
-use crate::ir::{GeluApprox, Op, OpKind, ParamInit};
+use crate::ir::{GeluApprox, GluAct, NormFlavour, Op, OpKind, ParamInit};
 
 /// Keys every node may have besides its attributes.
 pub const NODE_KEYS: [&str; 3] = ["name", "op", "in"];
@@ -212,7 +212,117 @@ pub fn parse_op(f: &Fields, op_name: &str, dims: &DimTable) -> Result<Op> {
                 causal: f.opt_bool("causal")?.unwrap_or(true),
             }
         }
-        OpKind::RouteSelect | OpKind::GatherTokens | OpKind::MergeTokens => {
+        OpKind::Sdpa => {
+            attrs = &["heads"];
+            Op::Sdpa {
+                heads: positive(f, "heads", dims)?,
+            }
+        }
+        OpKind::Rope => {
+            attrs = &["heads", "axes_dims", "theta"];
+            let axes_dims = sizes(f, "axes_dims", dims, true)?;
+            if axes_dims.iter().any(|d| d % 2 != 0) {
+                return Err(
+                    Diagnostic::at_path(f.at("axes_dims"), "rotary dims come in pairs")
+                        .expected("an even size per axis")
+                        .found(format!("{axes_dims:?}")),
+                );
+            }
+            let theta = f.opt_f64("theta")?.unwrap_or(10_000.0);
+            if theta <= 1.0 {
+                return Err(Diagnostic::at_path(f.at("theta"), "bad rotary base")
+                    .expected("theta > 1")
+                    .found(theta.to_string()));
+            }
+            Op::Rope {
+                heads: positive(f, "heads", dims)?,
+                axes_dims,
+                theta,
+            }
+        }
+        OpKind::Positions => {
+            attrs = &["stream", "tokens", "grid", "axes"];
+            let grid = match f.get("grid") {
+                Some(_) => sizes(f, "grid", dims, false)?,
+                None => vec![],
+            };
+            let axes = positive(f, "axes", dims)?;
+            let tokens = positive(f, "tokens", dims)?;
+            if grid.len() as u64 > axes {
+                return Err(
+                    Diagnostic::at_path(f.at("grid"), "more grid axes than position axes")
+                        .expected(format!("at most {axes} grid sizes"))
+                        .found(format!("{grid:?}")),
+                );
+            }
+            if !grid.is_empty() && grid.iter().product::<u64>() != tokens {
+                return Err(
+                    Diagnostic::at_path(f.at("grid"), "the grid does not hold the tokens")
+                        .expected(format!("sizes whose product is {tokens}"))
+                        .found(format!("{grid:?}")),
+                );
+            }
+            Op::Positions {
+                stream: stream_name(f)?,
+                tokens,
+                grid,
+                axes,
+            }
+        }
+        OpKind::SelectStream => {
+            attrs = &["stream"];
+            Op::SelectStream {
+                stream: stream_name(f)?,
+            }
+        }
+        OpKind::HeadNorm => {
+            attrs = &["heads", "norm", "eps", "affine"];
+            let norm = match f.opt_str("norm")?.unwrap_or("rms") {
+                "rms" => NormFlavour::Rms,
+                "layer" => NormFlavour::Layer,
+                other => {
+                    return Err(Diagnostic::at_path(f.at("norm"), "unknown norm")
+                        .expected("\"rms\" or \"layer\"")
+                        .found(format!("\"{other}\"")))
+                }
+            };
+            let eps = f.opt_f64("eps")?.unwrap_or(1e-6);
+            if eps <= 0.0 {
+                return Err(Diagnostic::at_path(f.at("eps"), "eps must be positive")
+                    .expected("eps > 0")
+                    .found(eps.to_string()));
+            }
+            Op::HeadNorm {
+                heads: positive(f, "heads", dims)?,
+                norm,
+                eps,
+                affine: f.opt_bool("affine")?.unwrap_or(true),
+            }
+        }
+        OpKind::Glu => {
+            attrs = &["act"];
+            let act = match f.opt_str("act")?.unwrap_or("silu") {
+                "silu" => GluAct::Silu,
+                "gelu_tanh" => GluAct::GeluTanh,
+                other => {
+                    return Err(Diagnostic::at_path(f.at("act"), "unknown GLU activation")
+                        .expected("\"silu\" (SwiGLU) or \"gelu_tanh\" (GEGLU)")
+                        .found(format!("\"{other}\"")))
+                }
+            };
+            Op::Glu { act }
+        }
+        OpKind::Embed => {
+            attrs = &["vocab", "dim"];
+            Op::Embed {
+                vocab: positive(f, "vocab", dims)?,
+                dim: positive(f, "dim", dims)?,
+            }
+        }
+        OpKind::RouteSelect
+        | OpKind::StreamIndices
+        | OpKind::GatherTokens
+        | OpKind::MergeTokens => {
             return Err(Diagnostic::at_path(
                 f.at("op"),
                 format!("`{op_name}` is inserted by the route pass and cannot be written by hand"),
@@ -240,6 +350,41 @@ pub fn parse_op(f: &Fields, op_name: &str, dims: &DimTable) -> Result<Op> {
     let allowed: Vec<&str> = NODE_KEYS.iter().chain(attrs.iter()).copied().collect();
     f.finish(&allowed)?;
     Ok(op)
+}
+
+/// An array of positive sizes under `key`; `nonempty` refuses `[]`.
+fn sizes(f: &Fields, key: &str, dims: &DimTable, nonempty: bool) -> Result<Vec<u64>> {
+    let v = f.req(key, "an array of sizes")?;
+    let arr = super::fields::as_array(v, &f.at(key), &format!("`{key}`"))?;
+    if nonempty && arr.is_empty() {
+        return Err(Diagnostic::at_path(f.at(key), format!("`{key}` is empty"))
+            .expected("at least one size")
+            .found("[]"));
+    }
+    let mut out = vec![];
+    for (i, d) in arr.iter().enumerate() {
+        let p = super::fields::elem(&f.at(key), i);
+        let n = super::fields::as_size(d, &p, dims)?;
+        if n == 0 {
+            return Err(Diagnostic::at_path(p, format!("`{key}` must be positive"))
+                .expected("a size ≥ 1")
+                .found("0"));
+        }
+        out.push(n);
+    }
+    Ok(out)
+}
+
+/// A stream name (`stream`): an identifier such as `image` or `text`.
+fn stream_name(f: &Fields) -> Result<String> {
+    let s = f.str("stream")?;
+    if crate::dims::is_identifier(s) {
+        Ok(s.to_string())
+    } else {
+        Err(Diagnostic::at_path(f.at("stream"), "bad stream name")
+            .expected("an identifier such as \"image\" or \"text\"")
+            .found(format!("\"{s}\"")))
+    }
 }
 
 fn positive(f: &Fields, key: &str, dims: &DimTable) -> Result<u64> {

@@ -16,7 +16,9 @@
 use std::collections::{BTreeMap, HashSet};
 
 use crate::diag::{Diagnostic, Location, Result};
-use crate::ir::{AppliedRoute, Graph, Node, NodeId, Op, Place, TokenBehaviour};
+use crate::ir::{
+    AppliedRoute, Graph, Node, NodeId, Op, Place, TokenBehaviour, ValueType, IMAGE_STREAM,
+};
 use crate::route_spec::Route;
 
 /// Applies `routes` (already resolved and validated by `route_spec::resolve`) to a dense graph.
@@ -47,19 +49,78 @@ fn route_err(k: usize, r: &Route, msg: impl Into<String>) -> Diagnostic {
     )
 }
 
+/// Checks every op of the region against the route; returns whether the kept indices must be
+/// sorted (an order-sensitive op is in the region).
+fn check_region(g: &Graph, k: usize, r: &Route, region: &[NodeId]) -> Result<bool> {
+    let mut sorted = false;
+    for &id in region {
+        let ins = g.inputs_of(id);
+        let first_in = ins.first().and_then(|&i| g.ty(i).token_axis);
+        let n = g.node(id);
+        let positional = || {
+            route_err(
+                k,
+                r,
+                format!("block op `{}` cannot run on a subset of tokens", n.name),
+            )
+            .expected("per-token, permutation-equivariant or order-sensitive ops in routed blocks")
+        };
+        match n.op.token_behaviour(first_in) {
+            TokenBehaviour::OrderSensitive => sorted = true,
+            TokenBehaviour::Positional => {
+                return Err(positional()
+                    .found(format!(
+                        "`{}` is positional (depends on absolute token positions or count)",
+                        n.op.name()
+                    ))
+                    .help("route over other blocks, or move the op out of the block"));
+            }
+            TokenBehaviour::Streams => {
+                // Joining distinct streams is fine; gluing runs of one stream together
+                // would make a token's place depend on the count kept.
+                let mut seen: Vec<&str> = vec![];
+                for &i in &ins {
+                    for s in &g.ty(i).segments {
+                        if seen.contains(&s.stream.as_str()) {
+                            return Err(positional()
+                                .found(format!(
+                                    "`{}` joins two runs of stream `{}` along the token axis",
+                                    n.op.name(),
+                                    s.stream
+                                ))
+                                .help("join different streams only (e.g. text and image)"));
+                        }
+                        seen.push(&s.stream);
+                    }
+                }
+            }
+            TokenBehaviour::PerToken
+            | TokenBehaviour::PermutationEquivariant
+            | TokenBehaviour::NoTokenAxis => {}
+        }
+    }
+    Ok(sorted)
+}
+
 fn route_one(g: &mut Graph, k: usize, r: &Route) -> Result<()> {
     let in_region = |g: &Graph, id: NodeId| matches!(g.node(id).place, Place::Block(b) if (r.start..=r.end).contains(&b));
     let entry = g.blocks[r.start].entry;
     let entry_ty = g.ty(entry).clone();
-    let Some(tokens) = entry_ty.tokens().filter(|_| entry_ty.token_axis == Some(1)) else {
+    let image = entry_ty
+        .segment(IMAGE_STREAM)
+        .filter(|_| entry_ty.token_axis == Some(1));
+    let Some((_, image_seg)) = image else {
         return Err(route_err(
             k,
             r,
-            "nothing to route: the trunk value entering the region has no token axis",
+            "nothing to route: the trunk value entering the region has no image tokens",
         )
-        .expected("a trunk value [batch, T:tokens, ...]")
+        .expected(format!(
+            "a trunk value [batch, T:tokens, ...] holding `{IMAGE_STREAM}` tokens"
+        ))
         .found(format!("`{}`: {entry_ty}", g.node(entry).name)));
     };
+    let tokens = image_seg.tokens;
     let routed = (tokens as f64 * r.rate).floor() as u64;
     let keep = tokens - routed;
     if r.rate > 0.0 && routed == 0 {
@@ -74,34 +135,28 @@ fn route_one(g: &mut Graph, k: usize, r: &Route) -> Result<()> {
         .into_iter()
         .filter(|&id| in_region(g, id))
         .collect();
-    let mut sorted = false;
-    for &id in &region {
-        let first_in = g
-            .inputs_of(id)
-            .first()
-            .map(|&i| g.ty(i).token_axis)
-            .unwrap_or(None);
-        match g.node(id).op.token_behaviour(first_in) {
-            TokenBehaviour::OrderSensitive => sorted = true,
-            TokenBehaviour::Positional => {
-                let n = g.node(id);
-                return Err(route_err(
-                    k,
-                    r,
-                    format!("block op `{}` cannot run on a subset of tokens", n.name),
-                )
-                .expected(
-                    "per-token, permutation-equivariant or order-sensitive ops in routed blocks",
-                )
-                .found(format!(
-                    "`{}` is positional (depends on absolute token positions or count)",
-                    n.op.name()
-                ))
-                .help("route over other blocks, or move the op out of the block"));
-            }
-            _ => {}
-        }
-    }
+    let sorted = check_region(g, k, r, &region)?;
+    let entry_place = Place::RouteEntry {
+        route: k,
+        block: r.start,
+    };
+    // The select draws from the image tokens alone; a trunk that joins streams gives them up
+    // through `select_stream`.
+    let image_entry = if entry_ty.is_only(IMAGE_STREAM) {
+        entry
+    } else {
+        let x = g.add_node(Node {
+            name: format!("route{k}.{IMAGE_STREAM}"),
+            op: Op::SelectStream {
+                stream: IMAGE_STREAM.to_string(),
+            },
+            ty: None,
+            place: entry_place,
+            origin: None,
+        });
+        g.connect(entry, x, 0);
+        x
+    };
     let select = g.add_node(Node {
         name: format!("route{k}.select"),
         op: Op::RouteSelect {
@@ -111,23 +166,49 @@ fn route_one(g: &mut Graph, k: usize, r: &Route) -> Result<()> {
             sorted,
         },
         ty: None,
-        place: Place::RouteEntry {
-            route: k,
-            block: r.start,
-        },
+        place: entry_place,
         origin: None,
     });
-    g.connect(entry, select, 0);
+    g.connect(image_entry, select, 0);
+    // Indices for a value's whole token axis: the select's own for image tokens alone, or the
+    // select's shifted past the streams before it, with every other stream kept whole.
+    let mut expanded: BTreeMap<(u64, u64), NodeId> = BTreeMap::new();
+    let mut indices_for = |g: &mut Graph, ty: &ValueType, place: Place| -> NodeId {
+        if ty.is_only(IMAGE_STREAM) {
+            return select;
+        }
+        let (before, seg) = ty.segment(IMAGE_STREAM).expect("checked by the caller");
+        let total: u64 = ty.segments.iter().map(|s| s.tokens).sum();
+        let after = total - before - seg.tokens;
+        *expanded.entry((before, after)).or_insert_with(|| {
+            let x = g.add_node(Node {
+                name: format!("route{k}.indices.{before}.{after}"),
+                op: Op::StreamIndices {
+                    route: k,
+                    before,
+                    tokens,
+                    after,
+                },
+                ty: None,
+                place,
+                origin: None,
+            });
+            g.connect(select, x, 0);
+            x
+        })
+    };
 
-    // Values entering the region.
+    // Values entering the region. Values without image tokens (conditioning, the text
+    // stream alone) pass untouched.
     let mut gathers: BTreeMap<NodeId, NodeId> = BTreeMap::new();
     for &id in &region {
         for (slot, src) in g.inputs_of(id).into_iter().enumerate() {
-            if in_region(g, src) || g.ty(src).token_axis.is_none() {
+            let sty = g.ty(src).clone();
+            if in_region(g, src) || sty.segment(IMAGE_STREAM).is_none() {
                 continue;
             }
-            let sty = g.ty(src);
-            if sty.token_axis != Some(1) || sty.tokens() != Some(tokens) {
+            let n_image = sty.segment(IMAGE_STREAM).map(|(_, s)| s.tokens);
+            if sty.token_axis != Some(1) || n_image != Some(tokens) {
                 return Err(route_err(
                     k,
                     r,
@@ -136,24 +217,24 @@ fn route_one(g: &mut Graph, k: usize, r: &Route) -> Result<()> {
                         g.node(src).name
                     ),
                 )
-                .expected(format!("[batch, T:{tokens}, ...] like the trunk"))
+                .expected(format!(
+                    "[batch, T:..., ...] with {tokens} `{IMAGE_STREAM}` tokens on axis 1, like the trunk"
+                ))
                 .found(sty.to_string()));
             }
             let gather = match gathers.get(&src) {
                 Some(&x) => x,
                 None => {
+                    let idx = indices_for(g, &sty, entry_place);
                     let x = g.add_node(Node {
                         name: format!("route{k}.gather.{}", g.node(src).name),
                         op: Op::GatherTokens { route: k },
                         ty: None,
-                        place: Place::RouteEntry {
-                            route: k,
-                            block: r.start,
-                        },
+                        place: entry_place,
                         origin: None,
                     });
                     g.connect(src, x, 0);
-                    g.connect(select, x, 1);
+                    g.connect(idx, x, 1);
                     gathers.insert(src, x);
                     x
                 }
@@ -163,6 +244,10 @@ fn route_one(g: &mut Graph, k: usize, r: &Route) -> Result<()> {
     }
 
     // Values leaving the region (and graph outputs computed inside it).
+    let exit_place = Place::RouteExit {
+        route: k,
+        block: r.end,
+    };
     let outputs: HashSet<NodeId> = g.outputs.iter().map(|(_, o)| *o).collect();
     for &id in &region {
         let outside: Vec<(NodeId, usize)> = g
@@ -174,27 +259,35 @@ fn route_one(g: &mut Graph, k: usize, r: &Route) -> Result<()> {
             continue;
         }
         let ty = g.ty(id).clone();
-        if ty.token_axis.is_none() {
+        if ty.token_axis.is_none() || ty.segment(IMAGE_STREAM).is_none() {
             continue;
         }
-        if ty.shape[1..] != entry_ty.shape[1..] || ty.dtype != entry_ty.dtype {
+        // The fill for routed positions is the value saved at the partition: the trunk, or
+        // its image tokens for an image-only value leaving a trunk that joins streams.
+        let like = |t: &ValueType| {
+            t.shape[1..] == ty.shape[1..] && t.segments == ty.segments && t.dtype == ty.dtype
+        };
+        let base = if like(&entry_ty) {
+            entry
+        } else if ty.is_only(IMAGE_STREAM) && like(g.ty(image_entry)) {
+            image_entry
+        } else {
             return Err(route_err(k, r, format!("token value `{}` leaves the region with a shape unlike the trunk's", g.node(id).name))
                 .expected(format!("{entry_ty} (routed positions are filled from the trunk value saved at the partition)"))
                 .found(ty.to_string()));
-        }
+        };
+        let base_ty = g.ty(base).clone();
+        let idx = indices_for(g, &base_ty, exit_place);
         let merge = g.add_node(Node {
             name: format!("route{k}.merge.{}", g.node(id).name),
             op: Op::MergeTokens { route: k },
             ty: None,
-            place: Place::RouteExit {
-                route: k,
-                block: r.end,
-            },
+            place: exit_place,
             origin: None,
         });
-        g.connect(entry, merge, 0);
+        g.connect(base, merge, 0);
         g.connect(id, merge, 1);
-        g.connect(select, merge, 2);
+        g.connect(idx, merge, 2);
         for (u, slot) in outside {
             g.set_input(u, slot, merge);
         }

@@ -3,10 +3,10 @@
 //! Invariant (tested): `strip(route(g))` has the same text dump as `g`.
 
 use crate::diag::Result;
-use crate::ir::{Graph, Op};
+use crate::ir::{Graph, Op, Place};
 
 /// Returns `g` without route nodes: gathers are bypassed to their source, merges replaced by
-/// the value computed inside the region, select nodes dropped.
+/// the value computed inside the region, select and index nodes dropped.
 pub fn strip_routes(g: &Graph) -> Result<Graph> {
     let mut out = g.clone();
     for id in out.node_ids() {
@@ -21,8 +21,13 @@ pub fn strip_routes(g: &Graph) -> Result<Graph> {
         out.replace_in_records(id, replacement, 0);
         out.remove_node(id);
     }
+    // What is left at route places only fed the gathers and merges: the select, its
+    // indices shifted past other streams, and the image tokens taken from a joined trunk.
     for id in out.node_ids() {
-        if matches!(out.node(id).op, Op::RouteSelect { .. }) {
+        if matches!(
+            out.node(id).place,
+            Place::RouteEntry { .. } | Place::RouteExit { .. }
+        ) {
             out.remove_node(id);
         }
     }

@@ -9,8 +9,11 @@ use std::collections::HashMap;
 use super::builder::{Attr, GraphBuilder};
 use super::Weights;
 use tread_compiler::diag::{Diagnostic, Location};
-use tread_compiler::ir::{GeluApprox, Graph, NodeId, Op};
+use tread_compiler::ir::{GeluApprox, GluAct, Graph, NodeId, NormFlavour, Op};
 use tread_compiler::tables;
+
+/// The bias a masked key gets before the softmax (the burn lowering's `MASKED`).
+const MASKED_BIAS: f32 = -1.0e9;
 
 /// Lowers the nodes of a dense graph, in topological order, into a builder.
 pub struct Lowering<'a> {
@@ -210,7 +213,86 @@ impl<'a> Lowering<'a> {
             Op::TokenConv { kernel, causal } => {
                 self.token_conv(&name, &x[0], ins[0], *kernel as usize, *causal)?
             }
+            Op::Sdpa { heads } => {
+                let mask = x.get(3).map(String::as_str);
+                self.sdpa(&name, [&x[0], &x[1], &x[2]], &ins, mask, *heads as usize)
+            }
+            Op::Rope {
+                heads,
+                axes_dims,
+                theta,
+            } => self.rope(
+                &name,
+                &x[0],
+                &x[1],
+                ins[0],
+                *heads as usize,
+                axes_dims,
+                *theta,
+            ),
+            Op::Positions {
+                tokens, grid, axes, ..
+            } => {
+                let grid: Vec<usize> = grid.iter().map(|&g| g as usize).collect();
+                let (n, a) = (*tokens as usize, *axes as usize);
+                let table = tables::positions(n, &grid, a);
+                self.b
+                    .init_f32(&format!("{name}.table"), &[1, n, a], &table)
+            }
+            Op::SelectStream { stream } => {
+                let ty = self.g.ty(ins[0]);
+                let axis = ty.token_axis.unwrap_or(1) as i64;
+                let (before, seg) = ty.segment(stream).ok_or_else(|| {
+                    Diagnostic::new(
+                        Location::Node {
+                            name: name.clone(),
+                            path: node.origin.clone(),
+                        },
+                        format!("no `{stream}` tokens to select"),
+                    )
+                })?;
+                let (start, end) = (before as i64, (before + seg.tokens) as i64);
+                let starts = self.b.const_i64(&[start]);
+                let ends = self.b.const_i64(&[end]);
+                let axes = self.b.const_i64(&[axis]);
+                self.b.op("Slice", &[&x[0], &starts, &ends, &axes], &name)
+            }
+            Op::HeadNorm {
+                heads,
+                norm,
+                eps,
+                affine,
+            } => self.head_norm(&name, &x[0], ins[0], *heads as usize, *norm, *eps, *affine)?,
+            Op::Glu { act } => {
+                let f = self.last(ins[0]) as i64 / 2;
+                let (a, b) = (format!("{name}.gate_in"), format!("{name}.value"));
+                let sizes = self.b.const_i64(&[f, f]);
+                self.b.node(
+                    "Split",
+                    &[&x[0], &sizes],
+                    &[&a, &b],
+                    vec![("axis", Attr::Int(-1))],
+                );
+                let gate = match act {
+                    GluAct::Silu => {
+                        let s = self.b.op("Sigmoid", &[&a], &format!("{name}.sigmoid"));
+                        self.b.op("Mul", &[&a, &s], &format!("{name}.gate"))
+                    }
+                    GluAct::GeluTanh => self.gelu(&format!("{name}.gate"), &a, GeluApprox::Tanh),
+                };
+                self.b.op("Mul", &[&gate, &b], &name)
+            }
+            Op::Embed { vocab, dim } => {
+                let t = self.weight(&name, "table", &[*vocab as usize, *dim as usize])?;
+                self.b.node(
+                    "Gather",
+                    &[&t, &x[0]],
+                    &[&name],
+                    vec![("axis", Attr::Int(0))],
+                )
+            }
             Op::RouteSelect { .. }
+            | Op::StreamIndices { .. }
             | Op::GatherTokens { .. }
             | Op::MergeTokens { .. }
             | Op::NormModulate { .. }
@@ -437,6 +519,202 @@ impl<'a> Lowering<'a> {
             .b
             .op("MatMul", &[&attended, &wp], &format!("{name}.proj.matmul"));
         Ok(self.b.op("Add", &[&mm, &bp], name))
+    }
+
+    /// `[B, T, D]` → `[B, H, T, D/H]`.
+    fn heads(&mut self, x: &str, name: &str, heads: usize, width: usize) -> String {
+        let s = self
+            .b
+            .const_i64(&[0, 0, heads as i64, (width / heads) as i64]);
+        let r = self.b.op("Reshape", &[x, &s], &format!("{name}.split"));
+        self.b.node(
+            "Transpose",
+            &[&r],
+            &[&format!("{name}.heads")],
+            vec![("perm", Attr::Ints(vec![0, 2, 1, 3]))],
+        )
+    }
+
+    /// Scaled dot-product attention, decomposed (valid at every opset written): the key mask
+    /// becomes the same large negative bias as in the burn lowering.
+    fn sdpa(
+        &mut self,
+        name: &str,
+        x: [&str; 3],
+        ins: &[NodeId],
+        mask: Option<&str>,
+        heads: usize,
+    ) -> String {
+        let (d, dv) = (self.last(ins[0]), self.last(ins[2]));
+        let q = self.heads(x[0], &format!("{name}.q"), heads, d);
+        let k = self.heads(x[1], &format!("{name}.k"), heads, d);
+        let v = self.heads(x[2], &format!("{name}.v"), heads, dv);
+        let scale = self.b.const_f32(1.0 / ((d / heads) as f32).sqrt(), &[]);
+        let qs = self.b.op("Mul", &[&q, &scale], &format!("{name}.q_scaled"));
+        let kt = self.b.node(
+            "Transpose",
+            &[&k],
+            &[&format!("{name}.k_t")],
+            vec![("perm", Attr::Ints(vec![0, 1, 3, 2]))],
+        );
+        let mut scores = self.b.op("MatMul", &[&qs, &kt], &format!("{name}.scores"));
+        if let Some(m) = mask {
+            let one = self.b.const_f32(1.0, &[]);
+            let inv = self.b.op("Sub", &[&one, m], &format!("{name}.masked"));
+            let big = self.b.const_f32(MASKED_BIAS, &[]);
+            let bias = self
+                .b
+                .op("Mul", &[&inv, &big], &format!("{name}.mask_bias"));
+            let axes = self.b.const_i64(&[1, 2]);
+            let b4 = self
+                .b
+                .op("Unsqueeze", &[&bias, &axes], &format!("{name}.mask_bias4"));
+            scores = self
+                .b
+                .op("Add", &[&scores, &b4], &format!("{name}.scores_masked"));
+        }
+        let p = self.b.node(
+            "Softmax",
+            &[&scores],
+            &[&format!("{name}.probs")],
+            vec![("axis", Attr::Int(-1))],
+        );
+        let o = self.b.op("MatMul", &[&p, &v], &format!("{name}.attended"));
+        let ot = self.b.node(
+            "Transpose",
+            &[&o],
+            &[&format!("{name}.attended_t")],
+            vec![("perm", Attr::Ints(vec![0, 2, 1, 3]))],
+        );
+        let s = self.b.const_i64(&[0, 0, dv as i64]);
+        self.b.op("Reshape", &[&ot, &s], name)
+    }
+
+    /// Rotary embedding: angles = positions · the frequency matrix, then each pair
+    /// `(x0, x1)` → `(x0·cos − x1·sin, x0·sin + x1·cos)`.
+    #[allow(clippy::too_many_arguments)]
+    fn rope(
+        &mut self,
+        name: &str,
+        x: &str,
+        pos: &str,
+        input: NodeId,
+        heads: usize,
+        axes_dims: &[u64],
+        theta: f64,
+    ) -> String {
+        let d = self.last(input);
+        let half = d / heads / 2;
+        let dims: Vec<usize> = axes_dims.iter().map(|&a| a as usize).collect();
+        let m = tables::rope_freqs(&dims, theta);
+        let freqs = self
+            .b
+            .init_f32(&format!("{name}.freqs"), &[dims.len(), half], &m);
+        let angles = self
+            .b
+            .op("MatMul", &[pos, &freqs], &format!("{name}.angles"));
+        let axes = self.b.const_i64(&[2]);
+        let a4 = self
+            .b
+            .op("Unsqueeze", &[&angles, &axes], &format!("{name}.angles4"));
+        let cos = self.b.op("Cos", &[&a4], &format!("{name}.cos"));
+        let sin = self.b.op("Sin", &[&a4], &format!("{name}.sin"));
+        let s = self.b.const_i64(&[0, 0, heads as i64, half as i64, 2]);
+        let pairs = self.b.op("Reshape", &[x, &s], &format!("{name}.pairs"));
+        let (x0, x1) = (format!("{name}.x0"), format!("{name}.x1"));
+        let ones = self.b.const_i64(&[1, 1]);
+        self.b.node(
+            "Split",
+            &[&pairs, &ones],
+            &[&x0, &x1],
+            vec![("axis", Attr::Int(-1))],
+        );
+        let last = self.b.const_i64(&[-1]);
+        let x0 = self.b.op("Squeeze", &[&x0, &last], &format!("{name}.x0s"));
+        let x1 = self.b.op("Squeeze", &[&x1, &last], &format!("{name}.x1s"));
+        let x0c = self.b.op("Mul", &[&x0, &cos], &format!("{name}.x0cos"));
+        let x1s = self.b.op("Mul", &[&x1, &sin], &format!("{name}.x1sin"));
+        let x0s = self.b.op("Mul", &[&x0, &sin], &format!("{name}.x0sin"));
+        let x1c = self.b.op("Mul", &[&x1, &cos], &format!("{name}.x1cos"));
+        let y0 = self.b.op("Sub", &[&x0c, &x1s], &format!("{name}.y0"));
+        let y1 = self.b.op("Add", &[&x0s, &x1c], &format!("{name}.y1"));
+        let y0 = self
+            .b
+            .op("Unsqueeze", &[&y0, &last], &format!("{name}.y0u"));
+        let y1 = self
+            .b
+            .op("Unsqueeze", &[&y1, &last], &format!("{name}.y1u"));
+        let y = self.b.node(
+            "Concat",
+            &[&y0, &y1],
+            &[&format!("{name}.rotated")],
+            vec![("axis", Attr::Int(-1))],
+        );
+        let s2 = self.b.const_i64(&[0, 0, d as i64]);
+        self.b.op("Reshape", &[&y, &s2], name)
+    }
+
+    /// A norm of each head's features: `[.., D]` → `[.., H, D/H]`, normalised, affine of the
+    /// head dim, back to `[.., D]`.
+    #[allow(clippy::too_many_arguments)]
+    fn head_norm(
+        &mut self,
+        name: &str,
+        x: &str,
+        input: NodeId,
+        heads: usize,
+        norm: NormFlavour,
+        eps: f64,
+        affine: bool,
+    ) -> Result<String, Diagnostic> {
+        let d = self.last(input);
+        let dh = d / heads;
+        let rank = self.g.ty(input).shape.len();
+        let mut split = vec![0i64; rank - 1];
+        split.extend([heads as i64, dh as i64]);
+        let s = self.b.const_i64(&split);
+        let r = self.b.op("Reshape", &[x, &s], &format!("{name}.per_head"));
+        let scale = if affine {
+            self.weight(name, "weight", &[dh])?
+        } else {
+            self.b.const_f32(1.0, &[dh])
+        };
+        let normed = format!("{name}.normed");
+        match norm {
+            NormFlavour::Layer => {
+                let mut inputs = vec![r.as_str(), scale.as_str()];
+                let bias = if affine {
+                    Some(self.weight(name, "bias", &[dh])?)
+                } else {
+                    None
+                };
+                if let Some(b) = &bias {
+                    inputs.push(b);
+                }
+                self.b.node(
+                    "LayerNormalization",
+                    &inputs,
+                    &[&normed],
+                    vec![
+                        ("axis", Attr::Int(-1)),
+                        ("epsilon", Attr::Float(eps as f32)),
+                    ],
+                );
+            }
+            NormFlavour::Rms => {
+                let sq = self.b.op("Mul", &[&r, &r], &format!("{name}.square"));
+                let ms = self.reduce_mean_last(&sq, &format!("{name}.mean_square"));
+                let e = self.b.const_f32(eps as f32, &[]);
+                let v = self.b.op("Add", &[&ms, &e], &format!("{name}.plus_eps"));
+                let rms = self.b.op("Sqrt", &[&v], &format!("{name}.rms"));
+                let n = self.b.op("Div", &[&r, &rms], &format!("{name}.unscaled"));
+                self.b.op("Mul", &[&n, &scale], &normed);
+            }
+        }
+        let mut back = vec![0i64; rank - 1];
+        back.push(d as i64);
+        let s2 = self.b.const_i64(&back);
+        Ok(self.b.op("Reshape", &[&normed, &s2], name))
     }
 
     /// One `Split` per (input, axis, chunks), however many `chunk` nodes read it.

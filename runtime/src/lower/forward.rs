@@ -7,7 +7,7 @@ use burn::tensor::{Int, Tensor};
 use tread_compiler::ir::{Graph, InputRole, NodeId, Op};
 
 use super::fused::FusedOps;
-use super::ops::{eval, OpCtx};
+use super::ops::{eval, needs_input_types, OpCtx};
 use super::store::ParamStore;
 use super::value::{OpResult, Value};
 use crate::routing::RouteSource;
@@ -21,6 +21,62 @@ pub struct Inputs<B: Backend> {
     pub noise_level: Tensor<B, 1>,
     /// `[B]`, absent for unconditional models.
     pub label: Option<Tensor<B, 1, Int>>,
+    /// Text conditioning, for the models whose inputs have text roles.
+    pub text: TextInputs<B>,
+}
+
+/// The text-side inputs by role: each absent unless the model reads it.
+#[derive(Debug, Clone)]
+pub struct TextInputs<B: Backend> {
+    /// `[B, L, Dc]` text embeddings.
+    pub context: Option<Tensor<B, 3>>,
+    /// `[B, L]` padding mask (1 = token).
+    pub context_mask: Option<Tensor<B, 2>>,
+    /// `[B, Dp]` pooled text vector.
+    pub pooled: Option<Tensor<B, 2>>,
+    /// `[B, L]` token ids.
+    pub token_ids: Option<Tensor<B, 2, Int>>,
+    /// `[B]` guidance scale.
+    pub guidance: Option<Tensor<B, 1>>,
+}
+
+impl<B: Backend> Default for TextInputs<B> {
+    fn default() -> Self {
+        TextInputs {
+            context: None,
+            context_mask: None,
+            pooled: None,
+            token_ids: None,
+            guidance: None,
+        }
+    }
+}
+
+/// The value bound to an input of `role`, or why there is none.
+fn bind<B: Backend>(role: InputRole, inputs: &Inputs<B>) -> OpResult<Value<B>> {
+    let missing = || {
+        format!(
+            "the model has a `{}` input and none was given (text-conditioned training and \
+             sampling are not wired to data yet)",
+            role.name()
+        )
+    };
+    let t = &inputs.text;
+    Ok(match role {
+        InputRole::Image => Value::F4(inputs.image.clone()),
+        InputRole::NoiseLevel => Value::F1(inputs.noise_level.clone()),
+        InputRole::Label => Value::I1(
+            inputs
+                .label
+                .clone()
+                .ok_or("the model needs labels; none were given")?,
+        ),
+        InputRole::Context => Value::F3(t.context.clone().ok_or_else(missing)?),
+        InputRole::ContextMask => Value::F2(t.context_mask.clone().ok_or_else(missing)?),
+        InputRole::Pooled => Value::F2(t.pooled.clone().ok_or_else(missing)?),
+        InputRole::TokenIds => Value::I2(t.token_ids.clone().ok_or_else(missing)?),
+        InputRole::Guidance => Value::F1(t.guidance.clone().ok_or_else(missing)?),
+    })
 }
 
 /// Runs `g` and returns the value of its first output. Route nodes draw from `routes`.
@@ -54,21 +110,13 @@ pub fn forward_all<B: FusedOps>(
         routes,
         device: &device,
         fused: params.fused,
+        input_types: vec![],
     };
     let mut vals: HashMap<NodeId, Value<B>> = HashMap::new();
     for id in order {
         let node = g.node(id);
         let v = if let Op::Input { role } = node.op {
-            match role {
-                InputRole::Image => Value::F4(inputs.image.clone()),
-                InputRole::NoiseLevel => Value::F1(inputs.noise_level.clone()),
-                InputRole::Label => Value::I1(
-                    inputs
-                        .label
-                        .clone()
-                        .ok_or("the model needs labels; none were given")?,
-                ),
-            }
+            bind(role, inputs)?
         } else {
             let ins = g.inputs_of(id);
             let mut args = Vec::with_capacity(ins.len());
@@ -84,6 +132,11 @@ pub fn forward_all<B: FusedOps>(
                     vals.remove(i);
                 }
             }
+            ctx.input_types = if needs_input_types(&node.op) {
+                ins.iter().map(|&i| g.ty(i).clone()).collect()
+            } else {
+                vec![]
+            };
             eval(&node.op, &node.name, args, &mut ctx)
                 .map_err(|e| format!("node `{}`: {e}", node.name))?
         };

@@ -10,7 +10,7 @@ use rand_chacha::ChaCha8Rng;
 use tread_compiler::config::{Objective, TrainingConfig};
 use tread_compiler::ir::Graph;
 
-use super::forward::{forward, Inputs};
+use super::forward::{forward, Inputs, TextInputs};
 use super::fused::FusedOps;
 use super::store::ParamStore;
 use super::value::OpResult;
@@ -48,6 +48,7 @@ fn net<B: FusedOps>(
         image,
         noise_level: noise,
         label: labels,
+        text: TextInputs::default(),
     };
     forward(g, params, &inputs, routes)?.f4()
 }

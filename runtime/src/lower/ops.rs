@@ -5,7 +5,7 @@ use burn::tensor::activation;
 use burn::tensor::backend::Backend;
 use burn::tensor::module::{attention, linear};
 use burn::tensor::{IndexingUpdateOp, Int, Tensor, TensorData};
-use tread_compiler::ir::{GeluApprox, Op};
+use tread_compiler::ir::{GeluApprox, GluAct, NormFlavour, Op, ValueType};
 
 use super::fused::{FusedOps, NormKind};
 use super::store::ParamStore;
@@ -23,6 +23,14 @@ pub struct OpCtx<'a, B: Backend> {
     /// Run attention, norms and tanh-GELU through the fused kernels ([`FusedOps`]); `false`
     /// runs the burn decompositions (`treadc bench --no-fuse`, the tests' reference).
     pub fused: bool,
+    /// The current node's input types, for the ops that read a token axis' streams
+    /// (`select_stream`); empty for the others.
+    pub input_types: Vec<ValueType>,
+}
+
+/// True when `op`'s lowering reads its inputs' types ([`OpCtx::input_types`]).
+pub fn needs_input_types(op: &Op) -> bool {
+    matches!(op, Op::SelectStream { .. })
 }
 
 /// Evaluates node `name` with op `op` on `x`.
@@ -272,6 +280,127 @@ pub fn eval<B: FusedOps>(
                 ctx.device,
             ))
         }
+        Op::StreamIndices {
+            before,
+            tokens,
+            after,
+            ..
+        } => {
+            let idx = next()?.i2()?;
+            let [b, _] = idx.dims();
+            let (before, tokens, after) = (*before as i64, *tokens as i64, *after as i64);
+            let mut parts = vec![];
+            if before > 0 {
+                parts.push(
+                    Tensor::<B, 1, Int>::arange(0..before, ctx.device)
+                        .unsqueeze::<2>()
+                        .repeat_dim(0, b),
+                );
+            }
+            parts.push(idx + before);
+            if after > 0 {
+                let from = before + tokens;
+                parts.push(
+                    Tensor::<B, 1, Int>::arange(from..from + after, ctx.device)
+                        .unsqueeze::<2>()
+                        .repeat_dim(0, b),
+                );
+            }
+            Value::I2(Tensor::cat(parts, 1))
+        }
+        Op::Sdpa { heads } => {
+            let (q, k, v) = (next()?.f3()?, next()?.f3()?, next()?.f3()?);
+            let mask = match x.next() {
+                Some(m) => Some(m.f2()?),
+                None => None,
+            };
+            Value::F3(sdpa(q, k, v, mask, *heads as usize))
+        }
+        Op::Rope { heads, .. } => {
+            let (t, pos) = (next()?.f3()?, next()?.f3()?);
+            let freqs = ctx.params.fixed(name)?;
+            Value::F3(rope(t, pos, freqs, *heads as usize))
+        }
+        Op::Positions { .. } => Value::F3(ctx.params.fixed(name)?.unsqueeze::<3>()),
+        Op::SelectStream { stream } => {
+            let ty = ctx
+                .input_types
+                .first()
+                .ok_or("select_stream without its input's type")?;
+            let axis = ty
+                .token_axis
+                .ok_or("select_stream of a value without tokens")?;
+            let (before, seg) = ty
+                .segment(stream)
+                .ok_or_else(|| format!("no `{stream}` tokens in {ty}"))?;
+            let (start, len) = (before as usize, seg.tokens as usize);
+            match next()? {
+                Value::F2(t) => Value::F2(t.narrow(axis, start, len)),
+                Value::F3(t) => Value::F3(t.narrow(axis, start, len)),
+                Value::F4(t) => Value::F4(t.narrow(axis, start, len)),
+                Value::I2(t) => Value::I2(t.narrow(axis, start, len)),
+                v => return Err(format!("select_stream of rank {}", v.rank())),
+            }
+        }
+        Op::HeadNorm {
+            heads,
+            norm,
+            eps,
+            affine,
+        } => {
+            let (h, eps) = (*heads as usize, *eps);
+            let scale = if *affine {
+                Some(ctx.params.get::<1>(&p("weight"))?)
+            } else {
+                None
+            };
+            let shift = if *affine && *norm == NormFlavour::Layer {
+                Some(ctx.params.get::<1>(&p("bias"))?)
+            } else {
+                None
+            };
+            let rms = *norm == NormFlavour::Rms;
+            let f = |r: Tensor<B, 2>| {
+                let [n, d] = r.dims();
+                let g = r.reshape([n, h, d / h]);
+                let mut y = if rms {
+                    rms_norm(g, eps)
+                } else {
+                    layer_norm(g, eps)
+                };
+                if let Some(w) = &scale {
+                    y = y * w.clone().unsqueeze::<3>();
+                }
+                if let Some(b) = &shift {
+                    y = y + b.clone().unsqueeze::<3>();
+                }
+                y.reshape([n, d])
+            };
+            map_float(next()?, f, |t| per_row(t, f))?
+        }
+        Op::Glu { act } => {
+            let act = *act;
+            let f = |r: Tensor<B, 2>| {
+                let [_, d] = r.dims();
+                let (a, b) = (r.clone().narrow(1, 0, d / 2), r.narrow(1, d / 2, d / 2));
+                let a = match act {
+                    GluAct::Silu => activation::silu(a),
+                    GluAct::GeluTanh => gelu_tanh(a),
+                };
+                a * b
+            };
+            map_float(next()?, f, |t| per_row(t, f))?
+        }
+        Op::Embed { dim, .. } => {
+            let ids = next()?.i2()?;
+            let [b, l] = ids.dims();
+            let table = ctx.params.get::<2>(&p("table"))?;
+            Value::F3(
+                table
+                    .select(0, ids.reshape([b * l]))
+                    .reshape([b, l, *dim as usize]),
+            )
+        }
         Op::GatherTokens { .. } => {
             let (v, idx) = (next()?.f3()?, next()?.i2()?);
             Value::F3(if ctx.fused {
@@ -289,6 +418,57 @@ pub fn eval<B: FusedOps>(
             })
         }
     })
+}
+
+/// Scaled dot-product attention on `heads` heads: `softmax(q·kᵀ/√dh + bias)·v` with a key
+/// mask `[B, Tk]` (1 = attend, 0 = padding) turned into a large negative bias.
+pub fn sdpa<B: Backend>(
+    q: Tensor<B, 3>,
+    k: Tensor<B, 3>,
+    v: Tensor<B, 3>,
+    mask: Option<Tensor<B, 2>>,
+    heads: usize,
+) -> Tensor<B, 3> {
+    let [b, tq, d] = q.dims();
+    let [_, tk, dv] = v.dims();
+    let split =
+        |t: Tensor<B, 3>, n: usize, w: usize| t.reshape([b, n, heads, w / heads]).swap_dims(1, 2);
+    let (q, k, v) = (split(q, tq, d), split(k, tk, d), split(v, tk, dv));
+    let scale = 1.0 / ((d / heads) as f64).sqrt();
+    let mut scores = q.matmul(k.swap_dims(2, 3)) * scale;
+    if let Some(m) = mask {
+        let bias = (m.neg() + 1.0) * MASKED;
+        let [bm, _] = bias.dims();
+        scores = scores + bias.reshape([bm, 1, 1, tk]).expand([b, heads, tq, tk]);
+    }
+    let probs = activation::softmax(scores, 3);
+    probs.matmul(v).swap_dims(1, 2).reshape([b, tq, dv])
+}
+
+/// The bias a masked key gets before the softmax: its weight underflows to exactly 0.
+pub const MASKED: f64 = -1.0e9;
+
+/// Rotary position embedding: each head's pairs `(2i, 2i+1)` turned by the angles
+/// `positions · freqs` (`freqs`: [`tread_compiler::tables::rope_freqs`], `[axes, dh/2]`).
+pub fn rope<B: Backend>(
+    x: Tensor<B, 3>,
+    pos: Tensor<B, 3>,
+    freqs: Tensor<B, 2>,
+    heads: usize,
+) -> Tensor<B, 3> {
+    let [b, n, d] = x.dims();
+    let [bp, _, axes] = pos.dims();
+    let half = d / heads / 2;
+    let angles = pos.matmul(freqs.unsqueeze::<3>().expand([bp, axes, half]));
+    let table = |t: Tensor<B, 3>| t.reshape([bp, n, 1, half]).expand([b, n, heads, half]);
+    let (cos, sin) = (table(angles.clone().cos()), table(angles.sin()));
+    let pairs = x.reshape([b, n, heads, half, 2]);
+    let part = |i: usize| pairs.clone().narrow(4, i, 1).reshape([b, n, heads, half]);
+    let (x0, x1) = (part(0), part(1));
+    let y0 = x0.clone() * cos.clone() - x1.clone() * sin.clone();
+    let y1 = x0 * sin + x1 * cos;
+    let col = |t: Tensor<B, 4>| t.reshape([b, n, heads, half, 1]);
+    Tensor::cat(vec![col(y0), col(y1)], 4).reshape([b, n, d])
 }
 
 /// A per-sample `[B, 1, D]` vector (the fusion pass checked the shape) as `[B, D]`.

@@ -7,7 +7,7 @@ use tread_compiler::config::Objective;
 use tread_compiler::ir::Graph;
 
 use super::objective::predict;
-use super::{forward, Inputs, ParamStore};
+use super::{forward, Inputs, ParamStore, TextInputs};
 use crate::routing::NoRoutes;
 
 /// The network's output on `image [n, C, H, W]` (`shape` = `[C, H, W]`), noise input `level`
@@ -40,6 +40,7 @@ pub fn dense_output(
             image: x,
             noise_level: t,
             label: y,
+            text: TextInputs::default(),
         };
         forward(g, &store, &inputs, &mut NoRoutes)?
     };

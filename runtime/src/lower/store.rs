@@ -68,6 +68,33 @@ impl<B: Backend> ParamStore<B> {
                         Tensor::from_data(TensorData::new(t, shape), device),
                     );
                 }
+                Op::Positions {
+                    tokens,
+                    ref grid,
+                    axes,
+                    ..
+                } => {
+                    let grid: Vec<usize> = grid.iter().map(|&g| g as usize).collect();
+                    let t = tables::positions(tokens as usize, &grid, axes as usize);
+                    let shape = [tokens as usize, axes as usize];
+                    fixed.insert(
+                        n.name.clone(),
+                        Tensor::from_data(TensorData::new(t, shape), device),
+                    );
+                }
+                Op::Rope {
+                    ref axes_dims,
+                    theta,
+                    ..
+                } => {
+                    let dims: Vec<usize> = axes_dims.iter().map(|&d| d as usize).collect();
+                    let m = tables::rope_freqs(&dims, theta);
+                    let shape = [dims.len(), dims.iter().sum::<usize>() / 2];
+                    fixed.insert(
+                        n.name.clone(),
+                        Tensor::from_data(TensorData::new(m, shape), device),
+                    );
+                }
                 Op::TimestepEmbed { dim, max_period } => {
                     let f = tables::timestep_freqs(dim as usize, max_period as f64);
                     let shape = [1, f.len()];

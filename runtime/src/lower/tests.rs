@@ -93,6 +93,7 @@ pub(crate) fn inputs<B: Backend>(batch: usize, seed: u64) -> Inputs<B> {
             TensorData::new(y, [batch]),
             &d,
         )),
+        text: Default::default(),
     }
 }
 
@@ -411,6 +412,7 @@ fn attention_matches_naive() {
             routes: &mut rs,
             device: &dev,
             fused,
+            input_types: vec![],
         };
         let op = g.node(attn).op.clone();
         let out = host(
@@ -489,6 +491,7 @@ fn elementwise_ops_match_naive() {
         routes: &mut rs,
         device: &dev,
         fused: true,
+        input_types: vec![],
     };
     let x = seq(2 * 4 * 3, 2.0);
     let shift = seq(2 * 3, 1.0);
@@ -537,6 +540,7 @@ fn timestep_and_class_embeddings_match_naive() {
         routes: &mut rs,
         device: &dev,
         fused: true,
+        input_types: vec![],
     };
     let t = vec![0.25f32, -1.5];
     let op = g.node(g.find("t_freq").unwrap()).op.clone();
@@ -605,6 +609,7 @@ fn every_preset_lowers_and_runs_one_routed_forward() {
             ),
             noise_level: Tensor::from_data(TensorData::new(vec![0.1f32, 0.7], [2]), &dev),
             label: Some(Tensor::from_data(TensorData::new(vec![1i64, 2], [2]), &dev)),
+            text: Default::default(),
         };
         let out = forward(g, &p, &x, &mut Recording::new(1)).unwrap();
         assert_eq!(out.shape(), dims, "{file}");
