@@ -220,6 +220,158 @@ def gated_conv_s2():
     return m
 
 
+def mlp_embedder(prefix, src, out="D"):
+    """Linear → SiLU → linear (Flux's MLPEmbedder, DiT's timestep MLP)."""
+    return [
+        node(f"{prefix}_hidden", "linear", [src], out=out),
+        node(f"{prefix}_act", "silu", [f"{prefix}_hidden"]),
+        node(f"{prefix}_emb", "linear", [f"{prefix}_act"], out=out),
+    ]
+
+
+def attention_heads(prefix, src):
+    """q, k, v of one stream: a packed projection, chunked, each of q and k RMS-normed per head."""
+    return [
+        node(f"{prefix}_qkv", "linear", [src], out="3*D"),
+    ] + chunks(f"{prefix}_qkv", [f"{prefix}_q0", f"{prefix}_k0", f"{prefix}_v"], axis=2) + [
+        node(f"{prefix}_q", "head_norm", [f"{prefix}_q0"], heads="H", norm="rms"),
+        node(f"{prefix}_k", "head_norm", [f"{prefix}_k0"], heads="H", norm="rms"),
+    ]
+
+
+def joint_attention(streams, out, axes):
+    """One attention over the streams' concatenation [text; image], with RoPE on q and k."""
+    nodes = []
+    for part in ("q", "k", "v"):
+        nodes.append(node(f"joint_{part}", "concat", [f"{s}_{part}" for s in streams], axis=1))
+    nodes += [
+        node("rq", "rope", ["joint_q", "pe"], heads="H", axes_dims=axes, theta=10000.0),
+        node("rk", "rope", ["joint_k", "pe"], heads="H", axes_dims=axes, theta=10000.0),
+        node(out, "sdpa", ["rq", "rk", "joint_v"], heads="H"),
+    ]
+    return nodes
+
+
+def flux_double_block(axes):
+    """Flux/MMDiT double-stream block on the joined trunk [text; image]: each stream has its own
+    modulation, norms, projections and MLP; one attention runs over both."""
+    nodes = [
+        node("txt", "select_stream", ["x"], stream="text"),
+        node("img", "select_stream", ["x"], stream="image"),
+    ]
+    for s in ("img", "txt"):
+        nodes += [
+            node(f"{s}_ada", "linear", ["c"], out="6*D"),
+            node(f"{s}_ada_t", "unsqueeze", [f"{s}_ada"], axis=1),
+        ] + chunks(f"{s}_ada_t", [f"{s}_shift1", f"{s}_scale1", f"{s}_gate1",
+                                  f"{s}_shift2", f"{s}_scale2", f"{s}_gate2"], axis=2) + [
+            node(f"{s}_norm1", "layer_norm", [s], eps=1e-6),
+            node(f"{s}_mod1", "modulate", [f"{s}_norm1", f"{s}_shift1", f"{s}_scale1"]),
+        ] + attention_heads(s, f"{s}_mod1")
+    nodes += joint_attention(["txt", "img"], "attn", axes)
+    for s in ("txt", "img"):
+        nodes += [
+            node(f"{s}_attn", "select_stream", ["attn"], stream="text" if s == "txt" else "image"),
+            node(f"{s}_proj", "linear", [f"{s}_attn"], out="D"),
+            node(f"{s}_gated1", "mul", [f"{s}_gate1", f"{s}_proj"]),
+            node(f"{s}_res1", "add", [s, f"{s}_gated1"]),
+            node(f"{s}_norm2", "layer_norm", [f"{s}_res1"], eps=1e-6),
+            node(f"{s}_mod2", "modulate", [f"{s}_norm2", f"{s}_shift2", f"{s}_scale2"]),
+            node(f"{s}_fc1", "linear", [f"{s}_mod2"], out="4*D"),
+            node(f"{s}_act", "gelu", [f"{s}_fc1"], approximate="tanh"),
+            node(f"{s}_fc2", "linear", [f"{s}_act"], out="D"),
+            node(f"{s}_gated2", "mul", [f"{s}_gate2", f"{s}_fc2"]),
+            node(f"{s}_out", "add", [f"{s}_res1", f"{s}_gated2"]),
+        ]
+    nodes.append(node("out", "concat", ["txt_out", "img_out"], axis=1))
+    return {"params": ["x", "c", "pe"], "nodes": nodes, "output": "out"}
+
+
+def flux_single_block(axes):
+    """Flux single-stream block: attention and MLP in parallel from one modulated input, on the
+    joined stream; one output projection over [attention; MLP]."""
+    nodes = [
+        node("ada", "linear", ["c"], out="3*D"),
+        node("ada_t", "unsqueeze", ["ada"], axis=1),
+    ] + chunks("ada_t", ["shift", "scale", "gate"], axis=2) + [
+        node("norm", "layer_norm", ["x"], eps=1e-6),
+        node("mod", "modulate", ["norm", "shift", "scale"]),
+        node("in_proj", "linear", ["mod"], out="7*D"),
+        node("qkv_q0", "chunk", ["in_proj"], axis=2, chunks=7, index=0),
+        node("qkv_k0", "chunk", ["in_proj"], axis=2, chunks=7, index=1),
+        node("qkv_v", "chunk", ["in_proj"], axis=2, chunks=7, index=2),
+        node("mlp_a", "chunk", ["in_proj"], axis=2, chunks=7, index=3),
+        node("mlp_b", "chunk", ["in_proj"], axis=2, chunks=7, index=4),
+        node("mlp_c", "chunk", ["in_proj"], axis=2, chunks=7, index=5),
+        node("mlp_d", "chunk", ["in_proj"], axis=2, chunks=7, index=6),
+        node("mlp_in", "concat", ["mlp_a", "mlp_b", "mlp_c", "mlp_d"], axis=2),
+        node("qkv_q", "head_norm", ["qkv_q0"], heads="H", norm="rms"),
+        node("qkv_k", "head_norm", ["qkv_k0"], heads="H", norm="rms"),
+        node("rq", "rope", ["qkv_q", "pe"], heads="H", axes_dims=axes, theta=10000.0),
+        node("rk", "rope", ["qkv_k", "pe"], heads="H", axes_dims=axes, theta=10000.0),
+        node("attn", "sdpa", ["rq", "rk", "qkv_v"], heads="H"),
+        node("mlp_act", "gelu", ["mlp_in"], approximate="tanh"),
+        node("both", "concat", ["attn", "mlp_act"], axis=2),
+        node("proj", "linear", ["both"], out="D"),
+        node("gated", "mul", ["gate", "proj"]),
+        node("out", "add", ["x", "gated"]),
+    ]
+    return {"params": ["x", "c", "pe"], "nodes": nodes, "output": "out"}
+
+
+def flux(name, double, single, d, heads, axes, size, channels, patch, text_len, text_dim,
+         pooled_dim, guidance, description, training=None):
+    """Flux (FLUX.1): double-stream blocks, then single-stream blocks, on the joined trunk
+    [text; image]; 3-axis RoPE over (0, row, column) positions (text positions zero)."""
+    train = {"objective": "flow", "init": "xavier", "lr": 1e-4, "ema_decay": 0.9999,
+             "class_dropout": 0.1, "batch": 256}
+    train.update(training or {})
+    inputs = {
+        "x": {"shape": ["B", "C", "S", "S"], "role": "image"},
+        "t": {"shape": ["B"], "role": "noise_level"},
+        "ctx": {"shape": ["B", "L", "DC"], "role": "context"},
+        "pooled": {"shape": ["B", "DP"], "role": "pooled"},
+    }
+    stem = [
+        node("patches", "patchify", ["x"], patch="P"),
+        node("img_in", "linear", ["patches"], out="D"),
+        node("txt_in", "linear", ["ctx"], out="D"),
+        node("tokens", "concat", ["txt_in", "img_in"], axis=1),
+        node("txt_pos", "positions", stream="text", tokens="L", axes=3),
+        node("img_pos", "positions", stream="image", tokens="(S/P)*(S/P)", grid=["S/P", "S/P"], axes=3),
+        node("pe", "concat", ["txt_pos", "img_pos"], axis=1),
+        node("t_freq", "timestep_embed", ["t"], dim=256),
+    ] + mlp_embedder("time", "t_freq") + mlp_embedder("vector", "pooled")
+    cond = ["time_emb", "vector_emb"]
+    if guidance:
+        inputs["g"] = {"shape": ["B"], "role": "guidance"}
+        stem += [node("g_freq", "timestep_embed", ["g"], dim=256)] + mlp_embedder("guidance", "g_freq")
+        stem.append(node("tg", "add", ["time_emb", "guidance_emb"]))
+        cond = ["tg", "vector_emb"]
+    stem += [node("c", "add", cond), node("c_act", "silu", ["c"])]
+    head = [
+        node("img_tokens", "select_stream", ["trunk"], stream="image"),
+    ] + dit_head("img_tokens")
+    return {
+        "format": "treadc.model/1",
+        "name": name,
+        "description": description,
+        "dims": {"S": size, "C": channels, "P": patch, "D": d, "H": heads, "L": text_len,
+                 "DC": text_dim, "DP": pooled_dim},
+        "inputs": inputs,
+        "stem": stem,
+        "blocks": {"double": flux_double_block(axes), "single": flux_single_block(axes)},
+        "trunk": {"input": "tokens", "blocks": [
+            {"block": "double", "repeat": double, "args": {"c": "c_act", "pe": "pe"}},
+            {"block": "single", "repeat": single, "args": {"c": "c_act", "pe": "pe"}},
+        ]},
+        "head": head,
+        "outputs": {"out": "image"},
+        "routes": "paper",
+        "training": train,
+    }
+
+
 def write(fname, model):
     with open(os.path.join(HERE, fname), "w", encoding="utf-8") as f:
         f.write(compact_nodes(model))
@@ -270,6 +422,21 @@ def main():
                     "(README: FD and class accuracy measured with treadc eval).",
         training={"init": "adaln_zero", "lr": 3e-3, "lr_warmup": 100, "ema_decay": 0.999,
                   "ema_warmup": True, "batch": 64, "p_mean": -0.4, "p_std": 1.4}))
+    write("flux-dev.json", flux(
+        "FLUX.1-dev", 19, 38, 3072, 24, [16, 56, 56], size=128, channels=16, patch=2,
+        text_len=512, text_dim=4096, pooled_dim=768, guidance=True,
+        description="FLUX.1 [dev] at 1024 px (16x128x128 latents, 2x2 packing: 4096 image "
+                    "tokens) with 512 T5 tokens: 19 double-stream and 38 single-stream blocks of "
+                    "width 3072 (24 heads of 128), 3-axis RoPE (16, 56, 56), QK RMS-norm, "
+                    "guidance and pooled-CLIP embedders. Routes route the image tokens only; "
+                    "the text tokens pass every block."))
+    write("mnist-flux-small.json", flux(
+        "MNIST-Flux-small", 2, 4, 64, 4, [4, 6, 6], size=32, channels=1, patch=4,
+        text_len=8, text_dim=32, pooled_dim=32, guidance=False,
+        description="A Flux-shaped model at test size: 2 double-stream and 4 single-stream "
+                    "blocks of width 64 on 64 image tokens (4x4 patches of 32x32) and 8 text "
+                    "tokens, 3-axis RoPE (4, 6, 6), QK RMS-norm.",
+        training={"batch": 64}))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@
 //! ; fused                      (optional: dump after the fusion pass, as `--fused`)
 //! { a model.json }
 //! === dump
-//! the expected `treadc compile --emit text` dump
+//! the expected `treadc compile --emit text` dump, or the diagnostic of a refused model
 //! ```
 //!
 //! One test compiles every case and compares its dump with the expected one. A new case is
@@ -51,7 +51,11 @@ fn run_case(path: &Path, text: &str) -> Result<(String, String), String> {
         }
     }
     let file = common::rel(path);
-    let compiled = compile_str(&model, &file, &opts).map_err(|d| d.to_string())?;
+    // A case the compiler must refuse expects the diagnostic in place of the dump.
+    let compiled = match compile_str(&model, &file, &opts) {
+        Ok(c) => c,
+        Err(d) => return Ok((d.to_string(), expected.to_string())),
+    };
     let graph = if fused {
         fuse(&compiled.routed).map_err(|d| d.to_string())?.0
     } else {
