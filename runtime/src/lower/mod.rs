@@ -27,3 +27,5 @@ pub use value::Value;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod streams_tests;

@@ -1,0 +1,199 @@
+//! The joined-stream constructs (text + image trunk, RoPE, QK-norm, sdpa) lowered to burn: a
+//! route keeps each kept token's position and passes text tokens whole, rate 0 equals dense,
+//! and the burn forward equals the exported ONNX file on tract.
+
+use std::collections::HashMap;
+
+use burn::backend::Flex;
+use burn::tensor::{Tensor, TensorData};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use tread_compiler::compile::{compile_str, CompileOptions, Compiled};
+use tread_compiler::config::{Init, Objective};
+use tread_compiler::ir::Graph;
+use tread_compiler::params::param_specs;
+use tread_compiler::route_spec::parse_flag;
+use tread_onnx::export::file::{write_model, ExternalData};
+use tread_onnx::export::{export, ExportOptions, Weights};
+use tread_onnx::tract::{HostValue, TractModel};
+
+use super::*;
+use crate::init::{init_values, normal};
+use crate::routing::RouteSource;
+
+type Cpu = Flex;
+
+const BATCH: usize = 2;
+
+fn flux_small(routes: &[&str]) -> Compiled {
+    let file = "mnist-flux-small.json";
+    let text = std::fs::read_to_string(format!("{}/../models/{file}", env!("CARGO_MANIFEST_DIR")))
+        .unwrap();
+    let mut opts = CompileOptions::default();
+    for (i, r) in routes.iter().enumerate() {
+        opts.routes.push(parse_flag(r, i).unwrap());
+    }
+    if routes.is_empty() {
+        opts.dense = true;
+    }
+    compile_str(&text, file, &opts).unwrap()
+}
+
+/// Host values of the image, noise level, text context and pooled vector, in input order.
+fn host_inputs(seed: u64) -> Vec<(Vec<f32>, Vec<usize>)> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut draw = |shape: Vec<usize>| {
+        let n = shape.iter().product();
+        ((0..n).map(|_| normal(&mut rng)).collect::<Vec<f32>>(), shape)
+    };
+    vec![
+        draw(vec![BATCH, 1, 32, 32]),
+        draw(vec![BATCH]),
+        draw(vec![BATCH, 8, 32]),
+        draw(vec![BATCH, 32]),
+    ]
+}
+
+fn inputs(host: &[(Vec<f32>, Vec<usize>)]) -> Inputs<Cpu> {
+    let d = Default::default();
+    let t = |i: usize| TensorData::new(host[i].0.clone(), host[i].1.clone());
+    Inputs {
+        image: Tensor::from_data(t(0), &d),
+        noise_level: Tensor::from_data(t(1), &d),
+        label: None,
+        text: TextInputs {
+            context: Some(Tensor::from_data(t(2), &d)),
+            pooled: Some(Tensor::from_data(t(3), &d)),
+            ..Default::default()
+        },
+    }
+}
+
+fn weights(g: &Graph) -> Vec<Vec<f32>> {
+    init_values(&param_specs(g), Init::Xavier, 5)
+}
+
+fn host(v: &Value<Cpu>) -> Vec<f32> {
+    v.to_vec_f32().unwrap()
+}
+
+/// Replays fixed indices.
+struct Fixed(Vec<i64>);
+impl RouteSource for Fixed {
+    fn indices(&mut self, _: usize, _: usize, _: usize, _: usize, _: bool) -> Vec<i64> {
+        self.0.clone()
+    }
+}
+
+/// Rows `[b, n, ..]` of a row-major `[B, N, F]` buffer.
+fn row(v: &[f32], n_tokens: usize, b: usize, n: usize) -> &[f32] {
+    let f = v.len() / (BATCH * n_tokens);
+    &v[(b * n_tokens + n) * f..(b * n_tokens + n + 1) * f]
+}
+
+#[test]
+fn kept_tokens_rotate_with_their_own_positions_and_text_passes_whole() {
+    let dense = flux_small(&[]);
+    let routed = flux_small(&["0.5:2-2"]);
+    let (gd, gr) = (&dense.routed, &routed.routed);
+    let w = weights(gd);
+    let pd = ParamStore::<Cpu>::from_host(gd, &w, &Default::default()).unwrap();
+    let pr = ParamStore::<Cpu>::from_host(gr, &w, &Default::default()).unwrap();
+    let x = inputs(&host_inputs(1));
+    // Kept image tokens per sample (of 64), deliberately out of order.
+    let idx: Vec<i64> = (0..BATCH as i64)
+        .flat_map(|b| (0..32).map(move |j| (j * 7 + 3 * b + 5) % 64))
+        .collect();
+    let (rq_d, rq_r) = (gd.find("blocks.2.rq").unwrap(), gr.find("blocks.2.rq").unwrap());
+    let entry = gr.find("blocks.1.out").unwrap();
+    let gathered = gr.find("route0.gather.blocks.1.out").unwrap();
+    let merged = gr.find("route0.merge.blocks.2.out").unwrap();
+    let vd = forward_all(gd, &pd, &x, &mut Fixed(vec![]), &[rq_d]).unwrap();
+    let vr = forward_all(gr, &pr, &x, &mut Fixed(idx.clone()), &[rq_r, entry, gathered, merged])
+        .unwrap();
+    let (rd, rr) = (host(&vd[&rq_d]), host(&vr[&rq_r]));
+    let (e, gth, m) = (host(&vr[&entry]), host(&vr[&gathered]), host(&vr[&merged]));
+    for b in 0..BATCH {
+        for t in 0..8 {
+            // Text tokens: gathered whole and in place; the first routed block sees them as
+            // dense does, so their rotated queries agree too.
+            assert_eq!(row(&gth, 40, b, t), row(&e, 72, b, t));
+            let diff = row(&rr, 40, b, t).iter().zip(row(&rd, 72, b, t));
+            assert!(diff.clone().all(|(a, c)| (a - c).abs() < 1e-5), "text {b},{t}");
+        }
+        for j in 0..32 {
+            // Kept image token j is token idx[j] of the image stream (row 8 + idx): its rotated
+            // query, computed per token before attention, is the dense one at that position.
+            let n = 8 + idx[b * 32 + j] as usize;
+            assert_eq!(row(&gth, 40, b, 8 + j), row(&e, 72, b, n));
+            let (a, c) = (row(&rr, 40, b, 8 + j), row(&rd, 72, b, n));
+            let worst = a.iter().zip(c).map(|(a, c)| (a - c).abs()).fold(0.0, f32::max);
+            assert!(worst < 1e-5, "kept token {j} of sample {b}: {worst}");
+        }
+        // Routed image tokens leave the region with exactly their value before it.
+        let kept: Vec<usize> = idx[b * 32..(b + 1) * 32].iter().map(|&i| 8 + i as usize).collect();
+        for n in (8..72).filter(|n| !kept.contains(n)) {
+            assert_eq!(row(&m, 72, b, n), row(&e, 72, b, n));
+        }
+    }
+}
+
+#[test]
+fn rate_zero_over_joined_streams_equals_dense() {
+    let dense = flux_small(&[]);
+    let routed = flux_small(&["0:1-4"]);
+    let w = weights(&dense.routed);
+    let x = inputs(&host_inputs(2));
+    let run = |g: &Graph, idx: Vec<i64>| {
+        let p = ParamStore::<Cpu>::from_host(g, &w, &Default::default()).unwrap();
+        host(&forward(g, &p, &x, &mut Fixed(idx)).unwrap())
+    };
+    // All 64 tokens kept, in a shuffled order.
+    let perm: Vec<i64> = (0..BATCH as i64)
+        .flat_map(|b| (0..64).map(move |j| (j * 13 + b) % 64))
+        .collect();
+    let (a, b) = (run(&dense.routed, vec![]), run(&routed.routed, perm));
+    let worst = a.iter().zip(&b).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+    assert!(worst < 1e-4, "{worst}");
+}
+
+#[test]
+fn joined_stream_model_on_tract_equals_burn() {
+    let dense = flux_small(&[]);
+    let g = &dense.routed;
+    let w = weights(g);
+    let host_in = host_inputs(3);
+    let p = ParamStore::<Cpu>::from_host(g, &w, &Default::default()).unwrap();
+    let burn_out = host(&forward(g, &p, &inputs(&host_in), &mut Fixed(vec![])).unwrap());
+    let tensors: HashMap<String, Vec<f32>> = param_specs(g)
+        .into_iter()
+        .zip(w)
+        .map(|(s, v)| (s.name, v))
+        .collect();
+    let weights = Weights {
+        source: "fresh init".into(),
+        tensors,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    for opset in [17, 23] {
+        let opts = ExportOptions {
+            opset,
+            ..Default::default()
+        };
+        let mut proto = export(g, Objective::Flow, &weights, &opts).unwrap();
+        let path = dir.path().join(format!("flux-small-{opset}.onnx"));
+        write_model(&mut proto, &path, ExternalData::Auto).unwrap();
+        let m = TractModel::load(&path, &proto, BATCH).unwrap();
+        let feed = host_in
+            .iter()
+            .map(|(v, s)| HostValue::F32(v.clone(), s.clone()))
+            .collect();
+        let out = m.run(feed).unwrap();
+        let worst = out
+            .iter()
+            .zip(&burn_out)
+            .map(|(a, b)| (a - b).abs() / (1.0 + b.abs()))
+            .fold(0.0, f32::max);
+        assert!(worst < 1e-4, "opset {opset}: {worst}");
+    }
+}
