@@ -67,7 +67,19 @@ pub fn model_io(c: &Compiled) -> Result<([usize; 3], Option<usize>), Diagnostic>
     let g = &c.model.graph;
     let mut shape = None;
     let mut classes = None;
-    for (_, id) in &g.inputs {
+    for (name, id) in &g.inputs {
+        if let Op::Input { role } = g.node(*id).op {
+            if role.stream().is_some() || matches!(role, InputRole::Pooled | InputRole::Guidance) {
+                return Err(Diagnostic::new(
+                    Location::Item(format!("input `{name}`")),
+                    format!("treadc cannot feed a `{}` input yet", role.name()),
+                )
+                .expected("a model whose inputs are image, noise_level and label (training, sampling, bench and the export check feed only those)")
+                .found(format!("role \"{}\"", role.name()))
+                .in_file(c.model.file.clone())
+                .help("`treadc compile` and `treadc export` (without --check) take text-conditioned models"));
+            }
+        }
         if let Op::Input {
             role: InputRole::Image,
         } = g.node(*id).op

@@ -26,6 +26,6 @@ pub use store::ParamStore;
 pub use value::Value;
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod streams_tests;
+#[cfg(test)]
+mod tests;

@@ -44,7 +44,10 @@ fn host_inputs(seed: u64) -> Vec<(Vec<f32>, Vec<usize>)> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut draw = |shape: Vec<usize>| {
         let n = shape.iter().product();
-        ((0..n).map(|_| normal(&mut rng)).collect::<Vec<f32>>(), shape)
+        (
+            (0..n).map(|_| normal(&mut rng)).collect::<Vec<f32>>(),
+            shape,
+        )
     };
     vec![
         draw(vec![BATCH, 1, 32, 32]),
@@ -104,13 +107,22 @@ fn kept_tokens_rotate_with_their_own_positions_and_text_passes_whole() {
     let idx: Vec<i64> = (0..BATCH as i64)
         .flat_map(|b| (0..32).map(move |j| (j * 7 + 3 * b + 5) % 64))
         .collect();
-    let (rq_d, rq_r) = (gd.find("blocks.2.rq").unwrap(), gr.find("blocks.2.rq").unwrap());
+    let (rq_d, rq_r) = (
+        gd.find("blocks.2.rq").unwrap(),
+        gr.find("blocks.2.rq").unwrap(),
+    );
     let entry = gr.find("blocks.1.out").unwrap();
     let gathered = gr.find("route0.gather.blocks.1.out").unwrap();
     let merged = gr.find("route0.merge.blocks.2.out").unwrap();
     let vd = forward_all(gd, &pd, &x, &mut Fixed(vec![]), &[rq_d]).unwrap();
-    let vr = forward_all(gr, &pr, &x, &mut Fixed(idx.clone()), &[rq_r, entry, gathered, merged])
-        .unwrap();
+    let vr = forward_all(
+        gr,
+        &pr,
+        &x,
+        &mut Fixed(idx.clone()),
+        &[rq_r, entry, gathered, merged],
+    )
+    .unwrap();
     let (rd, rr) = (host(&vd[&rq_d]), host(&vr[&rq_r]));
     let (e, gth, m) = (host(&vr[&entry]), host(&vr[&gathered]), host(&vr[&merged]));
     for b in 0..BATCH {
@@ -119,7 +131,10 @@ fn kept_tokens_rotate_with_their_own_positions_and_text_passes_whole() {
             // dense does, so their rotated queries agree too.
             assert_eq!(row(&gth, 40, b, t), row(&e, 72, b, t));
             let diff = row(&rr, 40, b, t).iter().zip(row(&rd, 72, b, t));
-            assert!(diff.clone().all(|(a, c)| (a - c).abs() < 1e-5), "text {b},{t}");
+            assert!(
+                diff.clone().all(|(a, c)| (a - c).abs() < 1e-5),
+                "text {b},{t}"
+            );
         }
         for j in 0..32 {
             // Kept image token j is token idx[j] of the image stream (row 8 + idx): its rotated
@@ -127,11 +142,18 @@ fn kept_tokens_rotate_with_their_own_positions_and_text_passes_whole() {
             let n = 8 + idx[b * 32 + j] as usize;
             assert_eq!(row(&gth, 40, b, 8 + j), row(&e, 72, b, n));
             let (a, c) = (row(&rr, 40, b, 8 + j), row(&rd, 72, b, n));
-            let worst = a.iter().zip(c).map(|(a, c)| (a - c).abs()).fold(0.0, f32::max);
+            let worst = a
+                .iter()
+                .zip(c)
+                .map(|(a, c)| (a - c).abs())
+                .fold(0.0, f32::max);
             assert!(worst < 1e-5, "kept token {j} of sample {b}: {worst}");
         }
         // Routed image tokens leave the region with exactly their value before it.
-        let kept: Vec<usize> = idx[b * 32..(b + 1) * 32].iter().map(|&i| 8 + i as usize).collect();
+        let kept: Vec<usize> = idx[b * 32..(b + 1) * 32]
+            .iter()
+            .map(|&i| 8 + i as usize)
+            .collect();
         for n in (8..72).filter(|n| !kept.contains(n)) {
             assert_eq!(row(&m, 72, b, n), row(&e, 72, b, n));
         }
@@ -153,7 +175,11 @@ fn rate_zero_over_joined_streams_equals_dense() {
         .flat_map(|b| (0..64).map(move |j| (j * 13 + b) % 64))
         .collect();
     let (a, b) = (run(&dense.routed, vec![]), run(&routed.routed, perm));
-    let worst = a.iter().zip(&b).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+    let worst = a
+        .iter()
+        .zip(&b)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max);
     assert!(worst < 1e-4, "{worst}");
 }
 
