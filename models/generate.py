@@ -372,6 +372,182 @@ def flux(name, double, single, d, heads, axes, size, channels, patch, text_len, 
     }
 
 
+def mmdit_block(last=False):
+    """SD3's MMDiT block on the joined trunk [text; image]: per-stream adaLN-Zero, projections and
+    MLPs, one joint attention (no positional bias). The last block updates the image stream only
+    (its text modulation is a continuous adaLN: scale and shift, no gates; no text MLP)."""
+    nodes = [
+        node("txt", "select_stream", ["x"], stream="text"),
+        node("img", "select_stream", ["x"], stream="image"),
+    ]
+    for s in ("img", "txt"):
+        if s == "txt" and last:
+            mod = [f"{s}_scale1", f"{s}_shift1"]
+            nodes += [node(f"{s}_ada", "linear", ["c"], out="2*D"),
+                      node(f"{s}_ada_t", "unsqueeze", [f"{s}_ada"], axis=1)]
+            nodes += chunks(f"{s}_ada_t", mod, axis=2)
+        else:
+            nodes += [node(f"{s}_ada", "linear", ["c"], out="6*D"),
+                      node(f"{s}_ada_t", "unsqueeze", [f"{s}_ada"], axis=1)]
+            nodes += chunks(f"{s}_ada_t", [f"{s}_shift1", f"{s}_scale1", f"{s}_gate1",
+                                           f"{s}_shift2", f"{s}_scale2", f"{s}_gate2"], axis=2)
+        nodes += [
+            node(f"{s}_norm1", "layer_norm", [s], eps=1e-6),
+            node(f"{s}_mod1", "modulate", [f"{s}_norm1", f"{s}_shift1", f"{s}_scale1"]),
+            node(f"{s}_qkv", "linear", [f"{s}_mod1"], out="3*D"),
+        ] + chunks(f"{s}_qkv", [f"{s}_q", f"{s}_k", f"{s}_v"], axis=2)
+    for part in ("q", "k", "v"):
+        nodes.append(node(f"joint_{part}", "concat", [f"txt_{part}", f"img_{part}"], axis=1))
+    nodes.append(node("attn", "sdpa", ["joint_q", "joint_k", "joint_v"], heads="H"))
+    for s in (("img",) if last else ("txt", "img")):
+        nodes += [
+            node(f"{s}_attn", "select_stream", ["attn"], stream="text" if s == "txt" else "image"),
+            node(f"{s}_proj", "linear", [f"{s}_attn"], out="D"),
+            node(f"{s}_gated1", "mul", [f"{s}_gate1", f"{s}_proj"]),
+            node(f"{s}_res1", "add", [s, f"{s}_gated1"]),
+            node(f"{s}_norm2", "layer_norm", [f"{s}_res1"], eps=1e-6),
+            node(f"{s}_mod2", "modulate", [f"{s}_norm2", f"{s}_shift2", f"{s}_scale2"]),
+            node(f"{s}_fc1", "linear", [f"{s}_mod2"], out="4*D"),
+            node(f"{s}_act", "gelu", [f"{s}_fc1"], approximate="tanh"),
+            node(f"{s}_fc2", "linear", [f"{s}_act"], out="D"),
+            node(f"{s}_gated2", "mul", [f"{s}_gate2", f"{s}_fc2"]),
+            node(f"{s}_out", "add", [f"{s}_res1", f"{s}_gated2"]),
+        ]
+    text_out = "txt" if last else "txt_out"
+    nodes.append(node("out", "concat", [text_out, "img_out"], axis=1))
+    return {"params": ["x", "c"], "nodes": nodes, "output": "out"}
+
+
+def sd3(name, depth, d, heads, size, channels, patch, text_len, text_dim, pooled_dim,
+        description, training=None):
+    """Stable Diffusion 3 (MMDiT): image and text streams joined on the trunk, absolute 2-D
+    positions on the image tokens, timestep + pooled-text conditioning."""
+    train = {"objective": "flow", "init": "xavier", "lr": 1e-4, "ema_decay": 0.9999,
+             "class_dropout": 0.1, "batch": 256}
+    train.update(training or {})
+    stem = [
+        node("patches", "patchify", ["x"], patch="P"),
+        node("x_embed", "linear", ["patches"], out="D"),
+        node("pos", "pos_embed_2d", height="S/P", width="S/P", dim="D"),
+        node("img_in", "add", ["x_embed", "pos"]),
+        node("txt_in", "linear", ["ctx"], out="D"),
+        node("tokens", "concat", ["txt_in", "img_in"], axis=1),
+        node("t_freq", "timestep_embed", ["t"], dim=256),
+    ] + mlp_embedder("time", "t_freq") + mlp_embedder("pooled", "pooled_in") + [
+        node("c", "add", ["time_emb", "pooled_emb"]),
+        node("c_act", "silu", ["c"]),
+    ]
+    return {
+        "format": "treadc.model/1",
+        "name": name,
+        "description": description,
+        "dims": {"S": size, "C": channels, "P": patch, "D": d, "H": heads, "L": text_len,
+                 "DC": text_dim, "DP": pooled_dim},
+        "inputs": {
+            "x": {"shape": ["B", "C", "S", "S"], "role": "image"},
+            "t": {"shape": ["B"], "role": "noise_level"},
+            "ctx": {"shape": ["B", "L", "DC"], "role": "context"},
+            "pooled_in": {"shape": ["B", "DP"], "role": "pooled"},
+        },
+        "stem": stem,
+        "blocks": {"joint": mmdit_block(), "joint_last": mmdit_block(last=True)},
+        "trunk": {"input": "tokens", "blocks": [
+            {"block": "joint", "repeat": depth - 1, "args": {"c": "c_act"}},
+            {"block": "joint_last", "repeat": 1, "args": {"c": "c_act"}},
+        ]},
+        "head": [node("img_tokens", "select_stream", ["trunk"], stream="image")] + dit_head("img_tokens"),
+        "outputs": {"out": "image"},
+        "routes": "paper",
+        "training": train,
+    }
+
+
+def pixart_block():
+    """PixArt-α block: adaLN-single (the shared timestep projection plus a learned per-block
+    table), self-attention, cross-attention to the projected caption (masked), MLP."""
+    nodes = [
+        node("table", "param", shape=[1, "6*D"], init="normal", std=0.03),
+        node("ada", "add", ["t6", "table"]),
+        node("ada_t", "unsqueeze", ["ada"], axis=1),
+    ] + chunks("ada_t", ["shift_msa", "scale_msa", "gate_msa", "shift_mlp", "scale_mlp",
+                         "gate_mlp"], axis=2) + [
+        node("norm1", "layer_norm", ["x"], eps=1e-6),
+        node("mod1", "modulate", ["norm1", "shift_msa", "scale_msa"]),
+        node("attn", "attention", ["mod1"], heads="H"),
+        node("gated_attn", "mul", ["gate_msa", "attn"]),
+        node("res1", "add", ["x", "gated_attn"]),
+        node("cq", "linear", ["res1"], out="D"),
+        node("ck", "linear", ["ctx"], out="D"),
+        node("cv", "linear", ["ctx"], out="D"),
+        node("cross", "sdpa", ["cq", "ck", "cv", "mask"], heads="H"),
+        node("cross_out", "linear", ["cross"], out="D"),
+        node("res2", "add", ["res1", "cross_out"]),
+        node("norm2", "layer_norm", ["res2"], eps=1e-6),
+        node("mod2", "modulate", ["norm2", "shift_mlp", "scale_mlp"]),
+        node("fc1", "linear", ["mod2"], out="4*D"),
+        node("act", "gelu", ["fc1"], approximate="tanh"),
+        node("fc2", "linear", ["act"], out="D"),
+        node("gated_mlp", "mul", ["gate_mlp", "fc2"]),
+        node("out", "add", ["res2", "gated_mlp"]),
+    ]
+    return {"params": ["x", "t6", "ctx", "mask"], "nodes": nodes, "output": "out"}
+
+
+def pixart(name, depth, d, heads, size, channels, out_channels, patch, text_len, text_dim,
+           description, training=None):
+    """PixArt-α: DiT with cross-attention to T5 embeddings (projected by a small MLP) and
+    adaLN-single; learned-σ output (twice the input channels)."""
+    train = {"objective": "edm", "init": "xavier", "lr": 2e-5, "ema_decay": 0.9999,
+             "class_dropout": 0.1, "batch": 256}
+    train.update(training or {})
+    stem = [
+        node("patches", "patchify", ["x"], patch="P"),
+        node("x_embed", "linear", ["patches"], out="D"),
+        node("pos", "pos_embed_2d", height="S/P", width="S/P", dim="D"),
+        node("tokens", "add", ["x_embed", "pos"]),
+        node("t_freq", "timestep_embed", ["t"], dim=256),
+    ] + mlp_embedder("time", "t_freq") + [
+        node("t_act", "silu", ["time_emb"]),
+        node("t6", "linear", ["t_act"], out="6*D"),
+        node("cap_hidden", "linear", ["ctx_in"], out="D"),
+        node("cap_act", "gelu", ["cap_hidden"], approximate="tanh"),
+        node("cap", "linear", ["cap_act"], out="D"),
+    ]
+    head = [
+        node("final_table", "param", shape=[1, "2*D"], init="normal", std=0.03),
+        node("final_t", "concat", ["time_emb", "time_emb"], axis=1),
+        node("final_ada", "add", ["final_t", "final_table"]),
+        node("final_ada_t", "unsqueeze", ["final_ada"], axis=1),
+    ] + chunks("final_ada_t", ["final_shift", "final_scale"], axis=2) + [
+        node("final_norm", "layer_norm", ["trunk"], eps=1e-6),
+        node("final_mod", "modulate", ["final_norm", "final_shift", "final_scale"]),
+        node("final_linear", "linear", ["final_mod"], out="P*P*CO"),
+        node("image", "unpatchify", ["final_linear"], patch="P", height="S", width="S"),
+    ]
+    return {
+        "format": "treadc.model/1",
+        "name": name,
+        "description": description,
+        "dims": {"S": size, "C": channels, "CO": out_channels, "P": patch, "D": d, "H": heads,
+                 "L": text_len, "DC": text_dim},
+        "inputs": {
+            "x": {"shape": ["B", "C", "S", "S"], "role": "image"},
+            "t": {"shape": ["B"], "role": "noise_level"},
+            "ctx_in": {"shape": ["B", "L", "DC"], "role": "context"},
+            "mask": {"shape": ["B", "L"], "role": "context_mask"},
+        },
+        "stem": stem,
+        "blocks": {"pixart": pixart_block()},
+        "trunk": {"input": "tokens", "blocks": [
+            {"block": "pixart", "repeat": depth, "args": {"t6": "t6", "ctx": "cap", "mask": "mask"}},
+        ]},
+        "head": head,
+        "outputs": {"out": "image"},
+        "routes": "paper",
+        "training": train,
+    }
+
+
 def write(fname, model):
     with open(os.path.join(HERE, fname), "w", encoding="utf-8") as f:
         f.write(compact_nodes(model))
@@ -430,6 +606,33 @@ def main():
                     "width 3072 (24 heads of 128), 3-axis RoPE (16, 56, 56), QK RMS-norm, "
                     "guidance and pooled-CLIP embedders. Routes route the image tokens only; "
                     "the text tokens pass every block."))
+    write("sd3-medium.json", sd3(
+        "SD3-medium", 24, 1536, 24, size=128, channels=16, patch=2, text_len=333, text_dim=4096,
+        pooled_dim=2048,
+        description="Stable Diffusion 3 medium's MMDiT at 1024 px (16x128x128 latents, patch 2: "
+                    "4096 image tokens) with 333 text tokens (77 CLIP + 256 T5): 24 joint blocks "
+                    "of width 1536 (24 heads of 64), the last updating the image stream only. "
+                    "Positions: the 64x64 sin-cos table (SD3 crops a 192x192 table with "
+                    "positions scaled by 1/3: the values differ, parameters and FLOPs do not)."))
+    write("mnist-mmdit-small.json", sd3(
+        "MNIST-MMDiT-small", 6, 64, 4, size=32, channels=1, patch=4, text_len=8, text_dim=32,
+        pooled_dim=32,
+        description="An SD3-shaped MMDiT at test size: 6 joint blocks of width 64 on 64 image "
+                    "tokens (4x4 patches of 32x32) and 8 text tokens.",
+        training={"batch": 64}))
+    write("pixart-alpha-xl2.json", pixart(
+        "PixArt-alpha-XL/2-1024", 28, 1152, 16, size=128, channels=4, out_channels=8, patch=2,
+        text_len=120, text_dim=4096,
+        description="PixArt-alpha XL/2 at 1024 px (4x128x128 latents, patch 2: 4096 tokens) "
+                    "with 120 T5 tokens: 28 blocks of width 1152 (16 heads), adaLN-single, "
+                    "masked cross-attention, learned-sigma output (8 channels). Without the 1024 "
+                    "model's resolution and aspect-ratio micro-conditions (493,056 parameters)."))
+    write("mnist-pixart-small.json", pixart(
+        "MNIST-PixArt-small", 6, 64, 4, size=32, channels=1, out_channels=1, patch=4,
+        text_len=8, text_dim=32,
+        description="A PixArt-shaped cross-attention model at test size: 6 blocks of width 64 on "
+                    "64 tokens, masked cross-attention to 8 text tokens, adaLN-single.",
+        training={"batch": 64}))
     write("mnist-flux-small.json", flux(
         "MNIST-Flux-small", 2, 4, 64, 4, [4, 6, 6], size=32, channels=1, patch=4,
         text_len=8, text_dim=32, pooled_dim=32, guidance=False,

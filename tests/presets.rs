@@ -43,13 +43,14 @@ fn strip_of_route_is_the_dense_graph_for_every_preset() {
 }
 
 #[test]
-fn sit_and_flux_presets_record_the_flow_objective_and_dit_presets_edm() {
+fn flow_presets_record_the_flow_objective_and_the_others_edm() {
     use tread_compiler::config::Objective;
     for p in presets() {
         let name = p.file_name().unwrap().to_string_lossy().into_owned();
         let m = compile_dense(&p).model;
-        // SiT and Flux train with rectified flow; the DiT family with EDM.
-        let want = if name.starts_with("sit-") || name.contains("flux") {
+        // SiT, SD3 (MMDiT) and Flux train with rectified flow; the others with EDM.
+        let flow = ["sit-", "flux", "sd3", "mmdit"];
+        let want = if flow.iter().any(|f| name.contains(f)) {
             Objective::Flow
         } else {
             Objective::Edm

@@ -9,8 +9,8 @@ use burn::tensor::{Tensor, TensorData};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tread_compiler::compile::{compile_str, CompileOptions, Compiled};
-use tread_compiler::config::{Init, Objective};
-use tread_compiler::ir::Graph;
+use tread_compiler::config::Init;
+use tread_compiler::ir::{Graph, InputRole, Op};
 use tread_compiler::params::param_specs;
 use tread_compiler::route_spec::parse_flag;
 use tread_onnx::export::file::{write_model, ExternalData};
@@ -26,7 +26,10 @@ type Cpu = Flex;
 const BATCH: usize = 2;
 
 fn flux_small(routes: &[&str]) -> Compiled {
-    let file = "mnist-flux-small.json";
+    small("mnist-flux-small.json", routes)
+}
+
+fn small(file: &str, routes: &[&str]) -> Compiled {
     let text = std::fs::read_to_string(format!("{}/../models/{file}", env!("CARGO_MANIFEST_DIR")))
         .unwrap();
     let mut opts = CompileOptions::default();
@@ -39,34 +42,49 @@ fn flux_small(routes: &[&str]) -> Compiled {
     compile_str(&text, file, &opts).unwrap()
 }
 
-/// Host values of the image, noise level, text context and pooled vector, in input order.
-fn host_inputs(seed: u64) -> Vec<(Vec<f32>, Vec<usize>)> {
+/// Host values for each graph input, in input order: normal draws, and a text mask that pads
+/// the last two text tokens of the second sample.
+fn host_inputs(g: &Graph, seed: u64) -> Vec<(InputRole, Vec<f32>, Vec<usize>)> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut draw = |shape: Vec<usize>| {
-        let n = shape.iter().product();
-        (
-            (0..n).map(|_| normal(&mut rng)).collect::<Vec<f32>>(),
-            shape,
-        )
-    };
-    vec![
-        draw(vec![BATCH, 1, 32, 32]),
-        draw(vec![BATCH]),
-        draw(vec![BATCH, 8, 32]),
-        draw(vec![BATCH, 32]),
-    ]
+    g.inputs
+        .iter()
+        .map(|&(_, id)| {
+            let Op::Input { role } = g.node(id).op else {
+                unreachable!("graph inputs are input nodes")
+            };
+            let shape: Vec<usize> = g
+                .ty(id)
+                .shape
+                .iter()
+                .map(|d| d.known().map_or(BATCH, |k| k as usize))
+                .collect();
+            let n: usize = shape.iter().product();
+            let v = match role {
+                InputRole::ContextMask => {
+                    let l = shape[1];
+                    (0..n)
+                        .map(|i| if i >= n - 2 && i / l == 1 { 0.0 } else { 1.0 })
+                        .collect()
+                }
+                _ => (0..n).map(|_| normal(&mut rng)).collect(),
+            };
+            (role, v, shape)
+        })
+        .collect()
 }
 
-fn inputs(host: &[(Vec<f32>, Vec<usize>)]) -> Inputs<Cpu> {
+fn inputs(host: &[(InputRole, Vec<f32>, Vec<usize>)]) -> Inputs<Cpu> {
     let d = Default::default();
-    let t = |i: usize| TensorData::new(host[i].0.clone(), host[i].1.clone());
+    let find = |r: InputRole| host.iter().find(|h| h.0 == r);
+    let t = |r: InputRole| find(r).map(|h| TensorData::new(h.1.clone(), h.2.clone()));
     Inputs {
-        image: Tensor::from_data(t(0), &d),
-        noise_level: Tensor::from_data(t(1), &d),
+        image: Tensor::from_data(t(InputRole::Image).unwrap(), &d),
+        noise_level: Tensor::from_data(t(InputRole::NoiseLevel).unwrap(), &d),
         label: None,
         text: TextInputs {
-            context: Some(Tensor::from_data(t(2), &d)),
-            pooled: Some(Tensor::from_data(t(3), &d)),
+            context: t(InputRole::Context).map(|x| Tensor::from_data(x, &d)),
+            context_mask: t(InputRole::ContextMask).map(|x| Tensor::from_data(x, &d)),
+            pooled: t(InputRole::Pooled).map(|x| Tensor::from_data(x, &d)),
             ..Default::default()
         },
     }
@@ -102,7 +120,7 @@ fn kept_tokens_rotate_with_their_own_positions_and_text_passes_whole() {
     let w = weights(gd);
     let pd = ParamStore::<Cpu>::from_host(gd, &w, &Default::default()).unwrap();
     let pr = ParamStore::<Cpu>::from_host(gr, &w, &Default::default()).unwrap();
-    let x = inputs(&host_inputs(1));
+    let x = inputs(&host_inputs(gd, 1));
     // Kept image tokens per sample (of 64), deliberately out of order.
     let idx: Vec<i64> = (0..BATCH as i64)
         .flat_map(|b| (0..32).map(move |j| (j * 7 + 3 * b + 5) % 64))
@@ -165,7 +183,7 @@ fn rate_zero_over_joined_streams_equals_dense() {
     let dense = flux_small(&[]);
     let routed = flux_small(&["0:1-4"]);
     let w = weights(&dense.routed);
-    let x = inputs(&host_inputs(2));
+    let x = inputs(&host_inputs(&dense.routed, 2));
     let run = |g: &Graph, idx: Vec<i64>| {
         let p = ParamStore::<Cpu>::from_host(g, &w, &Default::default()).unwrap();
         host(&forward(g, &p, &x, &mut Fixed(idx)).unwrap())
@@ -184,42 +202,86 @@ fn rate_zero_over_joined_streams_equals_dense() {
 }
 
 #[test]
-fn joined_stream_model_on_tract_equals_burn() {
-    let dense = flux_small(&[]);
-    let g = &dense.routed;
-    let w = weights(g);
-    let host_in = host_inputs(3);
-    let p = ParamStore::<Cpu>::from_host(g, &w, &Default::default()).unwrap();
-    let burn_out = host(&forward(g, &p, &inputs(&host_in), &mut Fixed(vec![])).unwrap());
-    let tensors: HashMap<String, Vec<f32>> = param_specs(g)
-        .into_iter()
-        .zip(w)
-        .map(|(s, v)| (s.name, v))
-        .collect();
-    let weights = Weights {
-        source: "fresh init".into(),
-        tensors,
-    };
+fn new_family_models_on_tract_equal_burn() {
     let dir = tempfile::tempdir().unwrap();
-    for opset in [17, 23] {
-        let opts = ExportOptions {
-            opset,
-            ..Default::default()
-        };
-        let mut proto = export(g, Objective::Flow, &weights, &opts).unwrap();
-        let path = dir.path().join(format!("flux-small-{opset}.onnx"));
-        write_model(&mut proto, &path, ExternalData::Auto).unwrap();
-        let m = TractModel::load(&path, &proto, BATCH).unwrap();
-        let feed = host_in
-            .iter()
-            .map(|(v, s)| HostValue::F32(v.clone(), s.clone()))
+    for file in [
+        "mnist-flux-small.json",
+        "mnist-mmdit-small.json",
+        "mnist-pixart-small.json",
+    ] {
+        let dense = small(file, &[]);
+        let g = &dense.routed;
+        let w = weights(g);
+        let host_in = host_inputs(g, 3);
+        let p = ParamStore::<Cpu>::from_host(g, &w, &Default::default()).unwrap();
+        let burn_out = host(&forward(g, &p, &inputs(&host_in), &mut Fixed(vec![])).unwrap());
+        let tensors: HashMap<String, Vec<f32>> = param_specs(g)
+            .into_iter()
+            .zip(w)
+            .map(|(s, v)| (s.name, v))
             .collect();
-        let out = m.run(feed).unwrap();
-        let worst = out
-            .iter()
-            .zip(&burn_out)
-            .map(|(a, b)| (a - b).abs() / (1.0 + b.abs()))
-            .fold(0.0, f32::max);
-        assert!(worst < 1e-4, "opset {opset}: {worst}");
+        let weights = Weights {
+            source: "fresh init".into(),
+            tensors,
+        };
+        for opset in [17, 23] {
+            let opts = ExportOptions {
+                opset,
+                ..Default::default()
+            };
+            let mut proto = export(g, dense.model.training.objective, &weights, &opts).unwrap();
+            let path = dir.path().join(format!("{file}-{opset}.onnx"));
+            write_model(&mut proto, &path, ExternalData::Auto).unwrap();
+            let m = TractModel::load(&path, &proto, BATCH).unwrap();
+            let feed = host_in
+                .iter()
+                .map(|(_, v, s)| HostValue::F32(v.clone(), s.clone()))
+                .collect();
+            let out = m.run(feed).unwrap();
+            let worst = out
+                .iter()
+                .zip(&burn_out)
+                .map(|(a, b)| (a - b).abs() / (1.0 + b.abs()))
+                .fold(0.0, f32::max);
+            assert!(worst < 1e-4, "{file} at opset {opset}: {worst}");
+        }
     }
+}
+
+#[test]
+fn a_padded_text_token_changes_nothing() {
+    // The mask's zeros must remove those keys: changing a padded token's embedding leaves the
+    // output unchanged, changing a real one does not.
+    let dense = small("mnist-pixart-small.json", &[]);
+    let g = &dense.routed;
+    let p = ParamStore::<Cpu>::from_host(g, &weights(g), &Default::default()).unwrap();
+    let host_in = host_inputs(g, 4);
+    let run = |h: &[(InputRole, Vec<f32>, Vec<usize>)]| {
+        host(&forward(g, &p, &inputs(h), &mut Fixed(vec![])).unwrap())
+    };
+    let base = run(&host_in);
+    let ctx = host_in
+        .iter()
+        .position(|h| h.0 == InputRole::Context)
+        .unwrap();
+    let (l, dc) = (host_in[ctx].2[1], host_in[ctx].2[2]);
+    let bumped = |token: usize| {
+        let mut h = host_in.clone();
+        for c in 0..dc {
+            h[ctx].1[(l + token) * dc + c] += 3.0; // sample 1
+        }
+        run(&h)
+    };
+    let diff = |o: &[f32]| {
+        o.iter()
+            .zip(&base)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max)
+    };
+    assert_eq!(
+        diff(&bumped(l - 1)),
+        0.0,
+        "a padded token leaked into the output"
+    );
+    assert!(diff(&bumped(0)) > 1e-4, "a real token had no effect");
 }
