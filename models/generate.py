@@ -548,6 +548,106 @@ def pixart(name, depth, d, heads, size, channels, out_channels, patch, text_len,
     }
 
 
+def wan_block(axes):
+    """Wan 2.1 block: shared timestep modulation plus a learned per-block table; self-attention
+    with QK RMS-norm across heads and 3-D RoPE; cross-attention to the text (affine LayerNorm
+    before it, QK RMS-norm); a gated GELU MLP."""
+    nodes = [
+        node("table", "param", shape=[1, "6*D"], init="normal", std=0.03),
+        node("ada", "add", ["e6", "table"]),
+        node("ada_t", "unsqueeze", ["ada"], axis=1),
+    ] + chunks("ada_t", ["shift_msa", "scale_msa", "gate_msa", "shift_mlp", "scale_mlp",
+                         "gate_mlp"], axis=2) + [
+        node("norm1", "layer_norm", ["x"], eps=1e-6),
+        node("mod1", "modulate", ["norm1", "shift_msa", "scale_msa"]),
+        node("q", "linear", ["mod1"], out="D"),
+        node("k", "linear", ["mod1"], out="D"),
+        node("v", "linear", ["mod1"], out="D"),
+        node("qn", "rms_norm", ["q"], eps=1e-6, affine=True),
+        node("kn", "rms_norm", ["k"], eps=1e-6, affine=True),
+        node("rq", "rope", ["qn", "pe"], heads="H", axes_dims=axes, theta=10000.0),
+        node("rk", "rope", ["kn", "pe"], heads="H", axes_dims=axes, theta=10000.0),
+        node("attn", "sdpa", ["rq", "rk", "v"], heads="H"),
+        node("attn_out", "linear", ["attn"], out="D"),
+        node("gated_attn", "mul", ["gate_msa", "attn_out"]),
+        node("res1", "add", ["x", "gated_attn"]),
+        node("norm3", "layer_norm", ["res1"], eps=1e-6, affine=True),
+        node("cq", "linear", ["norm3"], out="D"),
+        node("ck", "linear", ["ctx"], out="D"),
+        node("cv", "linear", ["ctx"], out="D"),
+        node("cqn", "rms_norm", ["cq"], eps=1e-6, affine=True),
+        node("ckn", "rms_norm", ["ck"], eps=1e-6, affine=True),
+        node("cross", "sdpa", ["cqn", "ckn", "cv"], heads="H"),
+        node("cross_out", "linear", ["cross"], out="D"),
+        node("res2", "add", ["res1", "cross_out"]),
+        node("norm2", "layer_norm", ["res2"], eps=1e-6),
+        node("mod2", "modulate", ["norm2", "shift_mlp", "scale_mlp"]),
+        node("fc1", "linear", ["mod2"], out="FF"),
+        node("act", "gelu", ["fc1"], approximate="tanh"),
+        node("fc2", "linear", ["act"], out="D"),
+        node("gated_mlp", "mul", ["gate_mlp", "fc2"]),
+        node("out", "add", ["res2", "gated_mlp"]),
+    ]
+    return {"params": ["x", "e6", "ctx", "pe"], "nodes": nodes, "output": "out"}
+
+
+def wan(name, depth, d, heads, ff, frames, height, width, channels, patch, text_len, text_dim,
+        description, training=None):
+    """Wan 2.1 text-to-video: video patches (1x2x2 over frames x rows x columns), 3-D RoPE,
+    cross-attention to T5 text, a shared timestep modulation."""
+    train = {"objective": "flow", "init": "xavier", "lr": 1e-4, "ema_decay": 0.9999,
+             "class_dropout": 0.1, "batch": 256}
+    train.update(training or {})
+    dh = d // heads
+    axes = [dh - 4 * (dh // 6), 2 * (dh // 6), 2 * (dh // 6)]
+    stem = [
+        node("patches", "patchify_video", ["x"], patch_t=1, patch="P"),
+        node("tokens", "linear", ["patches"], out="D"),
+        node("pe", "positions", stream="image", tokens="F*(S/P)*(W/P)",
+             grid=["F", "S/P", "W/P"], axes=3),
+        node("txt_hidden", "linear", ["ctx_in"], out="D"),
+        node("txt_act", "gelu", ["txt_hidden"], approximate="tanh"),
+        node("txt", "linear", ["txt_act"], out="D"),
+        node("t_freq", "timestep_embed", ["t"], dim=256),
+    ] + mlp_embedder("time", "t_freq") + [
+        node("t_act", "silu", ["time_emb"]),
+        node("e6", "linear", ["t_act"], out="6*D"),
+    ]
+    head = [
+        node("final_table", "param", shape=[1, "2*D"], init="normal", std=0.03),
+        node("final_t", "concat", ["time_emb", "time_emb"], axis=1),
+        node("final_ada", "add", ["final_t", "final_table"]),
+        node("final_ada_t", "unsqueeze", ["final_ada"], axis=1),
+    ] + chunks("final_ada_t", ["final_shift", "final_scale"], axis=2) + [
+        node("final_norm", "layer_norm", ["trunk"], eps=1e-6),
+        node("final_mod", "modulate", ["final_norm", "final_shift", "final_scale"]),
+        node("final_linear", "linear", ["final_mod"], out="P*P*C"),
+        node("video", "unpatchify_video", ["final_linear"], patch_t=1, patch="P", frames="F",
+             height="S", width="W"),
+    ]
+    return {
+        "format": "treadc.model/1",
+        "name": name,
+        "description": description,
+        "dims": {"F": frames, "S": height, "W": width, "C": channels, "P": patch,
+                 "D": d, "H": heads, "FF": ff, "L": text_len, "DC": text_dim},
+        "inputs": {
+            "x": {"shape": ["B", "C", "F", "S", "W"], "role": "image"},
+            "t": {"shape": ["B"], "role": "noise_level"},
+            "ctx_in": {"shape": ["B", "L", "DC"], "role": "context"},
+        },
+        "stem": stem,
+        "blocks": {"wan": wan_block(axes)},
+        "trunk": {"input": "tokens", "blocks": [
+            {"block": "wan", "repeat": depth, "args": {"e6": "e6", "ctx": "txt", "pe": "pe"}},
+        ]},
+        "head": head,
+        "outputs": {"out": "video"},
+        "routes": "paper",
+        "training": train,
+    }
+
+
 def write(fname, model):
     with open(os.path.join(HERE, fname), "w", encoding="utf-8") as f:
         f.write(compact_nodes(model))
@@ -632,6 +732,19 @@ def main():
         text_len=8, text_dim=32,
         description="A PixArt-shaped cross-attention model at test size: 6 blocks of width 64 on "
                     "64 tokens, masked cross-attention to 8 text tokens, adaLN-single.",
+        training={"batch": 64}))
+    write("wan2.1-t2v-1.3b.json", wan(
+        "Wan2.1-T2V-1.3B", 30, 1536, 12, 8960, frames=21, height=60, width=104, channels=16,
+        patch=2, text_len=512, text_dim=4096,
+        description="Wan 2.1 text-to-video 1.3B at 480x832, 81 frames (16x21x60x104 latents, "
+                    "1x2x2 patches: 32,760 video tokens) with 512 T5 tokens: 30 blocks of width "
+                    "1536 (12 heads of 128), FFN 8960, 3-D RoPE (44, 42, 42), QK RMS-norm across "
+                    "heads, cross-attention to the text."))
+    write("mnist-wan-small.json", wan(
+        "MNIST-Wan-small", 6, 64, 4, 256, frames=4, height=16, width=16, channels=1,
+        patch=4, text_len=8, text_dim=32,
+        description="A Wan-shaped video model at test size: 6 blocks of width 64 on 4 frames of "
+                    "16x16 (1x4x4 patches: 64 tokens), 3-D RoPE, cross-attention to 8 text tokens.",
         training={"batch": 64}))
     write("mnist-flux-small.json", flux(
         "MNIST-Flux-small", 2, 4, 64, 4, [4, 6, 6], size=32, channels=1, patch=4,

@@ -48,8 +48,8 @@ fn flow_presets_record_the_flow_objective_and_the_others_edm() {
     for p in presets() {
         let name = p.file_name().unwrap().to_string_lossy().into_owned();
         let m = compile_dense(&p).model;
-        // SiT, SD3 (MMDiT) and Flux train with rectified flow; the others with EDM.
-        let flow = ["sit-", "flux", "sd3", "mmdit"];
+        // SiT, SD3 (MMDiT), Flux and Wan train with rectified flow; the others with EDM.
+        let flow = ["sit-", "flux", "sd3", "mmdit", "wan"];
         let want = if flow.iter().any(|f| name.contains(f)) {
             Objective::Flow
         } else {

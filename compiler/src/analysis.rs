@@ -117,6 +117,8 @@ pub fn node_cost(g: &Graph, id: NodeId) -> Cost {
         | Op::Unsqueeze { .. }
         | Op::Patchify { .. }
         | Op::Unpatchify { .. }
+        | Op::PatchifyVideo { .. }
+        | Op::UnpatchifyVideo { .. }
         | Op::TimestepEmbed { .. }
         | Op::RouteSelect { .. }
         | Op::StreamIndices { .. }

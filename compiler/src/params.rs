@@ -170,6 +170,8 @@ pub fn param_specs(g: &Graph) -> Vec<ParamSpec> {
             | Op::Unsqueeze { .. }
             | Op::Patchify { .. }
             | Op::Unpatchify { .. }
+            | Op::PatchifyVideo { .. }
+            | Op::UnpatchifyVideo { .. }
             | Op::PosEmbed2d { .. }
             | Op::TimestepEmbed { .. }
             | Op::RouteSelect { .. }

@@ -486,6 +486,64 @@ fn infer_node(op: &Op, x: &[ValueType]) -> std::result::Result<ValueType, Fail> 
                 Dim::Known(*width),
             ])
         }
+        Op::PatchifyVideo { patch_t, patch } => {
+            let t = &x[0];
+            rank(t, 5, "patchify_video input")?;
+            float(t)?;
+            let c = known(&t.shape[1], "channels")?;
+            let f = known(&t.shape[2], "frames")?;
+            let h = known(&t.shape[3], "height")?;
+            let w = known(&t.shape[4], "width")?;
+            if f % patch_t != 0 || h % patch != 0 || w % patch != 0 {
+                return Err(fail(
+                    "the patch size does not divide the clip",
+                    format!("frames divisible by {patch_t}, height and width by {patch}"),
+                    format!("{f}×{h}×{w}"),
+                ));
+            }
+            ValueType::f32(vec![
+                t.shape[0].clone(),
+                Dim::Known((f / patch_t) * (h / patch) * (w / patch)),
+                Dim::Known(patch_t * patch * patch * c),
+            ])
+            .with_tokens(1)
+        }
+        Op::UnpatchifyVideo {
+            patch_t,
+            patch,
+            frames,
+            height,
+            width,
+        } => {
+            let t = &x[0];
+            rank(t, 3, "unpatchify_video input")?;
+            let n = known(&t.shape[1], "tokens")?;
+            let feat = last_not_tokens(t)?;
+            let divides = frames % patch_t == 0 && height % patch == 0 && width % patch == 0;
+            let grid = (frames / patch_t) * (height / patch) * (width / patch);
+            if !divides || n != grid {
+                return Err(fail(
+                    "token count does not match the clip",
+                    format!("{grid} tokens ({frames}×{height}×{width} in {patch_t}×{patch}×{patch} patches)"),
+                    format!("{n} tokens"),
+                ));
+            }
+            let per = patch_t * patch * patch;
+            if feat % per != 0 {
+                return Err(fail(
+                    "features are not patch volume × channels",
+                    format!("a multiple of {per}"),
+                    feat.to_string(),
+                ));
+            }
+            ValueType::f32(vec![
+                t.shape[0].clone(),
+                Dim::Known(feat / per),
+                Dim::Known(*frames),
+                Dim::Known(*height),
+                Dim::Known(*width),
+            ])
+        }
         Op::PosEmbed2d { height, width, dim } => {
             if dim % 4 != 0 {
                 return Err(fail(

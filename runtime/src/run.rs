@@ -84,6 +84,16 @@ pub fn model_io(c: &Compiled) -> Result<([usize; 3], Option<usize>), Diagnostic>
             role: InputRole::Image,
         } = g.node(*id).op
         {
+            if g.ty(*id).shape.len() != 4 {
+                return Err(Diagnostic::new(
+                    Location::Item(format!("input `{name}`")),
+                    "treadc cannot feed a video input yet",
+                )
+                .expected("an image input [B, C, H, W] (training, sampling, bench and the export check feed images)")
+                .found(g.ty(*id).to_string())
+                .in_file(c.model.file.clone())
+                .help("`treadc compile` and `treadc export` (without --check) take video models"));
+            }
             let s: Vec<usize> = g
                 .ty(*id)
                 .shape

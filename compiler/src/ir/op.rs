@@ -216,6 +216,17 @@ pub enum Op {
     Patchify { patch: u64 },
     /// Inverse of `Patchify` for an image of `height × width`.
     Unpatchify { patch: u64, height: u64, width: u64 },
+    /// `[B, C, F, H, W] → [B, (F/pt)·(H/p)·(W/p), pt·p·p·C]`: video patches, tokens row-major
+    /// over (frame, row, column), each patch vector ordered (frame, row, column, channel).
+    PatchifyVideo { patch_t: u64, patch: u64 },
+    /// Inverse of `PatchifyVideo` for a clip of `frames × height × width`.
+    UnpatchifyVideo {
+        patch_t: u64,
+        patch: u64,
+        frames: u64,
+        height: u64,
+        width: u64,
+    },
     /// Fixed 2-D sin-cos position table `[1, h·w, dim]` (first half columns, second half rows).
     PosEmbed2d { height: u64, width: u64, dim: u64 },
     /// Sinusoidal timestep features `[B] → [B, dim]`, ordered `[cos, sin]`.
@@ -335,6 +346,8 @@ impl Op {
             | Op::Unsqueeze { .. }
             | Op::Patchify { .. }
             | Op::Unpatchify { .. }
+            | Op::PatchifyVideo { .. }
+            | Op::UnpatchifyVideo { .. }
             | Op::TimestepEmbed { .. }
             | Op::ClassEmbed { .. }
             | Op::TokenConv { .. }
@@ -360,7 +373,11 @@ impl Op {
                     NoTokenAxis
                 }
             }
-            Op::Patchify { .. } | Op::Unpatchify { .. } | Op::PosEmbed2d { .. } => Positional,
+            Op::Patchify { .. }
+            | Op::Unpatchify { .. }
+            | Op::PatchifyVideo { .. }
+            | Op::UnpatchifyVideo { .. }
+            | Op::PosEmbed2d { .. } => Positional,
             Op::Attention { .. } => PermutationEquivariant,
             Op::TokenConv { .. } => OrderSensitive,
             Op::Chunk { axis, .. } if input_token_axis == Some(*axis) => Positional,
@@ -458,6 +475,23 @@ impl Op {
                 width,
             } => vec![
                 ("patch", patch.to_string()),
+                ("height", height.to_string()),
+                ("width", width.to_string()),
+            ],
+            Op::PatchifyVideo { patch_t, patch } => vec![
+                ("patch_t", patch_t.to_string()),
+                ("patch", patch.to_string()),
+            ],
+            Op::UnpatchifyVideo {
+                patch_t,
+                patch,
+                frames,
+                height,
+                width,
+            } => vec![
+                ("patch_t", patch_t.to_string()),
+                ("patch", patch.to_string()),
+                ("frames", frames.to_string()),
                 ("height", height.to_string()),
                 ("width", width.to_string()),
             ],
@@ -578,6 +612,8 @@ impl OpKind {
             OpKind::Unsqueeze => "unsqueeze",
             OpKind::Patchify => "patchify",
             OpKind::Unpatchify => "unpatchify",
+            OpKind::PatchifyVideo => "patchify_video",
+            OpKind::UnpatchifyVideo => "unpatchify_video",
             OpKind::PosEmbed2d => "pos_embed_2d",
             OpKind::TimestepEmbed => "timestep_embed",
             OpKind::ClassEmbed => "class_embed",
@@ -620,6 +656,8 @@ impl OpKind {
             | OpKind::Unsqueeze
             | OpKind::Patchify
             | OpKind::Unpatchify
+            | OpKind::PatchifyVideo
+            | OpKind::UnpatchifyVideo
             | OpKind::PosEmbed2d
             | OpKind::TimestepEmbed
             | OpKind::ClassEmbed

@@ -180,6 +180,23 @@ pub fn parse_op(f: &Fields, op_name: &str, dims: &DimTable) -> Result<Op> {
                 width: positive(f, "width", dims)?,
             }
         }
+        OpKind::PatchifyVideo => {
+            attrs = &["patch_t", "patch"];
+            Op::PatchifyVideo {
+                patch_t: positive(f, "patch_t", dims)?,
+                patch: positive(f, "patch", dims)?,
+            }
+        }
+        OpKind::UnpatchifyVideo => {
+            attrs = &["patch_t", "patch", "frames", "height", "width"];
+            Op::UnpatchifyVideo {
+                patch_t: positive(f, "patch_t", dims)?,
+                patch: positive(f, "patch", dims)?,
+                frames: positive(f, "frames", dims)?,
+                height: positive(f, "height", dims)?,
+                width: positive(f, "width", dims)?,
+            }
+        }
         OpKind::PosEmbed2d => {
             attrs = &["height", "width", "dim"];
             Op::PosEmbed2d {

@@ -175,6 +175,44 @@ impl<'a> Lowering<'a> {
                 let s2 = self.b.const_i64(&[0, c, h, w]);
                 self.b.op("Reshape", &[&t, &s2], &name)
             }
+            Op::PatchifyVideo { patch_t, patch } => {
+                let (pt, p) = (*patch_t as i64, *patch as i64);
+                let d = |a| self.dim(ins[0], a) as i64;
+                let (c, f, h, w) = (d(1), d(2), d(3), d(4));
+                let s1 = self.b.const_i64(&[0, c, f / pt, pt, h / p, p, w / p, p]);
+                let r = self.b.op("Reshape", &[&x[0], &s1], &format!("{name}.grid"));
+                let t = self.b.node(
+                    "Transpose",
+                    &[&r],
+                    &[&format!("{name}.permuted")],
+                    vec![("perm", Attr::Ints(vec![0, 2, 4, 6, 3, 5, 7, 1]))],
+                );
+                let s2 = self
+                    .b
+                    .const_i64(&[0, (f / pt) * (h / p) * (w / p), pt * p * p * c]);
+                self.b.op("Reshape", &[&t, &s2], &name)
+            }
+            Op::UnpatchifyVideo {
+                patch_t,
+                patch,
+                frames,
+                height,
+                width,
+            } => {
+                let (pt, p) = (*patch_t as i64, *patch as i64);
+                let (f, h, w) = (*frames as i64, *height as i64, *width as i64);
+                let c = self.last(ins[0]) as i64 / (pt * p * p);
+                let s1 = self.b.const_i64(&[0, f / pt, h / p, w / p, pt, p, p, c]);
+                let r = self.b.op("Reshape", &[&x[0], &s1], &format!("{name}.grid"));
+                let t = self.b.node(
+                    "Transpose",
+                    &[&r],
+                    &[&format!("{name}.permuted")],
+                    vec![("perm", Attr::Ints(vec![0, 7, 1, 4, 2, 5, 3, 6]))],
+                );
+                let s2 = self.b.const_i64(&[0, c, f, h, w]);
+                self.b.op("Reshape", &[&t, &s2], &name)
+            }
             Op::PosEmbed2d { height, width, dim } => {
                 let (h, w, d) = (*height as usize, *width as usize, *dim as usize);
                 let table = tables::pos_embed_2d(h, w, d);

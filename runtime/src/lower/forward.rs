@@ -21,13 +21,16 @@ pub struct Inputs<B: Backend> {
     pub noise_level: Tensor<B, 1>,
     /// `[B]`, absent for unconditional models.
     pub label: Option<Tensor<B, 1, Int>>,
-    /// Text conditioning, for the models whose inputs have text roles.
+    /// Text conditioning and video, for the model families that read them.
     pub text: TextInputs<B>,
 }
 
-/// The text-side inputs by role: each absent unless the model reads it.
+/// The inputs of the newer families by role, each absent unless the model reads it: text
+/// conditioning, and a video model's clip.
 #[derive(Debug, Clone)]
 pub struct TextInputs<B: Backend> {
+    /// `[B, C, F, H, W]`: bound to the `image` role in place of `Inputs::image` when set.
+    pub video: Option<Tensor<B, 5>>,
     /// `[B, L, Dc]` text embeddings.
     pub context: Option<Tensor<B, 3>>,
     /// `[B, L]` padding mask (1 = token).
@@ -43,6 +46,7 @@ pub struct TextInputs<B: Backend> {
 impl<B: Backend> Default for TextInputs<B> {
     fn default() -> Self {
         TextInputs {
+            video: None,
             context: None,
             context_mask: None,
             pooled: None,
@@ -63,7 +67,10 @@ fn bind<B: Backend>(role: InputRole, inputs: &Inputs<B>) -> OpResult<Value<B>> {
     };
     let t = &inputs.text;
     Ok(match role {
-        InputRole::Image => Value::F4(inputs.image.clone()),
+        InputRole::Image => match &t.video {
+            Some(v) => Value::F5(v.clone()),
+            None => Value::F4(inputs.image.clone()),
+        },
         InputRole::NoiseLevel => Value::F1(inputs.noise_level.clone()),
         InputRole::Label => Value::I1(
             inputs

@@ -247,6 +247,22 @@ pub fn eval<B: FusedOps>(
             *height as usize,
             *width as usize,
         )),
+        Op::PatchifyVideo { patch_t, patch } => Value::F3(patchify_video(
+            next()?.f5()?,
+            *patch_t as usize,
+            *patch as usize,
+        )),
+        Op::UnpatchifyVideo {
+            patch_t,
+            patch,
+            frames,
+            height,
+            width,
+        } => Value::F5(unpatchify_video(
+            next()?.f3()?,
+            [*patch_t as usize, *patch as usize],
+            [*frames as usize, *height as usize, *width as usize],
+        )),
         Op::PosEmbed2d { .. } => Value::F3(ctx.params.fixed(name)?.unsqueeze::<3>()),
         Op::TimestepEmbed { .. } => {
             let t = next()?.f1()?;
@@ -600,6 +616,30 @@ pub fn patchify<B: Backend>(x: Tensor<B, 4>, p: usize) -> Tensor<B, 3> {
     x.reshape([b, c, gh, p, gw, p])
         .permute([0, 2, 4, 3, 5, 1])
         .reshape([b, gh * gw, p * p * c])
+}
+
+/// `[B, C, F, H, W] → [B, (F/pt)(H/p)(W/p), pt·p·p·C]`, tokens row-major over (frame, row,
+/// column), patch vectors (frame, row, column, channel).
+pub fn patchify_video<B: Backend>(x: Tensor<B, 5>, pt: usize, p: usize) -> Tensor<B, 3> {
+    let [b, c, f, h, w] = x.dims();
+    let (gf, gh, gw) = (f / pt, h / p, w / p);
+    x.reshape([b, c, gf, pt, gh, p, gw, p])
+        .permute([0, 2, 4, 6, 3, 5, 7, 1])
+        .reshape([b, gf * gh * gw, pt * p * p * c])
+}
+
+/// Inverse of [`patchify_video`] for a clip of `[frames, height, width]`.
+pub fn unpatchify_video<B: Backend>(
+    x: Tensor<B, 3>,
+    [pt, p]: [usize; 2],
+    [f, h, w]: [usize; 3],
+) -> Tensor<B, 5> {
+    let [b, _, feat] = x.dims();
+    let c = feat / (pt * p * p);
+    let (gf, gh, gw) = (f / pt, h / p, w / p);
+    x.reshape([b, gf, gh, gw, pt, p, p, c])
+        .permute([0, 7, 1, 4, 2, 5, 3, 6])
+        .reshape([b, c, f, h, w])
 }
 
 /// Inverse of [`patchify`].

@@ -77,11 +77,17 @@ fn inputs(host: &[(InputRole, Vec<f32>, Vec<usize>)]) -> Inputs<Cpu> {
     let d = Default::default();
     let find = |r: InputRole| host.iter().find(|h| h.0 == r);
     let t = |r: InputRole| find(r).map(|h| TensorData::new(h.1.clone(), h.2.clone()));
+    let image = t(InputRole::Image).unwrap();
+    let video = (image.shape.len() == 5).then(|| Tensor::from_data(image.clone(), &d));
     Inputs {
-        image: Tensor::from_data(t(InputRole::Image).unwrap(), &d),
+        image: match video {
+            Some(_) => Tensor::zeros([1, 1, 1, 1], &d),
+            None => Tensor::from_data(image, &d),
+        },
         noise_level: Tensor::from_data(t(InputRole::NoiseLevel).unwrap(), &d),
         label: None,
         text: TextInputs {
+            video,
             context: t(InputRole::Context).map(|x| Tensor::from_data(x, &d)),
             context_mask: t(InputRole::ContextMask).map(|x| Tensor::from_data(x, &d)),
             pooled: t(InputRole::Pooled).map(|x| Tensor::from_data(x, &d)),
@@ -208,6 +214,7 @@ fn new_family_models_on_tract_equal_burn() {
         "mnist-flux-small.json",
         "mnist-mmdit-small.json",
         "mnist-pixart-small.json",
+        "mnist-wan-small.json",
     ] {
         let dense = small(file, &[]);
         let g = &dense.routed;
@@ -284,4 +291,41 @@ fn a_padded_text_token_changes_nothing() {
         "a padded token leaked into the output"
     );
     assert!(diff(&bumped(0)) > 1e-4, "a real token had no effect");
+}
+
+#[test]
+fn video_patches_are_frame_row_column_major_and_round_trip() {
+    let d = Default::default();
+    let (b, c, f, h, w, pt, p) = (2, 3, 4, 4, 6, 2, 2);
+    let n = b * c * f * h * w;
+    let x: Tensor<Cpu, 5> = Tensor::from_data(
+        TensorData::new(
+            (0..n).map(|v| v as f32).collect::<Vec<f32>>(),
+            [b, c, f, h, w],
+        ),
+        &d,
+    );
+    let tokens = ops::patchify_video(x.clone(), pt, p);
+    let got = tokens.clone().into_data().into_vec::<f32>().unwrap();
+    let (gf, gh, gw) = (f / pt, h / p, w / p);
+    let feat = pt * p * p * c;
+    for (bi, fi, hi, wi) in (0..b).flat_map(|bi| {
+        (0..gf)
+            .flat_map(move |fi| (0..gh).flat_map(move |hi| (0..gw).map(move |wi| (bi, fi, hi, wi))))
+    }) {
+        let token = (fi * gh + hi) * gw + wi;
+        for (k, (a, r, s, ch)) in (0..pt)
+            .flat_map(|a| {
+                (0..p).flat_map(move |r| {
+                    (0..p).flat_map(move |s| (0..c).map(move |ch| (a, r, s, ch)))
+                })
+            })
+            .enumerate()
+        {
+            let src = (((bi * c + ch) * f + fi * pt + a) * h + hi * p + r) * w + wi * p + s;
+            assert_eq!(got[(bi * gf * gh * gw + token) * feat + k], src as f32);
+        }
+    }
+    let back = ops::unpatchify_video(tokens, [pt, p], [f, h, w]);
+    assert_eq!(back.into_data(), x.into_data());
 }

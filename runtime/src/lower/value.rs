@@ -14,6 +14,8 @@ pub enum Value<B: Backend> {
     F3(Tensor<B, 3>),
     /// Float, rank 4.
     F4(Tensor<B, 4>),
+    /// Float, rank 5 (video clips `[B, C, F, H, W]`).
+    F5(Tensor<B, 5>),
     /// Integer, rank 1 (labels).
     I1(Tensor<B, 1, Int>),
     /// Integer, rank 2 (kept token indices).
@@ -52,6 +54,7 @@ impl<B: Backend> Value<B> {
             Value::F2(_) | Value::I2(_) => 2,
             Value::F3(_) => 3,
             Value::F4(_) => 4,
+            Value::F5(_) => 5,
         }
     }
 
@@ -62,6 +65,7 @@ impl<B: Backend> Value<B> {
             Value::F2(t) => t.dims().to_vec(),
             Value::F3(t) => t.dims().to_vec(),
             Value::F4(t) => t.dims().to_vec(),
+            Value::F5(t) => t.dims().to_vec(),
             Value::I1(t) => t.dims().to_vec(),
             Value::I2(t) => t.dims().to_vec(),
         }
@@ -75,6 +79,14 @@ impl<B: Backend> Value<B> {
     float_as!(f2, 2);
     float_as!(f3, 3);
     float_as!(f4, 4);
+
+    /// The value as a rank-5 float tensor (a video clip).
+    pub fn f5(self) -> OpResult<Tensor<B, 5>> {
+        match self {
+            Value::F5(t) => Ok(t),
+            other => Err(format!("expected float rank-5, got {}", other.describe())),
+        }
+    }
 
     /// The value as an integer rank-1 tensor.
     pub fn i1(self) -> OpResult<Tensor<B, 1, Int>> {
@@ -99,6 +111,7 @@ impl<B: Backend> Value<B> {
             Value::F2(t) => t.to_data(),
             Value::F3(t) => t.to_data(),
             Value::F4(t) => t.to_data(),
+            Value::F5(t) => t.to_data(),
             other => return Err(format!("expected a float tensor, got {}", other.describe())),
         };
         data.convert::<f32>()
