@@ -19,6 +19,9 @@ pub struct Cost {
     pub fixed: u64,
     /// Forward multiply-adds per sample.
     pub flops: u64,
+    /// The part of `flops` that mixes tokens (attention's QKᵀ and AV, token convolutions):
+    /// it grows with the product of the token counts, the rest (projections, MLPs) with one.
+    pub mixing_flops: u64,
 }
 
 impl std::ops::AddAssign for Cost {
@@ -26,6 +29,7 @@ impl std::ops::AddAssign for Cost {
         self.params += o.params;
         self.fixed += o.fixed;
         self.flops += o.flops;
+        self.mixing_flops += o.mixing_flops;
     }
 }
 
@@ -72,18 +76,21 @@ pub fn node_cost(g: &Graph, id: NodeId) -> Cost {
             let t = ins[0].shape[1].per_sample();
             c.params = 4 * d * d + if *qkv_bias { 3 * d } else { 0 } + d;
             c.flops = 4 * d * d * t + 2 * t * t * d;
+            c.mixing_flops = 2 * t * t * d;
         }
         Op::TokenConv { kernel, .. } => {
             let d = last(ins[0]);
             let t = ins[0].shape[1].per_sample();
             c.params = kernel * d + d;
             c.flops = kernel * d * t;
+            c.mixing_flops = c.flops;
         }
         Op::Sdpa { .. } => {
             // QKᵀ and AV: Tq·Tk·D each.
             let tq = ins[0].shape[1].per_sample();
             let tk = ins[1].shape[1].per_sample();
             c.flops = tq * tk * last(ins[0]) + tq * tk * last(ins[2]);
+            c.mixing_flops = c.flops;
         }
         Op::HeadNorm {
             heads,

@@ -6,6 +6,7 @@ use std::fmt::Write;
 use serde::Serialize;
 
 use crate::compile::Compiled;
+use crate::ir::IMAGE_STREAM;
 
 /// One route in the report.
 #[derive(Debug, Clone, Serialize)]
@@ -22,6 +23,30 @@ pub struct RouteReport {
     pub keep: u64,
     /// Whether kept indices are sorted (order-sensitive mixer inside).
     pub sorted: bool,
+    /// Each stream on the token axis entering the region, with the tokens the region processes:
+    /// the image stream's are routed, the others pass whole.
+    pub streams: Vec<StreamReport>,
+}
+
+/// One stream's tokens in a routed region.
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamReport {
+    /// Stream name (`image`, `text`, ...).
+    pub stream: String,
+    /// Its tokens entering the region.
+    pub tokens: u64,
+    /// Its tokens the region processes.
+    pub kept: u64,
+}
+
+/// Where the FLOPs go: the token-mixing products (attention's QKᵀ and AV, token convolutions)
+/// against the per-token layers (projections, MLPs, modulation), dense and routed.
+#[derive(Debug, Clone, Serialize)]
+pub struct FlopsSplit {
+    /// Token-mixing GFLOPs per sample.
+    pub mixing: Gflops,
+    /// Per-token GFLOPs per sample.
+    pub per_token: Gflops,
 }
 
 /// One block in the report.
@@ -67,6 +92,8 @@ pub struct Report {
     pub gflops: Gflops,
     /// routed / dense FLOPs.
     pub flops_ratio: f64,
+    /// The GFLOPs split into token mixing and per-token layers.
+    pub gflops_split: FlopsSplit,
     /// Routes applied.
     pub routes: Vec<RouteReport>,
     /// Per block.
@@ -91,6 +118,16 @@ impl Report {
                 routed: g(r.total.flops),
             },
             flops_ratio: r.total.flops as f64 / d.total.flops.max(1) as f64,
+            gflops_split: FlopsSplit {
+                mixing: Gflops {
+                    dense: g(d.total.mixing_flops),
+                    routed: g(r.total.mixing_flops),
+                },
+                per_token: Gflops {
+                    dense: g(d.total.flops - d.total.mixing_flops),
+                    routed: g(r.total.flops - r.total.mixing_flops),
+                },
+            },
             routes: c
                 .routed
                 .routes
@@ -102,6 +139,7 @@ impl Report {
                     tokens: x.tokens,
                     keep: x.keep,
                     sorted: x.sorted,
+                    streams: route_streams(c, x.start, x.keep),
                 })
                 .collect(),
             blocks: d
@@ -154,6 +192,19 @@ impl Report {
                     ""
                 }
             );
+            let passing: Vec<String> = r
+                .streams
+                .iter()
+                .filter(|x| x.kept == x.tokens && x.stream != IMAGE_STREAM)
+                .map(|x| format!("{} {} tokens", x.stream, x.tokens))
+                .collect();
+            if !passing.is_empty() {
+                let _ = writeln!(
+                    s,
+                    "  routes the image stream; passing whole: {}",
+                    passing.join(", ")
+                );
+            }
         }
         let _ = writeln!(
             s,
@@ -172,8 +223,42 @@ impl Report {
             self.flops_ratio,
             (1.0 - self.flops_ratio) * 100.0
         );
+        if !self.routes.is_empty() {
+            let part = |name: &str, x: &Gflops| {
+                format!(
+                    "{name} {} -> {} (saves {:.1}%)",
+                    gflops(x.dense),
+                    gflops(x.routed),
+                    (1.0 - x.routed / x.dense.max(f64::MIN_POSITIVE)) * 100.0
+                )
+            };
+            let _ = writeln!(
+                s,
+                "  {}; {}",
+                part("token mixing (QKᵀ, AV)", &self.gflops_split.mixing),
+                part("per-token layers", &self.gflops_split.per_token)
+            );
+        }
         s
     }
+}
+
+/// The streams of the trunk value entering block `start`, with what the region keeps of each.
+fn route_streams(c: &Compiled, start: usize, keep: u64) -> Vec<StreamReport> {
+    let g = &c.model.graph;
+    g.ty(g.blocks[start].entry)
+        .segments
+        .iter()
+        .map(|s| StreamReport {
+            stream: s.stream.clone(),
+            tokens: s.tokens,
+            kept: if s.stream == IMAGE_STREAM {
+                keep
+            } else {
+                s.tokens
+            },
+        })
+        .collect()
 }
 
 /// Two decimals, or four significant digits below 1 GFLOP (small models).
