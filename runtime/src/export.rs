@@ -11,7 +11,7 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tread_compiler::compile::Compiled;
 use tread_compiler::diag::{Diagnostic, Location};
-use tread_compiler::ir::Graph;
+use tread_compiler::ir::{Graph, InputRole, Op};
 use tread_compiler::params::param_specs;
 use tread_compiler::passes::strip_routes;
 use tread_onnx::export::file::{read_model, write_model, ExternalData, Written};
@@ -19,7 +19,7 @@ use tread_onnx::export::{export, ExportOptions, Weights};
 use tread_onnx::{keys, pb};
 
 use crate::init::{init_values, normal};
-use crate::run::{compile_model, model_io, RunError};
+use crate::run::{compile_model, RunError};
 use crate::run_folder::{SavedRun, ONNX_FILE};
 use tread_onnx::tract::{HostValue, TractModel};
 
@@ -208,38 +208,70 @@ impl CheckReport {
     }
 }
 
-/// Random inputs of one check: images, noise levels (σ for a preconditioned file, the
-/// network's noise input otherwise) and labels (the null label included).
-struct CheckInputs {
-    image: Vec<f32>,
-    level: Vec<f32>,
-    labels: Option<Vec<i64>>,
-}
-
-fn check_inputs(
-    shape: [usize; 3],
-    classes: Option<usize>,
-    batch: usize,
-    precond: bool,
-) -> CheckInputs {
+/// Random host values for every graph input of the dense graph `g`, by role: normal images
+/// (or clips), noise levels (σ for a preconditioned file, the network's noise input otherwise),
+/// labels (the null label included), text embeddings, pooled vectors and guidance scales; a text
+/// mask that pads the last two tokens of the second sample; token ids within the vocabulary.
+fn check_inputs(g: &Graph, batch: usize, precond: bool) -> Vec<(String, InputRole, HostValue)> {
     let mut rng = ChaCha8Rng::seed_from_u64(17);
-    let [c, h, w] = shape;
-    let image = (0..batch * c * h * w).map(|_| normal(&mut rng)).collect();
-    let level = (0..batch)
-        .map(|_| {
-            if precond {
-                (normal(&mut rng) * 1.2 - 1.2).exp()
-            } else {
-                normal(&mut rng)
+    let classes = g.node_ids().into_iter().find_map(|id| match g.node(id).op {
+        Op::ClassEmbed { classes, .. } => Some(classes as i64),
+        _ => None,
+    });
+    let vocab = g.node_ids().into_iter().find_map(|id| match g.node(id).op {
+        Op::Embed { vocab, .. } => Some(vocab as i64),
+        _ => None,
+    });
+    let mut out = vec![];
+    for (name, id) in &g.inputs {
+        let Op::Input { role } = g.node(*id).op else {
+            continue;
+        };
+        let shape: Vec<usize> = g
+            .ty(*id)
+            .shape
+            .iter()
+            .map(|d| d.known().map_or(batch, |k| k as usize))
+            .collect();
+        let n: usize = shape.iter().product();
+        let v = match role {
+            InputRole::NoiseLevel if precond => HostValue::F32(
+                (0..n)
+                    .map(|_| (normal(&mut rng) * 1.2 - 1.2).exp())
+                    .collect(),
+                shape,
+            ),
+            InputRole::Label => HostValue::I64(
+                (0..n)
+                    .map(|_| rng.random_range(0..=classes.unwrap_or(0)))
+                    .collect(),
+                shape,
+            ),
+            InputRole::TokenIds => HostValue::I64(
+                (0..n)
+                    .map(|_| rng.random_range(0..vocab.unwrap_or(1)))
+                    .collect(),
+                shape,
+            ),
+            InputRole::ContextMask => {
+                let l = shape[1];
+                let pad = |i: usize| i / l == 1 && i % l + 2 >= l && l > 2;
+                HostValue::F32(
+                    (0..n).map(|i| if pad(i) { 0.0 } else { 1.0 }).collect(),
+                    shape,
+                )
             }
-        })
-        .collect();
-    let labels = classes.map(|k| (0..batch).map(|_| rng.random_range(0..=k as i64)).collect());
-    CheckInputs {
-        image,
-        level,
-        labels,
+            InputRole::Image
+            | InputRole::NoiseLevel
+            | InputRole::Context
+            | InputRole::Pooled
+            | InputRole::Guidance => {
+                HostValue::F32((0..n).map(|_| normal(&mut rng)).collect(), shape)
+            }
+        };
+        out.push((name.clone(), role, v));
     }
+    out
 }
 
 /// Inputs (by graph-input name, in the file's order) and the burn output for them: what any
@@ -258,32 +290,29 @@ pub fn reference_case(
     precond: bool,
     batch: usize,
 ) -> Result<ReferenceCase, RunError> {
-    use tread_compiler::ir::{InputRole, Op};
-    let (shape, classes) = model_io(&src.compiled)?;
-    let inp = check_inputs(shape, classes, batch, precond);
+    let by_role = check_inputs(&src.dense, batch, precond);
     let g = proto.graph.as_ref().map_or(&[][..], |g| &g.input[..]);
-    let [c, h, w] = shape;
     let mut inputs = vec![];
     for vi in g {
         let n = vi.name.as_str();
-        let role = src
-            .dense
-            .inputs
-            .iter()
-            .find(|(name, _)| name == n)
-            .map(|(_, id)| src.dense.node(*id).op.clone());
-        let v = match role {
-            Some(Op::Input {
-                role: InputRole::Label,
-            }) => HostValue::I64(inp.labels.clone().unwrap_or_default(), vec![batch]),
-            Some(Op::Input {
-                role: InputRole::NoiseLevel,
-            }) => HostValue::F32(inp.level.clone(), vec![batch]),
-            _ if n == tread_onnx::export::precond::SIGMA => {
-                HostValue::F32(inp.level.clone(), vec![batch])
-            }
-            _ => HostValue::F32(inp.image.clone(), vec![batch, c, h, w]),
+        // A preconditioned file names its image and noise inputs itself; the others keep the
+        // graph's names.
+        let role = if n == tread_onnx::export::precond::SIGMA {
+            Some(InputRole::NoiseLevel)
+        } else if n == tread_onnx::export::precond::X_NOISY {
+            Some(InputRole::Image)
+        } else {
+            by_role
+                .iter()
+                .find(|(name, ..)| name == n)
+                .map(|(_, r, _)| *r)
         };
+        let v = role
+            .and_then(|r| by_role.iter().find(|(_, role, _)| *role == r))
+            .map(|(.., v)| v.clone())
+            .ok_or_else(|| {
+                RunError::Failed(format!("the file has an input `{n}` the model does not"))
+            })?;
         inputs.push((n.to_string(), v));
     }
     let specs = param_specs(&src.dense);
@@ -291,14 +320,12 @@ pub fn reference_case(
         .iter()
         .map(|s| src.weights.tensors[&s.name].clone())
         .collect();
+    let roles: Vec<(InputRole, HostValue)> = by_role.into_iter().map(|(_, r, v)| (r, v)).collect();
     let expected = crate::lower::reference::dense_output(
         &src.dense,
         src.compiled.model.training.objective,
         &host,
-        &inp.image,
-        shape,
-        &inp.level,
-        inp.labels.as_deref(),
+        &roles,
         precond,
     )
     .map_err(RunError::Failed)?;

@@ -74,10 +74,10 @@ pub fn model_io(c: &Compiled) -> Result<([usize; 3], Option<usize>), Diagnostic>
                     Location::Item(format!("input `{name}`")),
                     format!("treadc cannot feed a `{}` input yet", role.name()),
                 )
-                .expected("a model whose inputs are image, noise_level and label (training, sampling, bench and the export check feed only those)")
+                .expected("a model whose inputs are image, noise_level and label (training, sampling and bench feed only those)")
                 .found(format!("role \"{}\"", role.name()))
                 .in_file(c.model.file.clone())
-                .help("`treadc compile` and `treadc export` (without --check) take text-conditioned models"));
+                .help("`treadc compile` and `treadc export` (with --check) take text-conditioned models"));
             }
         }
         if let Op::Input {
@@ -89,10 +89,10 @@ pub fn model_io(c: &Compiled) -> Result<([usize; 3], Option<usize>), Diagnostic>
                     Location::Item(format!("input `{name}`")),
                     "treadc cannot feed a video input yet",
                 )
-                .expected("an image input [B, C, H, W] (training, sampling, bench and the export check feed images)")
+                .expected("an image input [B, C, H, W] (training, sampling and bench feed images)")
                 .found(g.ty(*id).to_string())
                 .in_file(c.model.file.clone())
-                .help("`treadc compile` and `treadc export` (without --check) take video models"));
+                .help("`treadc compile` and `treadc export` (with --check) take video models"));
             }
             let s: Vec<usize> = g
                 .ty(*id)

@@ -1,6 +1,7 @@
 //! EDM preconditioning inside the exported graph (`--precond`), so that the file is the complete
 //! denoiser D(x; σ, y) = c_skip·x + c_out·F(c_in·x, ln(σ)/4, y) (formulas in [`tread_compiler::edm`]).
-//! Graph inputs become `x_noisy [B, C, H, W]`, `sigma [B]` and the label; the output `denoised`.
+//! Graph inputs become `x_noisy [B, C, H, W]`, `sigma [B]` and the model's other inputs (label,
+//! text) unchanged; the output `denoised`.
 
 use std::collections::HashMap;
 
@@ -65,9 +66,12 @@ pub fn inputs(
     let batch = image_ty.shape[0].clone();
     b.input(X_NOISY, &image_ty);
     b.input(SIGMA, &ValueType::f32(vec![batch]));
-    if let Some((label, id)) = by_role(InputRole::Label) {
-        b.input(&label, g.ty(id));
-        names.insert(id, label);
+    // The label and the text inputs pass as they are.
+    for (name, id) in &g.inputs {
+        if *id != image_id && *id != noise_id {
+            b.input(name, g.ty(*id));
+            names.insert(*id, name.clone());
+        }
     }
     let axes = b.const_i64(&[1, 2, 3]);
     let sigma4 = b.op("Unsqueeze", &[SIGMA, &axes], "precond.sigma");

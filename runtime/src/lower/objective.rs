@@ -42,13 +42,14 @@ fn net<B: FusedOps>(
     image: Tensor<B, 4>,
     noise: Tensor<B, 1>,
     labels: Option<Tensor<B, 1, Int>>,
+    text: &TextInputs<B>,
     routes: &mut dyn RouteSource,
 ) -> OpResult<Tensor<B, 4>> {
     let inputs = Inputs {
         image,
         noise_level: noise,
         label: labels,
-        text: TextInputs::default(),
+        text: text.clone(),
     };
     forward(g, params, &inputs, routes)?.f4()
 }
@@ -91,14 +92,24 @@ pub fn training_loss<B: FusedOps>(
             let sigma: Vec<f64> = level.iter().map(|&z| (mean + std * z).exp()).collect();
             let weight: Vec<f64> = sigma.iter().map(|&s| Precond::edm(s).weight).collect();
             let y = x0.clone() + eps * col::<B>(&sigma, dims, &device);
-            let d = predict(objective, g, params, y, &sigma, labels, routes)?;
+            let d = predict(
+                objective,
+                g,
+                params,
+                y,
+                &sigma,
+                labels,
+                &TextInputs::default(),
+                routes,
+            )?;
             Ok(((d - x0).powi_scalar(2) * col::<B>(&weight, dims, &device)).mean())
         }
         Objective::Flow => {
             let t: Vec<f64> = level.iter().map(|&z| 1.0 / (1.0 + (-z).exp())).collect();
             let tt = col::<B>(&t, dims, &device);
             let z = x0.clone() * (tt.clone().neg() + 1.0) + eps.clone() * tt;
-            let v = net(g, params, z, vec1::<B>(&t, &device), labels, routes)?;
+            let none = TextInputs::default();
+            let v = net(g, params, z, vec1::<B>(&t, &device), labels, &none, routes)?;
             Ok((v - (eps - x0)).powi_scalar(2).mean())
         }
     }
@@ -113,6 +124,7 @@ pub fn predict<B: FusedOps>(
     x: Tensor<B, 4>,
     level: &[f64],
     labels: Option<Tensor<B, 1, Int>>,
+    text: &TextInputs<B>,
     routes: &mut dyn RouteSource,
 ) -> OpResult<Tensor<B, 4>> {
     let device = x.device();
@@ -127,11 +139,20 @@ pub fn predict<B: FusedOps>(
                 x.clone() * col::<B>(&get(|p| p.c_in), dims, &device),
                 vec1::<B>(&get(|p| p.c_noise), &device),
                 labels,
+                text,
                 routes,
             )?;
             Ok(x * col::<B>(&get(|p| p.c_skip), dims, &device)
                 + f * col::<B>(&get(|p| p.c_out), dims, &device))
         }
-        Objective::Flow => net(g, params, x, vec1::<B>(level, &device), labels, routes),
+        Objective::Flow => net(
+            g,
+            params,
+            x,
+            vec1::<B>(level, &device),
+            labels,
+            text,
+            routes,
+        ),
     }
 }

@@ -9,6 +9,7 @@ use rand_chacha::ChaCha8Rng;
 use tread_compiler::config::Objective;
 use tread_compiler::ir::Graph;
 
+use super::forward::TextInputs;
 use super::fused::FusedOps;
 use super::objective::predict;
 use super::store::ParamStore;
@@ -91,6 +92,7 @@ pub fn sample<B: FusedOps>(
                     both,
                     &vec![level; 2 * m],
                     Some(yy),
+                    &TextInputs::default(),
                     &mut NoRoutes,
                 )?;
                 let cond = host(out.clone().narrow(0, 0, m))?;
@@ -104,6 +106,7 @@ pub fn sample<B: FusedOps>(
                 x,
                 &vec![level; m],
                 part.map(labels),
+                &TextInputs::default(),
                 &mut NoRoutes,
             )?),
         }
@@ -130,8 +133,18 @@ pub fn sample<B: FusedOps>(
                 let mut r = RandomRoutes {
                     rng: &mut route_rng,
                 };
-                let s = predict(objective, strong, params, x.clone(), &lv, y.clone(), &mut r)?;
-                let wk = predict(objective, weak, params, x, &lv, y.clone(), &mut r)?;
+                let none = TextInputs::default();
+                let s = predict(
+                    objective,
+                    strong,
+                    params,
+                    x.clone(),
+                    &lv,
+                    y.clone(),
+                    &none,
+                    &mut r,
+                )?;
+                let wk = predict(objective, weak, params, x, &lv, y.clone(), &none, &mut r)?;
                 Ok(guide(&host(s)?, &host(wk)?, *scale))
             }
         }
