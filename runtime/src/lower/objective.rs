@@ -117,6 +117,7 @@ pub fn training_loss<B: FusedOps>(
 
 /// The model's prediction used by samplers: EDM's denoised image D(x; σ) or the flow velocity
 /// v(x, t); `level` is σ (EDM) or t (flow), one per sample.
+#[allow(clippy::too_many_arguments)]
 pub fn predict<B: FusedOps>(
     objective: Objective,
     g: &Graph,
