@@ -72,8 +72,12 @@ fn ops_the_presets_do_not_use_match_too() {
     // rms_norm (affine or not), exact GELU, a centred token conv, bias-free linears/attention.
     let tmp = temp_dir("export-all-ops");
     let dir = tmp.path();
-    for opset in OPSETS {
-        export_and_check(&root().join("tests/models/all-ops.json"), dir, opset, false);
+    for model in ["all-ops.json", "all-stream-ops.json"] {
+        let path = root().join("tests/models").join(model);
+        for opset in OPSETS {
+            export_and_check(&path, dir, opset, false);
+        }
+        export_and_check(&path, dir, DEFAULT_OPSET, true);
     }
 }
 

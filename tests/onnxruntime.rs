@@ -31,6 +31,7 @@ fn onnx_checker_and_onnxruntime_agree_with_burn() {
         .map(|p| reduced_preset(p, &dir.join("models")))
         .collect();
     models.push(root().join("tests/models/all-ops.json"));
+    models.push(root().join("tests/models/all-stream-ops.json"));
     let mut cases = 0;
     for m in &models {
         let edm = preconditionable(m);

@@ -1,7 +1,7 @@
 //! IR op → ONNX nodes. Each IR value keeps its IR name (`blocks.3.attn`); the nodes an op needs
 //! internally are named below it (`blocks.3.attn.scores`), and its tensors by their checkpoint
 //! names (`blocks.3.attn.qkv.weight`). Which ONNX ops are used depends on the opset written:
-//! `Gelu` from 20, `Attention` and `RMSNormalization` from 23, `ReduceMean` axes as an input
+//! `Gelu` from 20, `Attention`, `RotaryEmbedding` and `RMSNormalization` from 23, `ReduceMean` axes as an input
 //! from 18; below those the op is decomposed into ops valid at the opset.
 
 use std::collections::HashMap;
@@ -573,8 +573,8 @@ impl<'a> Lowering<'a> {
         )
     }
 
-    /// Scaled dot-product attention, decomposed (valid at every opset written): the key mask
-    /// becomes the same large negative bias as in the burn lowering.
+    /// Scaled dot-product attention: ONNX `Attention` from opset 23, decomposed below it; the
+    /// key mask becomes the same large negative bias as in the burn lowering.
     fn sdpa(
         &mut self,
         name: &str,
@@ -584,6 +584,40 @@ impl<'a> Lowering<'a> {
         heads: usize,
     ) -> String {
         let (d, dv) = (self.last(ins[0]), self.last(ins[2]));
+        let mask_bias = mask.map(|m| {
+            let one = self.b.const_f32(1.0, &[]);
+            let inv = self.b.op("Sub", &[&one, m], &format!("{name}.masked"));
+            let big = self.b.const_f32(MASKED_BIAS, &[]);
+            let bias = self
+                .b
+                .op("Mul", &[&inv, &big], &format!("{name}.mask_bias"));
+            let axes = self.b.const_i64(&[1, 2]);
+            self.b
+                .op("Unsqueeze", &[&bias, &axes], &format!("{name}.mask_bias4"))
+        });
+        if self.opset >= 23 {
+            // The mask bias as [B, 1, Tq, Tk]: tract's attention takes no broadcast over queries.
+            let tq = self.dim(ins[0], 1) as i64;
+            let tk = self.dim(ins[1], 1) as i64;
+            let full_mask = mask_bias.map(|b4| {
+                let shape = self.b.const_i64(&[1, 1, tq, tk]);
+                self.b
+                    .op("Expand", &[&b4, &shape], &format!("{name}.mask_full"))
+            });
+            let mut inputs = vec![x[0], x[1], x[2]];
+            if let Some(b) = &full_mask {
+                inputs.push(b);
+            }
+            return self.b.node(
+                "Attention",
+                &inputs,
+                &[name],
+                vec![
+                    ("q_num_heads", Attr::Int(heads as i64)),
+                    ("kv_num_heads", Attr::Int(heads as i64)),
+                ],
+            );
+        }
         let q = self.heads(x[0], &format!("{name}.q"), heads, d);
         let k = self.heads(x[1], &format!("{name}.k"), heads, d);
         let v = self.heads(x[2], &format!("{name}.v"), heads, dv);
@@ -596,20 +630,10 @@ impl<'a> Lowering<'a> {
             vec![("perm", Attr::Ints(vec![0, 1, 3, 2]))],
         );
         let mut scores = self.b.op("MatMul", &[&qs, &kt], &format!("{name}.scores"));
-        if let Some(m) = mask {
-            let one = self.b.const_f32(1.0, &[]);
-            let inv = self.b.op("Sub", &[&one, m], &format!("{name}.masked"));
-            let big = self.b.const_f32(MASKED_BIAS, &[]);
-            let bias = self
-                .b
-                .op("Mul", &[&inv, &big], &format!("{name}.mask_bias"));
-            let axes = self.b.const_i64(&[1, 2]);
-            let b4 = self
-                .b
-                .op("Unsqueeze", &[&bias, &axes], &format!("{name}.mask_bias4"));
+        if let Some(b4) = &mask_bias {
             scores = self
                 .b
-                .op("Add", &[&scores, &b4], &format!("{name}.scores_masked"));
+                .op("Add", &[&scores, b4], &format!("{name}.scores_masked"));
         }
         let p = self.b.node(
             "Softmax",
@@ -629,7 +653,8 @@ impl<'a> Lowering<'a> {
     }
 
     /// Rotary embedding: angles = positions · the frequency matrix, then each pair
-    /// `(x0, x1)` → `(x0·cos − x1·sin, x0·sin + x1·cos)`.
+    /// `(x0, x1)` → `(x0·cos − x1·sin, x0·sin + x1·cos)`: ONNX `RotaryEmbedding` (interleaved
+    /// pairs) from opset 23, decomposed below it.
     #[allow(clippy::too_many_arguments)]
     fn rope(
         &mut self,
@@ -651,6 +676,36 @@ impl<'a> Lowering<'a> {
         let angles = self
             .b
             .op("MatMul", &[pos, &freqs], &format!("{name}.angles"));
+        if self.opset >= 23 {
+            // RotaryEmbedding takes caches [B, T, dh/2]: the angles' batch of 1 expanded to x's.
+            let x_bt = self.b.node(
+                "Shape",
+                &[x],
+                &[&format!("{name}.batch_tokens")],
+                vec![("start", Attr::Int(0)), ("end", Attr::Int(2))],
+            );
+            let h = self.b.const_i64(&[half as i64]);
+            let shape = self.b.node(
+                "Concat",
+                &[&x_bt, &h],
+                &[&format!("{name}.cache_shape")],
+                vec![("axis", Attr::Int(0))],
+            );
+            let full = self
+                .b
+                .op("Expand", &[&angles, &shape], &format!("{name}.angles_b"));
+            let cos = self.b.op("Cos", &[&full], &format!("{name}.cos"));
+            let sin = self.b.op("Sin", &[&full], &format!("{name}.sin"));
+            return self.b.node(
+                "RotaryEmbedding",
+                &[x, &cos, &sin],
+                &[name],
+                vec![
+                    ("num_heads", Attr::Int(heads as i64)),
+                    ("interleaved", Attr::Int(1)),
+                ],
+            );
+        }
         let axes = self.b.const_i64(&[2]);
         let a4 = self
             .b

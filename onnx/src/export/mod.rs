@@ -382,6 +382,30 @@ mod tests {
     }
 
     #[test]
+    fn stream_ops_use_rotary_and_attention_from_opset_23_only() {
+        let c = tiny("all-stream-ops.json");
+        let ops = |opset| {
+            let opts = ExportOptions {
+                opset,
+                ..Default::default()
+            };
+            let m = export(&c.routed, Objective::Edm, &zeros(&c.routed), &opts).unwrap();
+            let g = m.graph.unwrap();
+            g.node.into_iter().map(|n| n.op_type).collect::<Vec<_>>()
+        };
+        let (o17, o23) = (ops(17), ops(23));
+        for op in ["RotaryEmbedding", "Attention"] {
+            assert!(!o17.iter().any(|o| o == op), "{op} at 17");
+            assert_eq!(
+                o23.iter().filter(|o| *o == op).count(),
+                4,
+                "{op} at 23: {o23:?}"
+            );
+        }
+        assert!(o17.iter().any(|o| o == "Softmax") && !o23.iter().any(|o| o == "Softmax"));
+    }
+
+    #[test]
     fn initialisers_carry_the_checkpoint_names() {
         let c = tiny("all-ops.json");
         let m = export(
