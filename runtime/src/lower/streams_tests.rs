@@ -329,3 +329,102 @@ fn video_patches_are_frame_row_column_major_and_round_trip() {
     let back = ops::unpatchify_video(tokens, [pt, p], [f, h, w]);
     assert_eq!(back.into_data(), x.into_data());
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 10, ..Default::default() })]
+
+    /// Any route over any test-size family: the gathered trunk and positions are the entry's rows
+    /// at the drawn indices (text rows whole, in place), the first routed block's rotated queries
+    /// equal the dense ones at the kept tokens' original positions, values computed from the text
+    /// alone equal the dense graph's bit for bit, and routed tokens leave with their value from
+    /// before the region.
+    #[test]
+    fn any_route_keeps_positions_and_passes_other_streams(
+        file in proptest::sample::select(vec![
+            "mnist-flux-small.json",
+            "mnist-mmdit-small.json",
+            "mnist-pixart-small.json",
+            "mnist-wan-small.json",
+        ]),
+        start in 1usize..5,
+        len in 0usize..3,
+        rate in 0.05f64..0.9,
+        seed in 0u64..1000,
+    ) {
+        let end = (start + len).min(5);
+        let route = format!("{rate}:{start}-{end}");
+        let dense = small(file, &[]);
+        let routed = small(file, &[route.as_str()]);
+        let (gd, gr) = (&dense.routed, &routed.routed);
+        let w = weights(gd);
+        let pd = ParamStore::<Cpu>::from_host(gd, &w, &Default::default()).unwrap();
+        let pr = ParamStore::<Cpu>::from_host(gr, &w, &Default::default()).unwrap();
+        let x = inputs(&host_inputs(gd, seed));
+        let node = |g: &Graph, n: &str| g.find(n);
+        let entry_name = format!("blocks.{}.out", start - 1);
+        let entry = node(gr, &entry_name).unwrap();
+        let entry_ty = gr.ty(entry).clone();
+        let text = entry_ty.segment("text").map_or(0, |(_, s)| s.tokens as usize);
+        let total = text + 64;
+        let gathered = node(gr, &format!("route0.gather.{entry_name}")).unwrap();
+        let merged = node(gr, &format!("route0.merge.blocks.{end}.out")).unwrap();
+        let pe = node(gr, "route0.gather.pe");
+        let rq = (node(gd, &format!("blocks.{start}.rq")), node(gr, &format!("blocks.{start}.rq")));
+        let ck = (node(gd, &format!("blocks.{start}.ck")), node(gr, &format!("blocks.{start}.ck")));
+        let mut keep_r = vec![entry, gathered, merged];
+        keep_r.extend(pe);
+        keep_r.extend(rq.1);
+        keep_r.extend(ck.1);
+        let keep_d: Vec<_> = [rq.0, ck.0].into_iter().flatten().collect();
+        let mut rec = super::tests::Recording::new(seed);
+        let vr = forward_all(gr, &pr, &x, &mut rec, &keep_r).unwrap();
+        let vd = forward_all(gd, &pd, &x, &mut Fixed(vec![]), &keep_d).unwrap();
+        let idx = &rec.drawn[0];
+        let kept = idx.len() / BATCH;
+        let (e, gth, m) = (host(&vr[&entry]), host(&vr[&gathered]), host(&vr[&merged]));
+        for b in 0..BATCH {
+            let src = |j: usize| text + idx[b * kept + j] as usize;
+            for t in 0..text {
+                proptest::prop_assert_eq!(row(&gth, text + kept, b, t), row(&e, total, b, t));
+            }
+            for j in 0..kept {
+                proptest::prop_assert_eq!(row(&gth, text + kept, b, text + j), row(&e, total, b, src(j)));
+            }
+            if let Some(pe) = pe {
+                // Known positions: the stem's table, [1, T, axes], broadcast over the batch.
+                let table = host(&vd_table(gd, &pd, &x));
+                let g = host(&vr[&pe]);
+                let axes = table.len() / total;
+                for j in 0..kept {
+                    let got = &g[(b * (text + kept) + text + j) * axes..][..axes];
+                    let want = &table[src(j) * axes..][..axes];
+                    proptest::prop_assert_eq!(got, want);
+                }
+            }
+            if let (Some(d), Some(r)) = rq {
+                let (rd, rr) = (host(&vd[&d]), host(&vr[&r]));
+                for j in 0..kept {
+                    let a = row(&rr, text + kept, b, text + j);
+                    let c = row(&rd, total, b, src(j));
+                    let worst = a.iter().zip(c).map(|(a, c)| (a - c).abs()).fold(0.0, f32::max);
+                    proptest::prop_assert!(worst < 1e-5, "kept token {} of sample {}: {}", j, b, worst);
+                }
+            }
+            let kept_rows: Vec<usize> = (0..kept).map(src).collect();
+            for n in (text..total).filter(|n| !kept_rows.contains(n)) {
+                proptest::prop_assert_eq!(row(&m, total, b, n), row(&e, total, b, n));
+            }
+        }
+        if let (Some(d), Some(r)) = ck {
+            // Keys computed from the text alone cross the region untouched.
+            proptest::prop_assert_eq!(host(&vd[&d]), host(&vr[&r]));
+        }
+    }
+}
+
+/// The dense graph's `pe` table (the stem's positions).
+fn vd_table(g: &Graph, p: &ParamStore<Cpu>, x: &Inputs<Cpu>) -> Value<Cpu> {
+    let pe = g.find("pe").unwrap();
+    let mut v = forward_all(g, p, x, &mut Fixed(vec![]), &[pe]).unwrap();
+    v.remove(&pe).unwrap()
+}
