@@ -29,6 +29,10 @@ pub fn timestep_freqs(dim: usize, max_period: f64) -> Vec<f32> {
         .collect()
 }
 
+/// The additive bias a masked key gets before the softmax (`sdpa`'s key mask, 0 = padding):
+/// its weight underflows to exactly 0. One value for the burn lowering and the ONNX writer.
+pub const MASKED_KEY_BIAS: f32 = -1.0e9;
+
 /// RoPE positions, row-major `[tokens, axes]`: the last `grid.len()` axes hold each token's
 /// coordinates on the row-major grid (frame, row, column), the leading axes zero (Flux's text
 /// and image ids); an empty grid gives all zeros.

@@ -12,9 +12,6 @@ use tread_compiler::diag::{Diagnostic, Location};
 use tread_compiler::ir::{GeluApprox, GluAct, Graph, NodeId, NormFlavour, Op};
 use tread_compiler::tables;
 
-/// The bias a masked key gets before the softmax (the burn lowering's `MASKED`).
-const MASKED_BIAS: f32 = -1.0e9;
-
 /// Lowers the nodes of a dense graph, in topological order, into a builder.
 pub struct Lowering<'a> {
     g: &'a Graph,
@@ -587,7 +584,7 @@ impl<'a> Lowering<'a> {
         let mask_bias = mask.map(|m| {
             let one = self.b.const_f32(1.0, &[]);
             let inv = self.b.op("Sub", &[&one, m], &format!("{name}.masked"));
-            let big = self.b.const_f32(MASKED_BIAS, &[]);
+            let big = self.b.const_f32(tables::MASKED_KEY_BIAS, &[]);
             let bias = self
                 .b
                 .op("Mul", &[&inv, &big], &format!("{name}.mask_bias"));

@@ -453,16 +453,13 @@ pub fn sdpa<B: Backend>(
     let scale = 1.0 / ((d / heads) as f64).sqrt();
     let mut scores = q.matmul(k.swap_dims(2, 3)) * scale;
     if let Some(m) = mask {
-        let bias = (m.neg() + 1.0) * MASKED;
+        let bias = (m.neg() + 1.0) * tread_compiler::tables::MASKED_KEY_BIAS;
         let [bm, _] = bias.dims();
         scores = scores + bias.reshape([bm, 1, 1, tk]).expand([b, heads, tq, tk]);
     }
     let probs = activation::softmax(scores, 3);
     probs.matmul(v).swap_dims(1, 2).reshape([b, tq, dv])
 }
-
-/// The bias a masked key gets before the softmax: its weight underflows to exactly 0.
-pub const MASKED: f64 = -1.0e9;
 
 /// Rotary position embedding: each head's pairs `(2i, 2i+1)` turned by the angles
 /// `positions · freqs` (`freqs`: [`tread_compiler::tables::rope_freqs`], `[axes, dh/2]`).
