@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use crate::diag::{Diagnostic, Location, Result};
 use crate::ir::{
-    AppliedRoute, Graph, Node, NodeId, Op, Place, TokenBehaviour, ValueType, IMAGE_STREAM,
+    AppliedRoute, Dim, Graph, Node, NodeId, Op, Place, TokenBehaviour, ValueType, IMAGE_STREAM,
 };
 use crate::route_spec::Route;
 
@@ -142,6 +142,13 @@ fn route_one(g: &mut Graph, k: usize, r: &Route) -> Result<()> {
     };
     // The select draws from the image tokens alone; a trunk that joins streams gives them up
     // through `select_stream`.
+    // Its type, written here: nodes the pass adds are typed only when inference reruns.
+    let image_entry_ty = {
+        let mut t = entry_ty.clone();
+        t.shape[1] = Dim::Known(tokens);
+        t.segments = vec![image_seg.clone()];
+        t
+    };
     let image_entry = if entry_ty.is_only(IMAGE_STREAM) {
         entry
     } else {
@@ -267,16 +274,15 @@ fn route_one(g: &mut Graph, k: usize, r: &Route) -> Result<()> {
         let like = |t: &ValueType| {
             t.shape[1..] == ty.shape[1..] && t.segments == ty.segments && t.dtype == ty.dtype
         };
-        let base = if like(&entry_ty) {
-            entry
-        } else if ty.is_only(IMAGE_STREAM) && like(g.ty(image_entry)) {
-            image_entry
+        let (base, base_ty) = if like(&entry_ty) {
+            (entry, entry_ty.clone())
+        } else if ty.is_only(IMAGE_STREAM) && like(&image_entry_ty) {
+            (image_entry, image_entry_ty.clone())
         } else {
             return Err(route_err(k, r, format!("token value `{}` leaves the region with a shape unlike the trunk's", g.node(id).name))
                 .expected(format!("{entry_ty} (routed positions are filled from the trunk value saved at the partition)"))
                 .found(ty.to_string()));
         };
-        let base_ty = g.ty(base).clone();
         let idx = indices_for(g, &base_ty, exit_place);
         let merge = g.add_node(Node {
             name: format!("route{k}.merge.{}", g.node(id).name),
