@@ -7,9 +7,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::{devices, quality};
 
-pub(crate) const ROUTE_HELP: &str = "A route RATE:START-END: the fraction RATE of tokens (chosen at random \
-per sample, per step) skips blocks START..=END (END inclusive) and re-enters unchanged after END. \
-`paper` = 0.5:2-(depth-4), the TREAD paper's placement. Repeat for several ordered, \
+pub(crate) const ROUTE_HELP: &str = "A route RATE:START-END[@STREAM]: the fraction RATE of the stream's \
+tokens (chosen at random per sample, per step) skips blocks START..=END (END inclusive) and \
+re-enters unchanged after END; the image stream unless @STREAM names another (e.g. @text), other \
+streams pass whole. `paper` = 0.5:2-(depth-4), the TREAD paper's placement. Repeat for several ordered, \
 non-overlapping routes. Replaces the routes declared in the model file; `treadc train --route none` \
 trains dense.";
 
@@ -34,8 +35,8 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Read a model, insert routes, verify, report params and FLOPs, and dump the graph.
     #[command(
-        after_help = "Route syntax: RATE:START-END, e.g. --route 0.5:2-8 (half of the tokens \
-skip blocks 2..=8), or --route paper.\nExamples:\n  treadc compile models/dit-b2.json --route paper --report json\n  \
+        after_help = "Route syntax: RATE:START-END[@STREAM], e.g. --route 0.5:2-8 (half of the \
+image tokens skip blocks 2..=8), --route 0.5:2-8@text (the text tokens instead), or --route paper.\nExamples:\n  treadc compile models/dit-b2.json --route paper --report json\n  \
 treadc compile models/dit-s2.json --route 0.5:2-5 --route 0.3:7-9 --emit text -o routed.txt"
     )]
     Compile(CompileArgs),
@@ -145,8 +146,8 @@ pub(crate) struct RunArgs {
 pub(crate) struct TrainArgs {
     /// The model file (with --resume: optional, and it must be the run's model).
     pub(crate) model: Option<PathBuf>,
-    /// A route RATE:START-END or `paper` (repeatable; default: the file's routes).
-    #[arg(long = "route", value_name = "RATE:START-END|paper", long_help = ROUTE_HELP)]
+    /// A route RATE:START-END[@STREAM] or `paper` (repeatable; default: the file's routes).
+    #[arg(long = "route", value_name = "RATE:START-END[@STREAM]|paper", long_help = ROUTE_HELP)]
     pub(crate) routes: Vec<String>,
     /// Training data: `mnist` (bundled), `idx:DIR`, `png:DIR` (one folder per class) or
     /// `latents:FILE` (.safetensors or .npy).

@@ -57,6 +57,8 @@ fn bad_route_flags_are_diagnosed() {
         &["0.01:1-2"],
         &["paper"],
         &["NaN:1-2"],
+        &["0.5:1-2@"],
+        &["0.5:1-2@caption"],
     ];
     let mut rendered = String::new();
     for flags in cases {

@@ -23,6 +23,8 @@ pub struct RouteReport {
     pub keep: u64,
     /// Whether kept indices are sorted (order-sensitive mixer inside).
     pub sorted: bool,
+    /// The routed stream (`tokens` and `keep` count its tokens).
+    pub stream: String,
     /// Each stream on the token axis entering the region, with the tokens the region processes:
     /// the image stream's are routed, the others pass whole.
     pub streams: Vec<StreamReport>,
@@ -139,7 +141,8 @@ impl Report {
                     tokens: x.tokens,
                     keep: x.keep,
                     sorted: x.sorted,
-                    streams: route_streams(c, x.start, x.keep),
+                    stream: x.stream.clone(),
+                    streams: route_streams(c, x.start, x.keep, &x.stream),
                 })
                 .collect(),
             blocks: d
@@ -195,14 +198,19 @@ impl Report {
             let passing: Vec<String> = r
                 .streams
                 .iter()
-                .filter(|x| x.kept == x.tokens && x.stream != IMAGE_STREAM)
+                .filter(|x| x.stream != r.stream)
                 .map(|x| format!("{} {} tokens", x.stream, x.tokens))
                 .collect();
-            if !passing.is_empty() {
+            if !passing.is_empty() || r.stream != IMAGE_STREAM {
                 let _ = writeln!(
                     s,
-                    "  routes the image stream; passing whole: {}",
-                    passing.join(", ")
+                    "  routes the {} stream; passing whole: {}",
+                    r.stream,
+                    if passing.is_empty() {
+                        "nothing else".to_string()
+                    } else {
+                        passing.join(", ")
+                    }
                 );
             }
         }
@@ -244,7 +252,7 @@ impl Report {
 }
 
 /// The streams of the trunk value entering block `start`, with what the region keeps of each.
-fn route_streams(c: &Compiled, start: usize, keep: u64) -> Vec<StreamReport> {
+fn route_streams(c: &Compiled, start: usize, keep: u64, routed: &str) -> Vec<StreamReport> {
     let g = &c.model.graph;
     g.ty(g.blocks[start].entry)
         .segments
@@ -252,11 +260,7 @@ fn route_streams(c: &Compiled, start: usize, keep: u64) -> Vec<StreamReport> {
         .map(|s| StreamReport {
             stream: s.stream.clone(),
             tokens: s.tokens,
-            kept: if s.stream == IMAGE_STREAM {
-                keep
-            } else {
-                s.tokens
-            },
+            kept: if s.stream == routed { keep } else { s.tokens },
         })
         .collect()
 }

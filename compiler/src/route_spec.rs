@@ -1,5 +1,6 @@
-//! Route specifications as users write them: `--route 0.5:2-8`, `--route paper`, or
-//! `"routes": [{"rate": 0.5, "start": 2, "end": 8}]` / `"routes": "paper"` in model.json.
+//! Route specifications as users write them: `--route 0.5:2-8`, `--route 0.5:2-8@text`,
+//! `--route paper`, or `"routes": [{"rate": 0.5, "start": 2, "end": 8, "stream": "image"}]` /
+//! `"routes": "paper"` in model.json.
 //!
 //! Why a separate step from the pass: a spec is resolved against the model's depth (`paper` means
 //! start 2, end depth − 4) and validated with a diagnostic that names where the route was given.
@@ -40,22 +41,27 @@ pub struct GivenRoute {
     pub spec: RouteSpec,
     /// Where it was asked for.
     pub origin: RouteOrigin,
+    /// The stream it routes, when named (the image stream otherwise).
+    pub stream: Option<String>,
 }
 
 /// A route resolved against a model's depth and validated.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Route {
-    /// Fraction of tokens that bypass blocks `start..=end`.
+    /// Fraction of the stream's tokens that bypass blocks `start..=end`.
     pub rate: f64,
     /// First routed block.
     pub start: usize,
     /// Last routed block, inclusive.
     pub end: usize,
+    /// The stream whose tokens are routed; the others pass the region whole.
+    pub stream: String,
 }
 
 /// The syntax, for help texts and errors.
 pub const ROUTE_SYNTAX: &str =
-    "RATE:START-END (e.g. 0.5:2-8: half the tokens skip blocks 2..=8) or `paper`";
+    "RATE:START-END[@STREAM] (e.g. 0.5:2-8: half the image tokens skip blocks 2..=8; \
+     @text routes the text stream instead) or `paper`";
 
 /// Parses the text of one `--route` flag.
 pub fn parse_flag(text: &str, index: usize) -> Result<GivenRoute> {
@@ -72,13 +78,19 @@ pub fn parse_flag(text: &str, index: usize) -> Result<GivenRoute> {
         .found(format!("`{text}`"))
         .in_file("<command line>")
     };
-    if text.trim() == "paper" {
+    let (body, stream) = match text.split_once('@') {
+        Some((b, s)) if crate::dims::is_identifier(s.trim()) => (b, Some(s.trim().to_string())),
+        Some(_) => return Err(bad("STREAM after `@` is not a stream name")),
+        None => (text, None),
+    };
+    if body.trim() == "paper" {
         return Ok(GivenRoute {
             spec: RouteSpec::Paper,
             origin,
+            stream,
         });
     }
-    let (rate, blocks) = text.split_once(':').ok_or_else(|| bad("no `:`"))?;
+    let (rate, blocks) = body.split_once(':').ok_or_else(|| bad("no `:`"))?;
     let (start, end) = blocks
         .split_once('-')
         .ok_or_else(|| bad("no `-` between START and END"))?;
@@ -97,6 +109,7 @@ pub fn parse_flag(text: &str, index: usize) -> Result<GivenRoute> {
     Ok(GivenRoute {
         spec: RouteSpec::Explicit { rate, start, end },
         origin,
+        stream,
     })
 }
 
@@ -172,7 +185,16 @@ pub fn resolve(
                     )));
             }
         }
-        out.push(Route { rate, start, end });
+        let stream = g
+            .stream
+            .clone()
+            .unwrap_or_else(|| crate::ir::IMAGE_STREAM.to_string());
+        out.push(Route {
+            rate,
+            start,
+            end,
+            stream,
+        });
     }
     Ok(out)
 }
@@ -193,6 +215,12 @@ mod tests {
             }
         );
         assert_eq!(parse_flag("paper", 0).unwrap().spec, RouteSpec::Paper);
+        assert_eq!(
+            parse_flag("0.5:2-8@text", 0).unwrap().stream.as_deref(),
+            Some("text")
+        );
+        assert_eq!(parse_flag("0.5:2-8", 0).unwrap().stream, None);
+        assert!(parse_flag("0.5:2-8@", 0).is_err() && parse_flag("0.5:2-8@t x", 0).is_err());
         for bad in [
             "", "0.5", "0.5:2", "x:1-2", "0.5:a-2", "0.5:1-b", "0.5:-1-2",
         ] {
@@ -209,7 +237,8 @@ mod tests {
             [Route {
                 rate: 0.5,
                 start: 2,
-                end: 24
+                end: 24,
+                stream: "image".into()
             }]
         );
         assert!(resolve(&g, 5, None, "m").is_err());

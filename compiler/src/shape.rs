@@ -4,7 +4,7 @@
 //! the graph ill-typed is reported here, naming the node, not by a backend at run time.
 
 use crate::diag::{Diagnostic, Result};
-use crate::ir::{DType, Dim, Graph, NodeId, Op, Segment, ValueType, IMAGE_STREAM};
+use crate::ir::{DType, Dim, Graph, NodeId, Op, Segment, ValueType};
 
 /// Infers and stores the type of every node. Input nodes must already carry their type.
 pub fn infer(g: &mut Graph) -> Result<()> {
@@ -258,13 +258,17 @@ fn tokens_on_1(t: &ValueType, what: &str) -> std::result::Result<(), Fail> {
     }
 }
 
-/// The routed (image) stream's token count in a gathered value with `kept` tokens in all,
-/// other streams passing whole.
-fn routed_count(t: &ValueType, kept: &Dim) -> std::result::Result<Vec<Segment>, Fail> {
-    let Some((_, seg)) = t.segment(IMAGE_STREAM) else {
+/// The routed stream's token count in a gathered value with `kept` tokens in all, other
+/// streams passing whole.
+fn routed_count(
+    t: &ValueType,
+    kept: &Dim,
+    stream: &str,
+) -> std::result::Result<Vec<Segment>, Fail> {
+    let Some((_, seg)) = t.segment(stream) else {
         return Err(fail(
             "nothing to route in this value",
-            format!("a token axis with `{IMAGE_STREAM}` tokens"),
+            format!("a token axis with `{stream}` tokens"),
             t.to_string(),
         ));
     };
@@ -282,7 +286,7 @@ fn routed_count(t: &ValueType, kept: &Dim) -> std::result::Result<Vec<Segment>, 
         .iter()
         .map(|s| Segment {
             stream: s.stream.clone(),
-            tokens: if s.stream == IMAGE_STREAM {
+            tokens: if s.stream == stream {
                 kept - others
             } else {
                 s.tokens
@@ -751,7 +755,7 @@ fn infer_node(op: &Op, x: &[ValueType]) -> std::result::Result<ValueType, Fail> 
             o.shape.push(Dim::Known(*dim));
             o
         }
-        Op::RouteSelect { keep, .. } => {
+        Op::RouteSelect { keep, stream, .. } => {
             let t = &x[0];
             if t.token_axis != Some(1) {
                 return Err(fail(
@@ -760,10 +764,10 @@ fn infer_node(op: &Op, x: &[ValueType]) -> std::result::Result<ValueType, Fail> 
                     t.to_string(),
                 ));
             }
-            if !t.is_only(IMAGE_STREAM) {
+            if !t.is_only(stream) {
                 return Err(fail(
-                    "routing draws from the image stream alone",
-                    format!("[batch, T:tokens, ...] of `{IMAGE_STREAM}` tokens"),
+                    "routing draws from the routed stream alone",
+                    format!("[batch, T:tokens, ...] of `{stream}` tokens"),
                     t.to_string(),
                 ));
             }
@@ -803,7 +807,7 @@ fn infer_node(op: &Op, x: &[ValueType]) -> std::result::Result<ValueType, Fail> 
                 segments: vec![],
             }
         }
-        Op::GatherTokens { .. } => {
+        Op::GatherTokens { stream, .. } => {
             let (t, idx) = (&x[0], &x[1]);
             if t.token_axis != Some(1) || idx.dtype != DType::I64 || idx.shape.len() != 2 {
                 return Err(fail(
@@ -815,10 +819,10 @@ fn infer_node(op: &Op, x: &[ValueType]) -> std::result::Result<ValueType, Fail> 
             let mut o = t.clone();
             o.shape[0] = idx.shape[0].clone();
             o.shape[1] = idx.shape[1].clone();
-            o.segments = routed_count(t, &idx.shape[1])?;
+            o.segments = routed_count(t, &idx.shape[1], stream)?;
             o
         }
-        Op::MergeTokens { .. } => {
+        Op::MergeTokens { stream, .. } => {
             let (base, kept, idx) = (&x[0], &x[1], &x[2]);
             let mut expect = base.clone();
             expect.shape[0] = idx.shape[0].clone();
@@ -831,7 +835,7 @@ fn infer_node(op: &Op, x: &[ValueType]) -> std::result::Result<ValueType, Fail> 
             }
             let mut kexp = expect.clone();
             kexp.shape[1] = idx.shape[1].clone();
-            kexp.segments = routed_count(base, &idx.shape[1])?;
+            kexp.segments = routed_count(base, &idx.shape[1], stream)?;
             if *kept != kexp {
                 return Err(fail(
                     "the kept value does not fit the saved full value",

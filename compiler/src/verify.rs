@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 
 use crate::diag::{Diagnostic, Location, Result};
-use crate::ir::{Graph, NodeId, Op, Place, IMAGE_STREAM};
+use crate::ir::{Graph, NodeId, Op, Place};
 
 /// Checks the graph; the first broken invariant is returned as a diagnostic.
 pub fn verify(g: &Graph) -> Result<()> {
@@ -32,8 +32,8 @@ pub fn verify(g: &Graph) -> Result<()> {
         }
         let ins = g.inputs_of(id);
         match n.op {
-            Op::GatherTokens { route } => expect_indices(g, id, ins[1], route)?,
-            Op::MergeTokens { route } => expect_indices(g, id, ins[2], route)?,
+            Op::GatherTokens { route, .. } => expect_indices(g, id, ins[1], route)?,
+            Op::MergeTokens { route, .. } => expect_indices(g, id, ins[2], route)?,
             Op::StreamIndices { route, .. } => expect_select(g, id, ins[0], route)?,
             _ => {}
         }
@@ -44,8 +44,8 @@ pub fn verify(g: &Graph) -> Result<()> {
             if inside(id) {
                 for src in g.inputs_of(id) {
                     let s = g.node(src);
-                    let tokens = g.ty(src).segment(IMAGE_STREAM).is_some();
-                    let gathered = matches!(s.op, Op::GatherTokens { route } if route == k);
+                    let tokens = g.ty(src).segment(&r.stream).is_some();
+                    let gathered = matches!(s.op, Op::GatherTokens { route, .. } if route == k);
                     if tokens && !inside(src) && !gathered {
                         return Err(bug(
                             g,
@@ -57,9 +57,9 @@ pub fn verify(g: &Graph) -> Result<()> {
                         ));
                     }
                 }
-            } else if !matches!(g.node(id).op, Op::MergeTokens { route } if route == k) {
+            } else if !matches!(g.node(id).op, Op::MergeTokens { route, .. } if route == k) {
                 for src in g.inputs_of(id) {
-                    if inside(src) && g.ty(src).segment(IMAGE_STREAM).is_some() {
+                    if inside(src) && g.ty(src).segment(&r.stream).is_some() {
                         return Err(bug(
                             g,
                             id,

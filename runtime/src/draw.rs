@@ -55,7 +55,7 @@ fn sample_in(kind: BackendKind, path: &Path, req: &SampleRequest) -> Result<Samp
                 let routes: Vec<_> = compiled
                     .routes
                     .iter()
-                    .map(|r| tread_compiler::route_spec::Route { rate, ..*r })
+                    .map(|r| tread_compiler::route_spec::Route { rate, ..r.clone() })
                     .collect();
                 Ok(tread_compiler::passes::apply_routes(
                     &compiled.model.graph,

@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use super::numbering;
-use crate::ir::{Graph, Op, Place};
+use crate::ir::{Graph, Op, Place, IMAGE_STREAM};
 
 /// Renders the graph as text.
 pub fn to_text(g: &Graph) -> String {
@@ -21,12 +21,17 @@ pub fn to_text(g: &Graph) -> String {
     for (k, r) in g.routes.iter().enumerate() {
         let _ = writeln!(
             s,
-            "route {k}: rate {} over blocks {}..={}: keeps {} of {} tokens, {}",
+            "route {k}: rate {} over blocks {}..={}: keeps {} of {} {}tokens, {}",
             r.rate,
             r.start,
             r.end,
             r.keep,
             r.tokens,
+            if r.stream == IMAGE_STREAM {
+                String::new()
+            } else {
+                format!("{} ", r.stream)
+            },
             if r.sorted {
                 "sorted indices"
             } else {

@@ -103,6 +103,8 @@ pub struct AppliedRoute {
     pub keep: u64,
     /// Whether kept indices are sorted (the region has an order-sensitive op).
     pub sorted: bool,
+    /// The routed stream (`tokens` and `keep` count its tokens).
+    pub stream: String,
 }
 
 /// The model graph.

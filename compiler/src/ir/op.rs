@@ -282,6 +282,7 @@ pub enum Op {
         rate: f64,
         keep: u64,
         sorted: bool,
+        stream: String,
     },
     /// Route `route`: the select's indices over the image stream shifted into a token axis that
     /// also holds other streams, which pass whole: `[0, before) ++ (idx + before) ++
@@ -292,11 +293,12 @@ pub enum Op {
         tokens: u64,
         after: u64,
     },
-    /// Route `route`: gathers the kept tokens of a token-indexed value; inputs `(x, indices)`.
-    GatherTokens { route: usize },
+    /// Route `route`: gathers the kept tokens of a token-indexed value; inputs `(x, indices)`;
+    /// `stream` is the routed stream (others in x pass whole).
+    GatherTokens { route: usize, stream: String },
     /// Route `route`: scatters processed kept tokens into the saved full value;
     /// inputs `(base, kept, indices)`. Positions not kept keep `base` (identity bypass).
-    MergeTokens { route: usize },
+    MergeTokens { route: usize, stream: String },
 }
 
 impl Op {
@@ -315,8 +317,8 @@ impl Op {
         match self {
             Op::RouteSelect { route, .. }
             | Op::StreamIndices { route, .. }
-            | Op::GatherTokens { route }
-            | Op::MergeTokens { route } => Some(*route),
+            | Op::GatherTokens { route, .. }
+            | Op::MergeTokens { route, .. } => Some(*route),
             _ => None,
         }
     }
@@ -516,14 +518,25 @@ impl Op {
                 rate,
                 keep,
                 sorted,
-            } => vec![
-                ("route", route.to_string()),
-                ("rate", rate.to_string()),
-                ("keep", keep.to_string()),
-                ("sorted", sorted.to_string()),
-            ],
-            Op::GatherTokens { route } | Op::MergeTokens { route } => {
-                vec![("route", route.to_string())]
+                stream,
+            } => {
+                let mut v = vec![
+                    ("route", route.to_string()),
+                    ("rate", rate.to_string()),
+                    ("keep", keep.to_string()),
+                    ("sorted", sorted.to_string()),
+                ];
+                if stream != super::IMAGE_STREAM {
+                    v.push(("stream", stream.clone()));
+                }
+                v
+            }
+            Op::GatherTokens { route, stream } | Op::MergeTokens { route, stream } => {
+                let mut v = vec![("route", route.to_string())];
+                if stream != super::IMAGE_STREAM {
+                    v.push(("stream", stream.clone()));
+                }
+                v
             }
             Op::StreamIndices {
                 route,

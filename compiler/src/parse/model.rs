@@ -680,6 +680,7 @@ fn parse_routes(top: &Fields) -> Result<Vec<GivenRoute>> {
     let paper = |p: String| GivenRoute {
         spec: RouteSpec::Paper,
         origin: RouteOrigin::File(p),
+        stream: None,
     };
     if v.as_str() == Some("paper") {
         return Ok(vec![paper("$.routes".into())]);
@@ -712,10 +713,20 @@ fn parse_routes(top: &Fields) -> Result<Vec<GivenRoute>> {
             })
         };
         let (start, end) = (idx("start")?, idx("end")?);
-        f.finish(&["rate", "start", "end"])?;
+        let stream = match f.opt_str("stream")? {
+            Some(s) if dims::is_identifier(s) => Some(s.to_string()),
+            Some(s) => {
+                return Err(Diagnostic::at_path(f.at("stream"), "bad stream name")
+                    .expected("an identifier such as \"image\" or \"text\"")
+                    .found(format!("\"{s}\"")))
+            }
+            None => None,
+        };
+        f.finish(&["rate", "start", "end", "stream"])?;
         out.push(GivenRoute {
             spec: RouteSpec::Explicit { rate, start, end },
             origin: RouteOrigin::File(p),
+            stream,
         });
     }
     Ok(out)

@@ -16,9 +16,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use crate::diag::{Diagnostic, Location, Result};
-use crate::ir::{
-    AppliedRoute, Dim, Graph, Node, NodeId, Op, Place, TokenBehaviour, ValueType, IMAGE_STREAM,
-};
+use crate::ir::{AppliedRoute, Dim, Graph, Node, NodeId, Op, Place, TokenBehaviour, ValueType};
 use crate::route_spec::Route;
 
 /// Applies `routes` (already resolved and validated by `route_spec::resolve`) to a dense graph.
@@ -106,17 +104,20 @@ fn route_one(g: &mut Graph, k: usize, r: &Route) -> Result<()> {
     let in_region = |g: &Graph, id: NodeId| matches!(g.node(id).place, Place::Block(b) if (r.start..=r.end).contains(&b));
     let entry = g.blocks[r.start].entry;
     let entry_ty = g.ty(entry).clone();
+    let stream = r.stream.as_str();
     let image = entry_ty
-        .segment(IMAGE_STREAM)
+        .segment(stream)
         .filter(|_| entry_ty.token_axis == Some(1));
     let Some((_, image_seg)) = image else {
         return Err(route_err(
             k,
             r,
-            "nothing to route: the trunk value entering the region has no image tokens",
+            format!(
+                "nothing to route: the trunk value entering the region has no `{stream}` tokens"
+            ),
         )
         .expected(format!(
-            "a trunk value [batch, T:tokens, ...] holding `{IMAGE_STREAM}` tokens"
+            "a trunk value [batch, T:tokens, ...] holding `{stream}` tokens"
         ))
         .found(format!("`{}`: {entry_ty}", g.node(entry).name)));
     };
@@ -149,13 +150,13 @@ fn route_one(g: &mut Graph, k: usize, r: &Route) -> Result<()> {
         t.segments = vec![image_seg.clone()];
         t
     };
-    let image_entry = if entry_ty.is_only(IMAGE_STREAM) {
+    let image_entry = if entry_ty.is_only(stream) {
         entry
     } else {
         let x = g.add_node(Node {
-            name: format!("route{k}.{IMAGE_STREAM}"),
+            name: format!("route{k}.{stream}"),
             op: Op::SelectStream {
-                stream: IMAGE_STREAM.to_string(),
+                stream: stream.to_string(),
             },
             ty: None,
             place: entry_place,
@@ -171,6 +172,7 @@ fn route_one(g: &mut Graph, k: usize, r: &Route) -> Result<()> {
             rate: r.rate,
             keep,
             sorted,
+            stream: stream.to_string(),
         },
         ty: None,
         place: entry_place,
@@ -181,10 +183,10 @@ fn route_one(g: &mut Graph, k: usize, r: &Route) -> Result<()> {
     // select's shifted past the streams before it, with every other stream kept whole.
     let mut expanded: BTreeMap<(u64, u64), NodeId> = BTreeMap::new();
     let mut indices_for = |g: &mut Graph, ty: &ValueType, place: Place| -> NodeId {
-        if ty.is_only(IMAGE_STREAM) {
+        if ty.is_only(stream) {
             return select;
         }
-        let (before, seg) = ty.segment(IMAGE_STREAM).expect("checked by the caller");
+        let (before, seg) = ty.segment(stream).expect("checked by the caller");
         let total: u64 = ty.segments.iter().map(|s| s.tokens).sum();
         let after = total - before - seg.tokens;
         *expanded.entry((before, after)).or_insert_with(|| {
@@ -211,10 +213,10 @@ fn route_one(g: &mut Graph, k: usize, r: &Route) -> Result<()> {
     for &id in &region {
         for (slot, src) in g.inputs_of(id).into_iter().enumerate() {
             let sty = g.ty(src).clone();
-            if in_region(g, src) || sty.segment(IMAGE_STREAM).is_none() {
+            if in_region(g, src) || sty.segment(stream).is_none() {
                 continue;
             }
-            let n_image = sty.segment(IMAGE_STREAM).map(|(_, s)| s.tokens);
+            let n_image = sty.segment(stream).map(|(_, s)| s.tokens);
             if sty.token_axis != Some(1) || n_image != Some(tokens) {
                 return Err(route_err(
                     k,
@@ -225,7 +227,7 @@ fn route_one(g: &mut Graph, k: usize, r: &Route) -> Result<()> {
                     ),
                 )
                 .expected(format!(
-                    "[batch, T:..., ...] with {tokens} `{IMAGE_STREAM}` tokens on axis 1, like the trunk"
+                    "[batch, T:..., ...] with {tokens} `{stream}` tokens on axis 1, like the trunk"
                 ))
                 .found(sty.to_string()));
             }
@@ -235,7 +237,10 @@ fn route_one(g: &mut Graph, k: usize, r: &Route) -> Result<()> {
                     let idx = indices_for(g, &sty, entry_place);
                     let x = g.add_node(Node {
                         name: format!("route{k}.gather.{}", g.node(src).name),
-                        op: Op::GatherTokens { route: k },
+                        op: Op::GatherTokens {
+                            route: k,
+                            stream: stream.to_string(),
+                        },
                         ty: None,
                         place: entry_place,
                         origin: None,
@@ -266,7 +271,7 @@ fn route_one(g: &mut Graph, k: usize, r: &Route) -> Result<()> {
             continue;
         }
         let ty = g.ty(id).clone();
-        if ty.token_axis.is_none() || ty.segment(IMAGE_STREAM).is_none() {
+        if ty.token_axis.is_none() || ty.segment(stream).is_none() {
             continue;
         }
         // The fill for routed positions is the value saved at the partition: the trunk, or
@@ -276,7 +281,7 @@ fn route_one(g: &mut Graph, k: usize, r: &Route) -> Result<()> {
         };
         let (base, base_ty) = if like(&entry_ty) {
             (entry, entry_ty.clone())
-        } else if ty.is_only(IMAGE_STREAM) && like(&image_entry_ty) {
+        } else if ty.is_only(stream) && like(&image_entry_ty) {
             (image_entry, image_entry_ty.clone())
         } else {
             return Err(route_err(k, r, format!("token value `{}` leaves the region with a shape unlike the trunk's", g.node(id).name))
@@ -286,7 +291,10 @@ fn route_one(g: &mut Graph, k: usize, r: &Route) -> Result<()> {
         let idx = indices_for(g, &base_ty, exit_place);
         let merge = g.add_node(Node {
             name: format!("route{k}.merge.{}", g.node(id).name),
-            op: Op::MergeTokens { route: k },
+            op: Op::MergeTokens {
+                route: k,
+                stream: stream.to_string(),
+            },
             ty: None,
             place: exit_place,
             origin: None,
@@ -306,6 +314,7 @@ fn route_one(g: &mut Graph, k: usize, r: &Route) -> Result<()> {
         tokens,
         keep,
         sorted,
+        stream: stream.to_string(),
     });
     Ok(())
 }

@@ -208,6 +208,42 @@ fn rate_zero_over_joined_streams_equals_dense() {
 }
 
 #[test]
+fn a_route_over_the_text_stream_passes_the_image_whole() {
+    // Flux-shaped model, route 0.5 of the 8 text tokens over blocks 1..=3: every image token
+    // enters the region (in place, after the kept text) and leaves through the merge; the
+    // routed text tokens leave with their value from before the region.
+    let routed = flux_small(&["0.5:1-3@text"]);
+    let g = &routed.routed;
+    let p = ParamStore::<Cpu>::from_host(g, &weights(g), &Default::default()).unwrap();
+    let x = inputs(&host_inputs(g, 6));
+    let idx: Vec<i64> = vec![6, 1, 3, 0, 2, 7, 5, 4];
+    let entry = g.find("blocks.0.out").unwrap();
+    let gathered = g.find("route0.gather.blocks.0.out").unwrap();
+    let merged = g.find("route0.merge.blocks.3.out").unwrap();
+    let v = forward_all(
+        g,
+        &p,
+        &x,
+        &mut Fixed(idx.clone()),
+        &[entry, gathered, merged],
+    )
+    .unwrap();
+    let (e, gth, m) = (host(&v[&entry]), host(&v[&gathered]), host(&v[&merged]));
+    for b in 0..BATCH {
+        let kept = &idx[b * 4..(b + 1) * 4];
+        for (j, &t) in kept.iter().enumerate() {
+            assert_eq!(row(&gth, 68, b, j), row(&e, 72, b, t as usize));
+        }
+        for n in 0..64 {
+            assert_eq!(row(&gth, 68, b, 4 + n), row(&e, 72, b, 8 + n));
+        }
+        for t in (0..8).filter(|t| !kept.contains(&(*t as i64))) {
+            assert_eq!(row(&m, 72, b, t), row(&e, 72, b, t));
+        }
+    }
+}
+
+#[test]
 fn new_family_models_on_tract_equal_burn() {
     let dir = tempfile::tempdir().unwrap();
     for file in [
