@@ -281,8 +281,8 @@ pub(crate) struct SampleArgs {
 pub(crate) struct BenchArgs {
     /// The model file, or an exported .onnx file (times tract forward passes instead).
     pub(crate) model: PathBuf,
-    /// A route RATE:START-END or `paper` (repeatable; default: the file's routes).
-    #[arg(long = "route", value_name = "RATE:START-END|paper")]
+    /// A route RATE:START-END[@STREAM] or `paper` (repeatable; default: the file's routes).
+    #[arg(long = "route", value_name = "RATE:START-END[@STREAM]|paper")]
     pub(crate) routes: Vec<String>,
     /// Batch size.
     #[arg(long, default_value_t = 8)]
@@ -344,8 +344,8 @@ pub(crate) enum BenchOnly {
 pub(crate) struct CompileArgs {
     /// The model file (see docs/model-format.md; presets in models/).
     pub(crate) model: PathBuf,
-    /// A route RATE:START-END or `paper` (repeatable).
-    #[arg(long = "route", value_name = "RATE:START-END|paper", long_help = ROUTE_HELP)]
+    /// A route RATE:START-END[@STREAM] or `paper` (repeatable).
+    #[arg(long = "route", value_name = "RATE:START-END[@STREAM]|paper", long_help = ROUTE_HELP)]
     pub(crate) routes: Vec<String>,
     /// Ignore all routes (the file's and --route): compile the dense graph.
     #[arg(long, conflicts_with = "routes")]
