@@ -22,13 +22,13 @@ pub struct Inputs<B: Backend> {
     /// `[B]`, absent for unconditional models.
     pub label: Option<Tensor<B, 1, Int>>,
     /// Text conditioning and video, for the model families that read them.
-    pub text: TextInputs<B>,
+    pub extra: ExtraInputs<B>,
 }
 
 /// The inputs of the newer families by role, each absent unless the model reads it: text
 /// conditioning, and a video model's clip.
 #[derive(Debug, Clone)]
-pub struct TextInputs<B: Backend> {
+pub struct ExtraInputs<B: Backend> {
     /// `[B, C, F, H, W]`: bound to the `image` role in place of `Inputs::image` when set.
     pub video: Option<Tensor<B, 5>>,
     /// `[B, L, Dc]` text embeddings.
@@ -43,9 +43,9 @@ pub struct TextInputs<B: Backend> {
     pub guidance: Option<Tensor<B, 1>>,
 }
 
-impl<B: Backend> Default for TextInputs<B> {
+impl<B: Backend> Default for ExtraInputs<B> {
     fn default() -> Self {
-        TextInputs {
+        ExtraInputs {
             video: None,
             context: None,
             context_mask: None,
@@ -65,7 +65,7 @@ fn bind<B: Backend>(role: InputRole, inputs: &Inputs<B>) -> OpResult<Value<B>> {
             role.name()
         )
     };
-    let t = &inputs.text;
+    let t = &inputs.extra;
     Ok(match role {
         InputRole::Image => match &t.video {
             Some(v) => Value::F5(v.clone()),

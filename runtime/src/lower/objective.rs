@@ -10,7 +10,7 @@ use rand_chacha::ChaCha8Rng;
 use tread_compiler::config::{Objective, TrainingConfig};
 use tread_compiler::ir::Graph;
 
-use super::forward::{forward, Inputs, TextInputs};
+use super::forward::{forward, ExtraInputs, Inputs};
 use super::fused::FusedOps;
 use super::store::ParamStore;
 use super::value::OpResult;
@@ -42,14 +42,14 @@ fn net<B: FusedOps>(
     image: Tensor<B, 4>,
     noise: Tensor<B, 1>,
     labels: Option<Tensor<B, 1, Int>>,
-    text: &TextInputs<B>,
+    extra: &ExtraInputs<B>,
     routes: &mut dyn RouteSource,
 ) -> OpResult<Tensor<B, 4>> {
     let inputs = Inputs {
         image,
         noise_level: noise,
         label: labels,
-        text: text.clone(),
+        extra: extra.clone(),
     };
     forward(g, params, &inputs, routes)?.f4()
 }
@@ -99,7 +99,7 @@ pub fn training_loss<B: FusedOps>(
                 y,
                 &sigma,
                 labels,
-                &TextInputs::default(),
+                &ExtraInputs::default(),
                 routes,
             )?;
             Ok(((d - x0).powi_scalar(2) * col::<B>(&weight, dims, &device)).mean())
@@ -108,7 +108,7 @@ pub fn training_loss<B: FusedOps>(
             let t: Vec<f64> = level.iter().map(|&z| 1.0 / (1.0 + (-z).exp())).collect();
             let tt = col::<B>(&t, dims, &device);
             let z = x0.clone() * (tt.clone().neg() + 1.0) + eps.clone() * tt;
-            let none = TextInputs::default();
+            let none = ExtraInputs::default();
             let v = net(g, params, z, vec1::<B>(&t, &device), labels, &none, routes)?;
             Ok((v - (eps - x0)).powi_scalar(2).mean())
         }
@@ -125,7 +125,7 @@ pub fn predict<B: FusedOps>(
     x: Tensor<B, 4>,
     level: &[f64],
     labels: Option<Tensor<B, 1, Int>>,
-    text: &TextInputs<B>,
+    extra: &ExtraInputs<B>,
     routes: &mut dyn RouteSource,
 ) -> OpResult<Tensor<B, 4>> {
     let device = x.device();
@@ -140,7 +140,7 @@ pub fn predict<B: FusedOps>(
                 x.clone() * col::<B>(&get(|p| p.c_in), dims, &device),
                 vec1::<B>(&get(|p| p.c_noise), &device),
                 labels,
-                text,
+                extra,
                 routes,
             )?;
             Ok(x * col::<B>(&get(|p| p.c_skip), dims, &device)
@@ -152,7 +152,7 @@ pub fn predict<B: FusedOps>(
             x,
             vec1::<B>(level, &device),
             labels,
-            text,
+            extra,
             routes,
         ),
     }

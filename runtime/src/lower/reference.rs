@@ -8,7 +8,7 @@ use tread_compiler::ir::{Graph, InputRole};
 use tread_onnx::tract::HostValue;
 
 use super::objective::predict;
-use super::{forward, Inputs, ParamStore, TextInputs};
+use super::{forward, ExtraInputs, Inputs, ParamStore};
 use crate::routing::NoRoutes;
 
 /// The network's output on host `inputs` (one per role the graph reads), with host weights in
@@ -45,7 +45,7 @@ pub fn dense_output(
         None => Tensor::<Flex, 4>::from_data(image, &device),
     };
     let y = ints(InputRole::Label).map(|t| Tensor::<Flex, 1, Int>::from_data(t, &device));
-    let text = TextInputs {
+    let extra = ExtraInputs {
         video: video.clone(),
         context: f32s(InputRole::Context).map(|t| Tensor::from_data(t, &device)),
         context_mask: f32s(InputRole::ContextMask).map(|t| Tensor::from_data(t, &device)),
@@ -65,7 +65,7 @@ pub fn dense_output(
             x,
             &lv,
             y,
-            &text,
+            &extra,
             &mut NoRoutes,
         )?)
     } else {
@@ -74,7 +74,7 @@ pub fn dense_output(
             image: x,
             noise_level: t,
             label: y,
-            text,
+            extra,
         };
         forward(g, &store, &inputs, &mut NoRoutes)?
     };

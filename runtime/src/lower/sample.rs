@@ -9,7 +9,7 @@ use rand_chacha::ChaCha8Rng;
 use tread_compiler::config::Objective;
 use tread_compiler::ir::Graph;
 
-use super::forward::TextInputs;
+use super::forward::ExtraInputs;
 use super::fused::FusedOps;
 use super::objective::predict;
 use super::store::ParamStore;
@@ -92,7 +92,7 @@ pub fn sample<B: FusedOps>(
                     both,
                     &vec![level; 2 * m],
                     Some(yy),
-                    &TextInputs::default(),
+                    &ExtraInputs::default(),
                     &mut NoRoutes,
                 )?;
                 let cond = host(out.clone().narrow(0, 0, m))?;
@@ -106,7 +106,7 @@ pub fn sample<B: FusedOps>(
                 x,
                 &vec![level; m],
                 part.map(labels),
-                &TextInputs::default(),
+                &ExtraInputs::default(),
                 &mut NoRoutes,
             )?),
         }
@@ -133,7 +133,7 @@ pub fn sample<B: FusedOps>(
                 let mut r = RandomRoutes {
                     rng: &mut route_rng,
                 };
-                let none = TextInputs::default();
+                let none = ExtraInputs::default();
                 let s = predict(
                     objective,
                     strong,

@@ -86,7 +86,7 @@ fn inputs(host: &[(InputRole, Vec<f32>, Vec<usize>)]) -> Inputs<Cpu> {
         },
         noise_level: Tensor::from_data(t(InputRole::NoiseLevel).unwrap(), &d),
         label: None,
-        text: TextInputs {
+        extra: ExtraInputs {
             video,
             context: t(InputRole::Context).map(|x| Tensor::from_data(x, &d)),
             context_mask: t(InputRole::ContextMask).map(|x| Tensor::from_data(x, &d)),

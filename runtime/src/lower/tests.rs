@@ -93,7 +93,7 @@ pub(crate) fn inputs<B: Backend>(batch: usize, seed: u64) -> Inputs<B> {
             TensorData::new(y, [batch]),
             &d,
         )),
-        text: Default::default(),
+        extra: Default::default(),
     }
 }
 
@@ -609,7 +609,7 @@ fn every_preset_lowers_and_runs_one_routed_forward() {
             ),
             noise_level: Tensor::from_data(TensorData::new(vec![0.1f32, 0.7], [2]), &dev),
             label: Some(Tensor::from_data(TensorData::new(vec![1i64, 2], [2]), &dev)),
-            text: Default::default(),
+            extra: Default::default(),
         };
         let out = forward(g, &p, &x, &mut Recording::new(1)).unwrap();
         assert_eq!(out.shape(), dims, "{file}");
