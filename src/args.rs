@@ -261,8 +261,12 @@ pub(crate) struct SampleArgs {
     #[arg(long, default_value_t = 0)]
     pub(crate) seed: u64,
     /// One class for every image (default: cycle through the classes).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "prompt")]
     pub(crate) class: Option<i64>,
+    /// One text prompt for every image, e.g. "a seven" or "the digit 7" (text-conditioned
+    /// models; words from the bundled vocabulary). Default: each digit's prompt in turn.
+    #[arg(long)]
+    pub(crate) prompt: Option<String>,
     /// Use the raw weights instead of the EMA.
     #[arg(long)]
     pub(crate) raw: bool,

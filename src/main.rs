@@ -264,6 +264,7 @@ fn run_sample(args: SampleArgs) -> Result<(), Failure> {
         sparse,
         raw: args.raw,
         class: args.class,
+        prompt: args.prompt,
     };
     let s = tread_runtime::draw::sample(kind, &args.run, &req).map_err(from_run)?;
     let n = s.n;

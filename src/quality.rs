@@ -61,6 +61,7 @@ pub fn run_eval(args: EvalArgs) -> Result<(), Failure> {
         sparse: None,
         raw: args.raw,
         class: None,
+        prompt: None,
     };
     let s = tread_runtime::draw::sample(kind, &ckpt, &req).map_err(from_run)?;
     check_digit_model(s.shape, s.classes)

@@ -28,21 +28,7 @@ fn treadc_on_a_small_disk(args: &[&str]) -> Output {
 }
 
 fn train_tiny(run: &str, steps: &str, extra: &[&str]) -> Output {
-    let mut args = vec![
-        "train",
-        TINY,
-        "--steps",
-        steps,
-        "--batch",
-        "8",
-        "--out",
-        run,
-        "--sample-steps",
-        "1",
-        "--quiet",
-    ];
-    args.extend_from_slice(extra);
-    treadc(&args)
+    train_briefly(TINY, run, steps, extra)
 }
 
 #[test]

@@ -14,7 +14,7 @@ use crate::init::normal;
 use crate::lower::backends::{guarded, new_session, BackendKind};
 use crate::lower::train::Recipe;
 use crate::lower::Session;
-use crate::run::{model_io, RunError};
+use crate::run::{model_io, text_encoder, RunError};
 
 /// Which steps to time (peak memory of one kind needs a process of its own).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,6 +144,7 @@ fn bench_in(
 ) -> Result<BenchResult, RunError> {
     let (shape, classes) = model_io(compiled)?;
     let dense = strip_routes(&compiled.routed)?;
+    let text = text_encoder(compiled)?;
     let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
     let n = batch * 2;
     let len = shape.iter().product::<usize>();
@@ -165,6 +166,7 @@ fn bench_in(
                 batch,
                 seed: 0,
                 classes,
+                text: text.clone(),
                 fused,
                 micro_batches: if fused { micro_batches } else { Some(1) },
             };

@@ -6,10 +6,12 @@ use std::path::Path;
 use tread_compiler::diag::{Diagnostic, Location};
 use tread_compiler::ir::Graph;
 
+use crate::condition::Condition;
 use crate::lower::backends::{guarded, BackendKind};
 use crate::lower::sample::{Guidance, SampleSpec};
 use crate::run::{load_run, model_io, RunError};
 use crate::sampler::{sample_labels, SampleRequest};
+use crate::text::{digit_named, TextEncoder, TextError};
 
 /// What [`sample`] drew, and from what.
 #[derive(Debug, Clone)]
@@ -20,7 +22,8 @@ pub struct Samples {
     pub n: usize,
     /// `[C, H, W]`.
     pub shape: [usize; 3],
-    /// The class each sample was drawn for (`None`: an unconditional model).
+    /// The class each sample was drawn for (`None`: an unconditional model, or a prompt that
+    /// names no single digit).
     pub labels: Option<Vec<i64>>,
     /// The model's class count (`None`: unconditional).
     pub classes: Option<usize>,
@@ -36,7 +39,7 @@ pub fn sample(kind: BackendKind, path: &Path, req: &SampleRequest) -> Result<Sam
 fn sample_in(kind: BackendKind, path: &Path, req: &SampleRequest) -> Result<Samples, RunError> {
     let (t, compiled, _) = load_run(kind, path)?;
     let (shape, classes) = model_io(&compiled)?;
-    let labels = sample_labels(classes, req.class, req.n)?;
+    let (labels, cond) = conditioning(t.recipe().text.as_ref(), classes, req)?;
     let guidance = match (req.cfg, req.sparse) {
         (Some(s), None) => Guidance::Cfg { scale: s },
         (None, Some((strong, weak, s))) => {
@@ -83,7 +86,7 @@ fn sample_in(kind: BackendKind, path: &Path, req: &SampleRequest) -> Result<Samp
     };
     let spec = SampleSpec {
         shape,
-        labels: labels.clone(),
+        cond,
         n: req.n,
         steps: req.steps,
         seed: req.seed,
@@ -100,4 +103,52 @@ fn sample_in(kind: BackendKind, path: &Path, req: &SampleRequest) -> Result<Samp
         classes,
         step: t.step(),
     })
+}
+
+/// The classes a request asks for and the samples' conditioning: `--prompt` (text models)
+/// for every sample, else `--class` or the classes in turn (as canonical prompts for a text
+/// model).
+fn conditioning(
+    text: Option<&TextEncoder>,
+    classes: Option<usize>,
+    req: &SampleRequest,
+) -> Result<(Option<Vec<i64>>, Condition), RunError> {
+    let prompt_err = |e: TextError| {
+        let expected = match (&e, text) {
+            (TextError::UnknownWord { .. }, Some(enc)) => {
+                format!("words of the vocabulary: {}", enc.tokenizer.listing())
+            }
+            _ => format!("at most {} words", text.map_or(0, |e| e.dims.len)),
+        };
+        RunError::Diag(
+            Diagnostic::new(
+                Location::Item("--prompt".into()),
+                "the prompt cannot be encoded",
+            )
+            .expected(expected)
+            .found(e.to_string())
+            .in_file("<command line>"),
+        )
+    };
+    match (&req.prompt, text) {
+        (Some(p), Some(enc)) => {
+            let ids = enc.tokenize(p).map_err(prompt_err)?;
+            let labels = digit_named(p).map(|d| vec![d as i64; req.n]);
+            Ok((labels, Condition::Text(enc.encode_ids(&vec![ids; req.n]))))
+        }
+        (Some(_), None) => Err(RunError::Diag(
+            Diagnostic::new(
+                Location::Item("--prompt".into()),
+                "the model is not text-conditioned",
+            )
+            .expected("a model with a `context` input")
+            .found("a model without one (use --class)")
+            .in_file("<command line>"),
+        )),
+        (None, _) => {
+            let labels = sample_labels(classes, req.class, req.n)?;
+            let cond = Condition::of_classes(labels.as_deref(), text).map_err(prompt_err)?;
+            Ok((labels, cond))
+        }
+    }
 }

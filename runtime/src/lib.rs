@@ -9,6 +9,7 @@
 pub mod alloc;
 pub mod bench;
 pub mod checkpoint;
+pub mod condition;
 pub mod data;
 pub mod deploy;
 pub mod devices;
@@ -28,3 +29,4 @@ pub mod run;
 pub mod run_folder;
 pub mod sampler;
 pub mod start;
+pub mod text;

@@ -13,6 +13,7 @@ use tread_compiler::passes::strip_routes;
 use tread_compiler::route_spec::parse_flag;
 
 use crate::checkpoint::{Checkpoint, HostTensor};
+use crate::condition::Condition;
 use crate::data::{fit_to_model, load, DataSpec, Dataset};
 use crate::image_out::write_grid;
 use crate::lower::backends::{guarded, new_group, new_session, restore_session, BackendKind};
@@ -23,6 +24,7 @@ use crate::lower::Session;
 use crate::parallel::Parallel;
 use crate::run_folder::{RunFolder, RunSettings, SavedRun};
 use crate::sampler::grid_labels;
+use crate::text::{TextDims, TextEncoder};
 
 /// Why a run stopped early.
 #[derive(Debug)]
@@ -62,54 +64,58 @@ pub fn compile_model(text: &str, file: &str, routes: &[String]) -> Result<Compil
     compile_str(text, file, &opts)
 }
 
-/// The image input shape `[C, H, W]` and class count of a compiled model.
+/// The image input shape `[C, H, W]` and class count of a compiled model; a text-conditioned
+/// model counts the ten digits its captions name (see [`text_encoder`]).
 pub fn model_io(c: &Compiled) -> Result<([usize; 3], Option<usize>), Diagnostic> {
     let g = &c.model.graph;
     let mut shape = None;
     let mut classes = None;
     for (name, id) in &g.inputs {
-        if let Op::Input { role } = g.node(*id).op {
-            if role.stream().is_some() || matches!(role, InputRole::Pooled | InputRole::Guidance) {
-                return Err(Diagnostic::new(
-                    Location::Item(format!("input `{name}`")),
+        let Op::Input { role } = g.node(*id).op else {
+            continue;
+        };
+        let refuse = |what: String, expected: &str, found: String, help: &str| {
+            Diagnostic::new(Location::Item(format!("input `{name}`")), what)
+                .expected(expected)
+                .found(found)
+                .in_file(c.model.file.clone())
+                .help(help.to_string())
+        };
+        match role {
+            InputRole::TokenIds | InputRole::Guidance => {
+                return Err(refuse(
                     format!("treadc cannot feed a `{}` input yet", role.name()),
-                )
-                .expected("a model whose inputs are image, noise_level and label (training, sampling and bench feed only those)")
-                .found(format!("role \"{}\"", role.name()))
-                .in_file(c.model.file.clone())
-                .help("`treadc compile` and `treadc export` (with --check) take text-conditioned models"));
+                    "a model whose inputs are image, noise_level, and label or text (context, \
+                     context_mask, pooled)",
+                    format!("role \"{}\"", role.name()),
+                    "`treadc compile` and `treadc export` (with --check) take such models",
+                ))
             }
-        }
-        if let Op::Input {
-            role: InputRole::Image,
-        } = g.node(*id).op
-        {
-            if g.ty(*id).shape.len() != 4 {
-                return Err(Diagnostic::new(
-                    Location::Item(format!("input `{name}`")),
-                    "treadc cannot feed a video input yet",
-                )
-                .expected("an image input [B, C, H, W] (training, sampling and bench feed images)")
-                .found(g.ty(*id).to_string())
-                .in_file(c.model.file.clone())
-                .help("`treadc compile` and `treadc export` (with --check) take video models"));
+            InputRole::Context => classes = Some(crate::text::vocab::DIGIT_WORDS.len()),
+            InputRole::Image => {
+                if g.ty(*id).shape.len() != 4 {
+                    return Err(refuse(
+                        "treadc cannot feed a video input yet".into(),
+                        "an image input [B, C, H, W] (training, sampling and bench feed images)",
+                        g.ty(*id).to_string(),
+                        "`treadc compile` and `treadc export` (with --check) take video models",
+                    ));
+                }
+                let s: Vec<usize> = g
+                    .ty(*id)
+                    .shape
+                    .iter()
+                    .map(|d| d.known().unwrap_or(0) as usize)
+                    .collect();
+                shape = Some([s[1], s[2], s[3]]);
             }
-            let s: Vec<usize> = g
-                .ty(*id)
-                .shape
-                .iter()
-                .map(|d| d.known().unwrap_or(0) as usize)
-                .collect();
-            shape = Some([s[1], s[2], s[3]]);
-        }
-        if let Op::Input {
-            role: InputRole::Label,
-        } = g.node(*id).op
-        {
-            classes = g.node_ids().into_iter().find_map(|n| match g.node(n).op {
-                Op::ClassEmbed { classes, .. } => Some(classes as usize),
-                _ => None,
-            });
+            InputRole::Label => {
+                classes = g.node_ids().into_iter().find_map(|n| match g.node(n).op {
+                    Op::ClassEmbed { classes, .. } => Some(classes as usize),
+                    _ => None,
+                })
+            }
+            InputRole::NoiseLevel | InputRole::ContextMask | InputRole::Pooled => {}
         }
     }
     let shape = shape.ok_or_else(|| {
@@ -117,6 +123,46 @@ pub fn model_io(c: &Compiled) -> Result<([usize; 3], Option<usize>), Diagnostic>
             .in_file(c.model.file.clone())
     })?;
     Ok((shape, classes))
+}
+
+/// The text encoder of a text-conditioned model (one with a `context` input): its dims come
+/// from the context `[B, L, Dc]` and pooled `[B, Dp]` inputs; `L` must hold every bundled
+/// caption. `None` for other models.
+pub fn text_encoder(c: &Compiled) -> Result<Option<TextEncoder>, Diagnostic> {
+    let g = &c.model.graph;
+    let dims_of = |role: InputRole| {
+        g.inputs.iter().find_map(|(name, id)| match g.node(*id).op {
+            Op::Input { role: r } if r == role => Some((
+                name.clone(),
+                g.ty(*id)
+                    .shape
+                    .iter()
+                    .map(|d| d.known().unwrap_or(0) as usize)
+                    .collect::<Vec<_>>(),
+            )),
+            _ => None,
+        })
+    };
+    let Some((name, ctx)) = dims_of(InputRole::Context) else {
+        return Ok(None);
+    };
+    let dims = TextDims {
+        len: ctx[1],
+        context: ctx[2],
+        pooled: dims_of(InputRole::Pooled).map(|(_, p)| p[1]),
+    };
+    let enc = TextEncoder::new(dims);
+    let longest = crate::text::longest_caption(&enc.tokenizer);
+    if dims.len < longest {
+        return Err(Diagnostic::new(
+            Location::Item(format!("input `{name}`")),
+            "the text context is shorter than the bundled captions",
+        )
+        .expected(format!("a context of at least {longest} tokens"))
+        .found(format!("{} tokens", dims.len))
+        .in_file(c.model.file.clone()));
+    }
+    Ok(Some(enc))
 }
 
 /// The training recipe of a compiled model (fused engine).
@@ -129,9 +175,16 @@ pub fn recipe(c: &Compiled, batch: usize, seed: u64) -> Result<Recipe, Diagnosti
         batch,
         seed,
         classes,
+        text: text_encoder(c)?,
         fused: true,
         micro_batches: None,
     })
+}
+
+/// The conditioning that asks `t`'s model for the classes `labels` (prompts for a text model).
+fn digits(t: &dyn Session, labels: Option<&[i64]>) -> Result<Condition, RunError> {
+    Condition::of_classes(labels, t.recipe().text.as_ref())
+        .map_err(|e| RunError::Failed(format!("the grid's prompts: {e}")))
 }
 
 fn io_err(what: &str, e: impl std::fmt::Display) -> RunError {
@@ -449,7 +502,7 @@ fn train_in(
         let n = 64;
         let spec = SampleSpec {
             shape,
-            labels: grid_labels(n, classes),
+            cond: digits(t, grid_labels(n, classes).as_deref())?,
             n,
             steps: settings.sample_steps,
             seed: settings.seed,
@@ -462,16 +515,17 @@ fn train_in(
     let evaluate =
         |t: &dyn Session, ev: &crate::eval::Evaluator| -> Result<crate::eval::Scores, RunError> {
             let n = settings.eval_n;
+            let labels = grid_labels(n, classes);
             let spec = SampleSpec {
                 shape,
-                labels: grid_labels(n, classes),
+                cond: digits(t, labels.as_deref())?,
                 n,
                 steps: settings.sample_steps,
                 seed: settings.seed ^ EVAL_SEED,
                 null_label: classes.unwrap_or(0) as i64,
             };
             let imgs = t.sample(&spec, &guidance, true).map_err(RunError::Failed)?;
-            ev.score(&imgs, spec.labels.as_deref().unwrap_or(&[]))
+            ev.score(&imgs, labels.as_deref().unwrap_or(&[]))
                 .map_err(RunError::Failed)
         };
     while trainer.step() < settings.steps {
@@ -628,7 +682,11 @@ mod tests {
     }
 
     fn settings(steps: u64, ckpt_every: u64) -> (RunSettings, String) {
-        let file = root().join("tests/models/tiny-mnist.json");
+        settings_of("tests/models/tiny-mnist.json", steps, ckpt_every)
+    }
+
+    fn settings_of(model: &str, steps: u64, ckpt_every: u64) -> (RunSettings, String) {
+        let file = root().join(model);
         let text = std::fs::read_to_string(&file).unwrap();
         let s = RunSettings {
             model_file: file.display().to_string(),
@@ -670,11 +728,24 @@ mod tests {
 
     #[test]
     fn save_then_resume_equals_an_uninterrupted_run_bit_for_bit() {
-        let (s4, text) = settings(4, 0);
+        assert_resume_is_exact("tests/models/tiny-mnist.json");
+    }
+
+    /// The captions are drawn from the run's generator, so they too must resume exactly.
+    #[test]
+    fn a_resumed_text_conditioned_run_equals_an_uninterrupted_one_bit_for_bit() {
+        assert_resume_is_exact("models/mnist-mmdit-small.json");
+    }
+
+    fn assert_resume_is_exact(model: &str) {
+        let (mut s4, text) = settings_of(model, 4, 0);
+        s4.batch = 16;
         let (_tmp_straight, straight) = dir("straight");
         let straight = run(s4.clone(), &text, &straight, false);
         let (_tmp, d) = dir("resumed");
-        run(settings(2, 0).0, &text, &d, false);
+        let mut s2 = s4.clone();
+        s2.steps = 2;
+        run(s2, &text, &d, false);
         let resumed = run(s4, &text, &d, true);
         assert_eq!(resumed.step(), 4);
         let (a, b) = (
@@ -792,6 +863,7 @@ mod tests {
                 sparse,
                 raw: false,
                 class: Some(7),
+                prompt: None,
             };
             let s = sample(FLEX, &ck, &req).unwrap_or_else(|e| panic!("{e:?}"));
             assert_eq!((s.n, s.shape, s.step), (3, [1, 32, 32], 2));
@@ -807,6 +879,7 @@ mod tests {
             sparse: None,
             raw: false,
             class: Some(10),
+            prompt: None,
         };
         assert!(matches!(sample(FLEX, &ck, &bad), Err(RunError::Diag(_))));
     }

@@ -26,6 +26,9 @@ pub struct SampleRequest {
     pub cfg: Option<f64>,
     /// One class for every image (default: cycle through the classes).
     pub class: Option<i64>,
+    /// One text prompt for every image (text-conditioned models; default: each class's
+    /// canonical prompt in turn).
+    pub prompt: Option<String>,
     /// Sparse guidance (strong rate, weak rate, scale): two routed conditional passes (burn only).
     pub sparse: Option<(f64, f64, f64)>,
     /// Sample from the raw weights instead of the EMA (burn only; an export chose its weights).

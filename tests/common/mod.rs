@@ -178,3 +178,23 @@ pub fn stdout(o: &Output) -> String {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// Trains `model` for `steps` steps at batch 8 into `run`, quietly, with 1-step sample grids:
+/// the smallest real run the binary tests start from. `extra` adds flags.
+pub fn train_briefly(model: &str, run: &str, steps: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "train",
+        model,
+        "--steps",
+        steps,
+        "--batch",
+        "8",
+        "--out",
+        run,
+        "--sample-steps",
+        "1",
+        "--quiet",
+    ];
+    args.extend_from_slice(extra);
+    treadc(&args)
+}

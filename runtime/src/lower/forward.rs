@@ -3,13 +3,14 @@
 use std::collections::HashMap;
 
 use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor};
+use burn::tensor::{Int, Tensor, TensorData};
 use tread_compiler::ir::{Graph, InputRole, NodeId, Op};
 
 use super::fused::FusedOps;
 use super::ops::{eval, needs_input_types, OpCtx};
 use super::store::ParamStore;
 use super::value::{OpResult, Value};
+use crate::condition::Condition;
 use crate::routing::RouteSource;
 
 /// The graph inputs, by role.
@@ -52,6 +53,64 @@ impl<B: Backend> Default for ExtraInputs<B> {
             pooled: None,
             token_ids: None,
             guidance: None,
+        }
+    }
+}
+
+/// A batch's conditioning as the model's inputs: class labels, or text inputs (and, for video
+/// models, the clip) in [`ExtraInputs`].
+#[derive(Debug, Clone)]
+pub struct Conditioning<B: Backend> {
+    /// `[B]` labels, absent for unconditional and text-conditioned models.
+    pub label: Option<Tensor<B, 1, Int>>,
+    /// The inputs beyond image, noise level and label.
+    pub extra: ExtraInputs<B>,
+}
+
+impl<B: Backend> Conditioning<B> {
+    /// No conditioning.
+    pub fn none() -> Self {
+        Conditioning {
+            label: None,
+            extra: ExtraInputs::default(),
+        }
+    }
+
+    /// Labels only.
+    pub fn labels(label: Option<Tensor<B, 1, Int>>) -> Self {
+        Conditioning {
+            label,
+            extra: ExtraInputs::default(),
+        }
+    }
+
+    /// The tensors of a host condition: labels, or a text batch's context, mask and pooled
+    /// vector (each bound only where the model has an input of its role).
+    pub fn from_host(c: &Condition, device: &B::Device) -> Self {
+        match c {
+            Condition::None => Self::none(),
+            Condition::Labels(l) => Self::labels(Some(Tensor::from_data(
+                TensorData::new(l.clone(), [l.len()]),
+                device,
+            ))),
+            Condition::Text(t) => {
+                let d = t.dims;
+                let f = |v: &[f32], shape: Vec<usize>| TensorData::new(v.to_vec(), shape);
+                Conditioning {
+                    label: None,
+                    extra: ExtraInputs {
+                        context: Some(Tensor::from_data(
+                            f(&t.context, vec![t.n, d.len, d.context]),
+                            device,
+                        )),
+                        context_mask: Some(Tensor::from_data(f(&t.mask, vec![t.n, d.len]), device)),
+                        pooled: d
+                            .pooled
+                            .map(|p| Tensor::from_data(f(&t.pooled, vec![t.n, p]), device)),
+                        ..ExtraInputs::default()
+                    },
+                }
+            }
         }
     }
 }

@@ -20,7 +20,7 @@ pub mod store;
 pub mod train;
 pub mod value;
 
-pub use forward::{forward, forward_all, ExtraInputs, Inputs};
+pub use forward::{forward, forward_all, Conditioning, ExtraInputs, Inputs};
 pub use session::Session;
 pub use store::ParamStore;
 pub use value::Value;

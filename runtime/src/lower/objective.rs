@@ -5,12 +5,12 @@
 //! loss = mean (ε − x − v(z, t, y))². Per-sample scalars are drawn on the host.
 
 use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 use rand_chacha::ChaCha8Rng;
 use tread_compiler::config::{Objective, TrainingConfig};
 use tread_compiler::ir::Graph;
 
-use super::forward::{forward, ExtraInputs, Inputs};
+use super::forward::{forward, Conditioning, Inputs};
 use super::fused::FusedOps;
 use super::store::ParamStore;
 use super::value::OpResult;
@@ -41,20 +41,19 @@ fn net<B: FusedOps>(
     params: &ParamStore<B>,
     image: Tensor<B, 4>,
     noise: Tensor<B, 1>,
-    labels: Option<Tensor<B, 1, Int>>,
-    extra: &ExtraInputs<B>,
+    cond: &Conditioning<B>,
     routes: &mut dyn RouteSource,
 ) -> OpResult<Tensor<B, 4>> {
     let inputs = Inputs {
         image,
         noise_level: noise,
-        label: labels,
-        extra: extra.clone(),
+        label: cond.label.clone(),
+        extra: cond.extra.clone(),
     };
     forward(g, params, &inputs, routes)?.f4()
 }
 
-/// The training loss on a batch `x0 [B, C, H, W]` with labels (after class dropout).
+/// The training loss on a batch `x0 [B, C, H, W]` with its conditioning (after dropout).
 ///
 /// `rngs` holds one stream per sample: sample `i` draws its noise image, then its σ (or t),
 /// from `rngs[i]` alone, so a sample's draws do not depend on the batch it is computed in (what
@@ -64,7 +63,7 @@ pub fn training_loss<B: FusedOps>(
     g: &Graph,
     params: &ParamStore<B>,
     x0: Tensor<B, 4>,
-    labels: Option<Tensor<B, 1, Int>>,
+    cond: &Conditioning<B>,
     rngs: &mut [ChaCha8Rng],
     routes: &mut dyn RouteSource,
 ) -> OpResult<Tensor<B, 1>> {
@@ -92,24 +91,14 @@ pub fn training_loss<B: FusedOps>(
             let sigma: Vec<f64> = level.iter().map(|&z| (mean + std * z).exp()).collect();
             let weight: Vec<f64> = sigma.iter().map(|&s| Precond::edm(s).weight).collect();
             let y = x0.clone() + eps * col::<B>(&sigma, dims, &device);
-            let d = predict(
-                objective,
-                g,
-                params,
-                y,
-                &sigma,
-                labels,
-                &ExtraInputs::default(),
-                routes,
-            )?;
+            let d = predict(objective, g, params, y, &sigma, cond, routes)?;
             Ok(((d - x0).powi_scalar(2) * col::<B>(&weight, dims, &device)).mean())
         }
         Objective::Flow => {
             let t: Vec<f64> = level.iter().map(|&z| 1.0 / (1.0 + (-z).exp())).collect();
             let tt = col::<B>(&t, dims, &device);
             let z = x0.clone() * (tt.clone().neg() + 1.0) + eps.clone() * tt;
-            let none = ExtraInputs::default();
-            let v = net(g, params, z, vec1::<B>(&t, &device), labels, &none, routes)?;
+            let v = net(g, params, z, vec1::<B>(&t, &device), cond, routes)?;
             Ok((v - (eps - x0)).powi_scalar(2).mean())
         }
     }
@@ -117,15 +106,13 @@ pub fn training_loss<B: FusedOps>(
 
 /// The model's prediction used by samplers: EDM's denoised image D(x; σ) or the flow velocity
 /// v(x, t); `level` is σ (EDM) or t (flow), one per sample.
-#[allow(clippy::too_many_arguments)]
 pub fn predict<B: FusedOps>(
     objective: Objective,
     g: &Graph,
     params: &ParamStore<B>,
     x: Tensor<B, 4>,
     level: &[f64],
-    labels: Option<Tensor<B, 1, Int>>,
-    extra: &ExtraInputs<B>,
+    cond: &Conditioning<B>,
     routes: &mut dyn RouteSource,
 ) -> OpResult<Tensor<B, 4>> {
     let device = x.device();
@@ -139,21 +126,12 @@ pub fn predict<B: FusedOps>(
                 params,
                 x.clone() * col::<B>(&get(|p| p.c_in), dims, &device),
                 vec1::<B>(&get(|p| p.c_noise), &device),
-                labels,
-                extra,
+                cond,
                 routes,
             )?;
             Ok(x * col::<B>(&get(|p| p.c_skip), dims, &device)
                 + f * col::<B>(&get(|p| p.c_out), dims, &device))
         }
-        Objective::Flow => net(
-            g,
-            params,
-            x,
-            vec1::<B>(level, &device),
-            labels,
-            extra,
-            routes,
-        ),
+        Objective::Flow => net(g, params, x, vec1::<B>(level, &device), cond, routes),
     }
 }

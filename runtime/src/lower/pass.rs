@@ -14,17 +14,19 @@
 //! up its own stack included. A part's pool only ever holds that part's kernel tasks, which take
 //! no lock.
 
-use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
+use burn::tensor::{ElementConversion, Tensor, TensorData};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use rayon::{ThreadPool, ThreadPoolBuilder};
 use tread_compiler::config::TrainingConfig;
 use tread_compiler::ir::Graph;
 
+use super::forward::Conditioning;
 use super::fused::Engine;
 use super::objective::training_loss;
 use super::store::ParamStore;
 use super::value::OpResult;
+use crate::condition::Condition;
 use crate::routing::PerSampleRoutes;
 
 /// Per-parameter gradients (`None`: the graph does not reach the parameter).
@@ -50,13 +52,13 @@ pub struct Pass<'a, B: Engine> {
 }
 
 impl<B: Engine> Pass<'_, B> {
-    /// Forward and backward over the samples `x` (images laid end to end) with their labels
-    /// and streams. `weight` scales the loss before the backward (a micro-batch's share of the
+    /// Forward and backward over the samples `x` (images laid end to end) with their
+    /// conditioning and streams. `weight` scales the loss before the backward (a micro-batch's share of the
     /// batch); the returned loss is the unweighted mean over these samples.
     pub fn run(
         &self,
         x: &[f32],
-        labels: Option<&[i64]>,
+        cond: &Condition,
         rngs: &mut [ChaCha8Rng],
         route_rngs: &mut [ChaCha8Rng],
         weight: Option<f32>,
@@ -65,9 +67,7 @@ impl<B: Engine> Pass<'_, B> {
         let b = rngs.len();
         let x0 =
             Tensor::<B::Ad, 4>::from_data(TensorData::new(x.to_vec(), [b, c, h, w]), self.device);
-        let y = labels.map(|l| {
-            Tensor::<B::Ad, 1, Int>::from_data(TensorData::new(l.to_vec(), [b]), self.device)
-        });
+        let cond = Conditioning::<B::Ad>::from_host(cond, self.device);
         let ad_params: Vec<Tensor<B::Ad, 1>> = self
             .params
             .iter()
@@ -79,7 +79,7 @@ impl<B: Engine> Pass<'_, B> {
             self.graph,
             &store,
             x0,
-            y,
+            &cond,
             rngs,
             &mut PerSampleRoutes { rngs: route_rngs },
         )?;
@@ -107,7 +107,7 @@ impl<B: Engine> Pass<'_, B> {
         parts: usize,
         pools: Option<&PartPools>,
         x: &[f32],
-        labels: Option<&[i64]>,
+        cond: &Condition,
         rngs: &mut [ChaCha8Rng],
         route_rngs: &mut [ChaCha8Rng],
     ) -> OpResult<PassResult<B>> {
@@ -133,16 +133,16 @@ impl<B: Engine> Pass<'_, B> {
             .zip(rngs.chunks_mut(per))
             .zip(route_rngs.chunks_mut(per))
             .enumerate()
-            .map(|(i, ((x, r), rr))| (x, labels.map(|l| &l[i * per..(i + 1) * per]), r, rr));
+            .map(|(i, ((x, r), rr))| (x, cond.slice(i * per, per), r, rr));
         let results: Vec<OpResult<PassResult<B>>> = match pools {
             None => inputs
-                .map(|(x, l, r, rr)| self.run(x, l, r, rr, weight))
+                .map(|(x, c, r, rr)| self.run(x, &c, r, rr, weight))
                 .collect(),
             Some(p) => std::thread::scope(|scope| {
                 let handles: Vec<_> = inputs
                     .zip(&p.pools)
-                    .map(|((x, l, r, rr), pool)| {
-                        scope.spawn(move || pool.install(|| self.run(x, l, r, rr, weight)))
+                    .map(|((x, c, r, rr), pool)| {
+                        scope.spawn(move || pool.install(|| self.run(x, &c, r, rr, weight)))
                     })
                     .collect();
                 handles

@@ -8,7 +8,7 @@ use tread_compiler::ir::{Graph, InputRole};
 use tread_onnx::tract::HostValue;
 
 use super::objective::predict;
-use super::{forward, ExtraInputs, Inputs, ParamStore};
+use super::{forward, Conditioning, ExtraInputs, Inputs, ParamStore};
 use crate::routing::NoRoutes;
 
 /// The network's output on host `inputs` (one per role the graph reads), with host weights in
@@ -58,16 +58,8 @@ pub fn dense_output(
             return Err("EDM preconditioning in the graph takes images, not video".into());
         }
         let lv: Vec<f64> = level.iter().map(|&s| s as f64).collect();
-        super::Value::F4(predict(
-            objective,
-            g,
-            &store,
-            x,
-            &lv,
-            y,
-            &extra,
-            &mut NoRoutes,
-        )?)
+        let cond = Conditioning { label: y, extra };
+        super::Value::F4(predict(objective, g, &store, x, &lv, &cond, &mut NoRoutes)?)
     } else {
         let t = Tensor::<Flex, 1>::from_data(TensorData::new(level, [n]), &device);
         let inputs = Inputs {

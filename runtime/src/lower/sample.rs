@@ -3,17 +3,18 @@
 //! sparse guidance forces two routed passes, both *conditional*.
 
 use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tread_compiler::config::Objective;
 use tread_compiler::ir::Graph;
 
-use super::forward::ExtraInputs;
+use super::forward::Conditioning;
 use super::fused::FusedOps;
 use super::objective::predict;
 use super::store::ParamStore;
 use super::value::OpResult;
+use crate::condition::Condition;
 use crate::routing::{NoRoutes, RandomRoutes};
 use crate::sampler::{guide, initial_noise, run_sampler};
 
@@ -38,9 +39,9 @@ pub enum Guidance {
 pub struct SampleSpec {
     /// Image shape `[C, H, W]`.
     pub shape: [usize; 3],
-    /// Labels, one per sample (`None` for unconditional models).
-    pub labels: Option<Vec<i64>>,
-    /// Number of samples when unlabelled.
+    /// The samples' labels or prompts (their count is the sample count), or none.
+    pub cond: Condition,
+    /// Number of samples when unconditional.
     pub n: usize,
     /// Sampler steps (EDM default 40).
     pub steps: usize,
@@ -63,15 +64,12 @@ pub fn sample<B: FusedOps>(
     guidance: &Guidance,
     device: &B::Device,
 ) -> OpResult<Vec<f32>> {
-    let n = spec.labels.as_ref().map_or(spec.n, Vec::len);
+    let n = spec.cond.count().unwrap_or(spec.n);
     let [c, h, w] = spec.shape;
     let noise = initial_noise(spec.seed, n * c * h * w);
     let mut route_rng = ChaCha8Rng::seed_from_u64(spec.seed ^ 0x5eed_0f9a);
-    let labels =
-        |v: &[i64]| Tensor::<B, 1, Int>::from_data(TensorData::new(v.to_vec(), [v.len()]), device);
-    let y = spec.labels.as_deref().map(labels);
-    if matches!(guidance, Guidance::Cfg { .. }) && y.is_none() {
-        return Err("classifier-free guidance needs a class-conditional model".into());
+    if matches!(guidance, Guidance::Cfg { .. }) && spec.cond == Condition::None {
+        return Err("classifier-free guidance needs a conditional model".into());
     }
     let len = c * h * w;
     // One dense denoiser call on samples `from..from + m`.
@@ -80,19 +78,18 @@ pub fn sample<B: FusedOps>(
             TensorData::new(xs[from * len..(from + m) * len].to_vec(), [m, c, h, w]),
             device,
         );
-        let part = spec.labels.as_deref().map(|l| &l[from..from + m]);
+        let part = spec.cond.slice(from, m);
         match guidance {
             Guidance::Cfg { scale } => {
                 let both = Tensor::cat(vec![x.clone(), x], 0);
-                let yy = labels(&[part.ok_or("no labels")?, &vec![spec.null_label; m]].concat());
+                let cond = part.with_null(spec.null_label).ok_or("no conditioning")?;
                 let out = predict(
                     objective,
                     dense,
                     params,
                     both,
                     &vec![level; 2 * m],
-                    Some(yy),
-                    &ExtraInputs::default(),
+                    &Conditioning::from_host(&cond, device),
                     &mut NoRoutes,
                 )?;
                 let cond = host(out.clone().narrow(0, 0, m))?;
@@ -105,12 +102,12 @@ pub fn sample<B: FusedOps>(
                 params,
                 x,
                 &vec![level; m],
-                part.map(labels),
-                &ExtraInputs::default(),
+                &Conditioning::from_host(&part, device),
                 &mut NoRoutes,
             )?),
         }
     };
+    let whole = Conditioning::<B>::from_host(&spec.cond, device);
     let guided = |xs: &[f32], level: f64| -> OpResult<Vec<f32>> {
         match guidance {
             // Dense passes run in chunks of SAMPLE_CHUNK samples: each sample is denoised on
@@ -133,18 +130,8 @@ pub fn sample<B: FusedOps>(
                 let mut r = RandomRoutes {
                     rng: &mut route_rng,
                 };
-                let none = ExtraInputs::default();
-                let s = predict(
-                    objective,
-                    strong,
-                    params,
-                    x.clone(),
-                    &lv,
-                    y.clone(),
-                    &none,
-                    &mut r,
-                )?;
-                let wk = predict(objective, weak, params, x, &lv, y.clone(), &none, &mut r)?;
+                let s = predict(objective, strong, params, x.clone(), &lv, &whole, &mut r)?;
+                let wk = predict(objective, weak, params, x, &lv, &whole, &mut r)?;
                 Ok(guide(&host(s)?, &host(wk)?, *scale))
             }
         }

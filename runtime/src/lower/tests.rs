@@ -45,6 +45,7 @@ pub(crate) fn small_recipe(batch: usize) -> train::Recipe {
         batch,
         seed: 11,
         classes: Some(10),
+        text: None,
         fused: true,
         micro_batches: None,
     }

@@ -27,8 +27,10 @@ use super::sample::{sample, Guidance, SampleSpec};
 use super::store::ParamStore;
 use super::value::OpResult;
 use crate::checkpoint::{Checkpoint, HostTensor};
+use crate::condition::Condition;
 use crate::data::Dataset;
 use crate::init::init_values;
+use crate::text::{caption_for, TextEncoder, PAD};
 
 /// Words of a step's ChaCha stream reserved for each sample of the global batch (2⁴⁰: far more
 /// than any image's noise draws), so that sample `k`'s draws start at word `k·2⁴⁰`.
@@ -81,6 +83,9 @@ pub struct Recipe {
     pub seed: u64,
     /// Number of classes (the null label is this value), `None` if unconditional.
     pub classes: Option<usize>,
+    /// For a text-conditioned model, the encoder its captions go through: each image's label
+    /// becomes a caption of that digit (the empty text when dropped) and no label is fed.
+    pub text: Option<TextEncoder>,
     /// Run the fused engine: the fusion pass on both graphs and the fused kernels (`false`:
     /// burn's decompositions, `treadc bench --no-fuse`).
     pub fused: bool,
@@ -163,6 +168,30 @@ fn checkpoint_sets(recipe: &Recipe, ckpt: &Checkpoint) -> Result<Vec<Vec<Vec<f32
         ));
     }
     Ok(sets)
+}
+
+/// The encoded captions of a batch's labels: each sample draws its caption from its own stream
+/// (after its dropout draw); the null label gets the empty text.
+fn captions(
+    enc: &TextEncoder,
+    labels: &[i64],
+    classes: Option<usize>,
+    rngs: &mut [ChaCha8Rng],
+) -> OpResult<crate::text::TextBatch> {
+    let null = classes.map(|k| k as i64);
+    let ids = labels
+        .iter()
+        .zip(rngs.iter_mut())
+        .map(|(&l, rng)| {
+            if Some(l) == null {
+                return Ok(vec![PAD; enc.dims.len]);
+            }
+            let caption = caption_for(l as usize, rng.random::<u64>());
+            enc.tokenize(&caption)
+                .map_err(|e| format!("the caption {caption:?} of label {l}: {e}"))
+        })
+        .collect::<OpResult<Vec<_>>>()?;
+    Ok(enc.encode_ids(&ids))
 }
 
 /// Host AdamW moments `(m, v)` to restore.
@@ -324,6 +353,13 @@ impl<B: Engine> Trainer<B> {
                 })
                 .collect()
         });
+        let cond = match (labels, &self.recipe.text) {
+            (None, _) => Condition::None,
+            (Some(l), None) => Condition::Labels(l),
+            (Some(l), Some(enc)) => {
+                Condition::Text(captions(enc, &l, self.recipe.classes, &mut rngs)?)
+            }
+        };
         let parts = self.micro_batches;
         if parts > 1 && !self.part_pools.as_ref().is_some_and(|p| p.fits(parts)) {
             self.part_pools = PartPools::new(parts)?;
@@ -337,13 +373,13 @@ impl<B: Engine> Trainer<B> {
             image: [data.channels, data.height, data.width],
         };
         let (value, local) = if self.micro_batches == 1 {
-            pass.run(&x, labels.as_deref(), &mut rngs, &mut route_rngs, None)?
+            pass.run(&x, &cond, &mut rngs, &mut route_rngs, None)?
         } else {
             pass.run_split(
                 self.micro_batches,
                 self.part_pools.as_ref(),
                 &x,
-                labels.as_deref(),
+                &cond,
                 &mut rngs,
                 &mut route_rngs,
             )?

@@ -298,6 +298,7 @@ fn thirty_mnist_steps_fused_and_unfused_agree() {
             batch: 8,
             seed: 5,
             classes: Some(10),
+            text: None,
             fused,
             micro_batches: None,
         };
