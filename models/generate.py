@@ -719,7 +719,8 @@ def main():
         pooled_dim=32,
         description="An SD3-shaped MMDiT at test size: 6 joint blocks of width 64 on 64 image "
                     "tokens (4x4 patches of 32x32) and 8 text tokens.",
-        training={"batch": 64}))
+        training={"init": "adaln_zero", "lr": 2e-3, "lr_warmup": 100, "weight_decay": 0.0,
+                  "ema_decay": 0.999, "ema_warmup": True, "batch": 64}))
     write("pixart-alpha-xl2.json", pixart(
         "PixArt-alpha-XL/2-1024", 28, 1152, 16, size=128, channels=4, out_channels=8, patch=2,
         text_len=120, text_dim=4096,
