@@ -115,6 +115,18 @@ pub(crate) struct ExportArgs {
     pub(crate) seed: u64,
 }
 
+/// The class or prompt a sampling command draws for (`treadc sample` and `treadc run`).
+#[derive(clap::Args)]
+pub(crate) struct DrawFor {
+    /// One class for every image (default: cycle through the classes).
+    #[arg(long, conflicts_with = "prompt")]
+    pub(crate) class: Option<i64>,
+    /// One text prompt for every image, e.g. "a seven" or "the digit 7" (text-conditioned
+    /// models; words from the bundled vocabulary). Default: each digit's prompt in turn.
+    #[arg(long)]
+    pub(crate) prompt: Option<String>,
+}
+
 #[derive(clap::Args)]
 pub(crate) struct RunArgs {
     /// An ONNX file written by `treadc export`.
@@ -131,9 +143,9 @@ pub(crate) struct RunArgs {
     /// Seed of the initial noise (the same draw as `treadc sample --seed`).
     #[arg(long, default_value_t = 0)]
     pub(crate) seed: u64,
-    /// One class for every image (default: cycle through the classes).
-    #[arg(long)]
-    pub(crate) class: Option<i64>,
+    /// What the images are drawn for.
+    #[command(flatten)]
+    pub(crate) what: DrawFor,
     /// Output PNG grid.
     #[arg(short = 'o', long = "output", default_value = "samples.png")]
     pub(crate) output: PathBuf,
@@ -260,13 +272,9 @@ pub(crate) struct SampleArgs {
     /// Seed of the initial noise.
     #[arg(long, default_value_t = 0)]
     pub(crate) seed: u64,
-    /// One class for every image (default: cycle through the classes).
-    #[arg(long, conflicts_with = "prompt")]
-    pub(crate) class: Option<i64>,
-    /// One text prompt for every image, e.g. "a seven" or "the digit 7" (text-conditioned
-    /// models; words from the bundled vocabulary). Default: each digit's prompt in turn.
-    #[arg(long)]
-    pub(crate) prompt: Option<String>,
+    /// What the images are drawn for.
+    #[command(flatten)]
+    pub(crate) what: DrawFor,
     /// Use the raw weights instead of the EMA.
     #[arg(long)]
     pub(crate) raw: bool,

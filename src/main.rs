@@ -263,8 +263,8 @@ fn run_sample(args: SampleArgs) -> Result<(), Failure> {
         cfg: args.cfg,
         sparse,
         raw: args.raw,
-        class: args.class,
-        prompt: args.prompt,
+        class: args.what.class,
+        prompt: args.what.prompt,
     };
     let s = tread_runtime::draw::sample(kind, &args.run, &req).map_err(from_run)?;
     let n = s.n;
@@ -450,7 +450,8 @@ fn run_onnx(args: RunArgs) -> Result<(), Failure> {
         steps: args.steps,
         seed: args.seed,
         cfg: args.cfg,
-        class: args.class,
+        class: args.what.class,
+        prompt: args.what.prompt,
         ..Default::default()
     };
     let imgs = d.sample(&req).map_err(from_run)?;

@@ -1,8 +1,10 @@
 //! The deployment sampler: `treadc run`'s path (an exported file on tract, no burn) draws the same
 //! images as `treadc sample` (burn) from the same checkpoint, seed and settings, within 1e-3,
-//! with the preconditioning in the graph or applied on the host, with and without CFG.
+//! with the preconditioning in the graph or applied on the host, with and without CFG, for labels and for text prompts.
 
 mod common;
+
+use std::path::{Path, PathBuf};
 
 use common::{root, temp_dir};
 use tread_onnx::export::file::ExternalData;
@@ -15,16 +17,13 @@ use tread_runtime::run::{train, Placement};
 use tread_runtime::run_folder::{RunFolder, RunSettings};
 use tread_runtime::sampler::SampleRequest;
 
-#[test]
-fn tract_samples_equal_burn_samples() {
-    let tmp = temp_dir("deploy");
-    let dir = tmp.path();
-    let model = root().join("tests/models/tiny-mnist.json");
+/// Trains `model` for `steps` steps at batch 8 into `dir/run`.
+fn trained_run(model: &Path, steps: u64, dir: &Path) -> PathBuf {
     let settings = RunSettings {
         model_file: model.display().to_string(),
         routes: vec![],
         data: "mnist".into(),
-        steps: 3,
+        steps,
         batch: 8,
         seed: 1,
         sample_every: 0,
@@ -39,25 +38,58 @@ fn tract_samples_equal_burn_samples() {
     train(
         &Placement::single(BackendKind::Flex, &mnist),
         settings,
-        std::fs::read_to_string(&model).unwrap(),
+        std::fs::read_to_string(model).unwrap(),
         &run,
         None,
     )
     .unwrap_or_else(|e| panic!("{e:?}"));
+    run
+}
+
+/// Exports `run`'s EMA weights to `out` and opens the file for `treadc run`.
+fn exported(run: &Path, out: PathBuf, precond: bool) -> Deployment {
+    let req = ExportRequest {
+        source: run.to_path_buf(),
+        output: out,
+        opset: DEFAULT_OPSET,
+        precond,
+        weights: WhichWeights::Ema,
+        external: ExternalData::Auto,
+        seed: 0,
+    };
+    let src = load_source(&req).unwrap_or_else(|d| panic!("{d}"));
+    export_source(&src, &req).unwrap_or_else(|d| panic!("{d}"));
+    Deployment::open(&req.output).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Draws `req` from the checkpoint on burn and from the file on tract; asserts they agree
+/// within 1e-3 and are not degenerate; returns tract's.
+fn assert_same_samples(ckpt: &Path, d: &Deployment, req: &SampleRequest, what: &str) -> Vec<f32> {
+    let burn = sample(BackendKind::Flex, ckpt, req)
+        .unwrap_or_else(|e| panic!("{e:?}"))
+        .images;
+    let tract = d.sample(req).unwrap_or_else(|e| panic!("{e:?}"));
+    let max = burn
+        .iter()
+        .zip(&tract)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    let spread = burn.iter().fold(0f32, |m, v| m.max(v.abs()));
+    eprintln!("{what}: max |burn − tract| = {max:.2e} (|x| ≤ {spread:.2})");
+    assert_eq!(burn.len(), tract.len());
+    assert!(max <= 1e-3, "{what}: {max}");
+    assert!(spread > 0.1, "{what}: degenerate samples");
+    tract
+}
+
+#[test]
+fn tract_samples_equal_burn_samples() {
+    let tmp = temp_dir("deploy");
+    let dir = tmp.path();
+    let run = trained_run(&root().join("tests/models/tiny-mnist.json"), 3, dir);
     let ckpt = RunFolder::new(&run).checkpoint();
     for precond in [false, true] {
-        let req = ExportRequest {
-            source: run.clone(),
-            output: dir.join(format!("m-{precond}.onnx")),
-            opset: DEFAULT_OPSET,
-            precond,
-            weights: WhichWeights::Ema,
-            external: ExternalData::Auto,
-            seed: 0,
-        };
-        let src = load_source(&req).unwrap_or_else(|d| panic!("{d}"));
-        export_source(&src, &req).unwrap_or_else(|d| panic!("{d}"));
-        let d = Deployment::open(&req.output).unwrap_or_else(|e| panic!("{e}"));
+        let d = exported(&run, dir.join(format!("m-{precond}.onnx")), precond);
         assert_eq!(d.precond, precond);
         for cfg in [None, Some(2.0)] {
             let req = SampleRequest {
@@ -67,22 +99,65 @@ fn tract_samples_equal_burn_samples() {
                 cfg,
                 ..Default::default()
             };
-            let burn = sample(BackendKind::Flex, &ckpt, &req)
-                .unwrap_or_else(|e| panic!("{e:?}"))
-                .images;
-            let tract = d.sample(&req).unwrap_or_else(|e| panic!("{e:?}"));
-            let max = burn
-                .iter()
-                .zip(&tract)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
-            let spread = burn.iter().fold(0f32, |m, v| m.max(v.abs()));
-            eprintln!(
-                "precond {precond} cfg {cfg:?}: max |burn − tract| = {max:.2e} (|x| ≤ {spread:.2})"
-            );
-            assert_eq!(burn.len(), tract.len());
-            assert!(max <= 1e-3, "precond {precond} cfg {cfg:?}: {max}");
-            assert!(spread > 0.1, "degenerate samples");
+            assert_same_samples(&ckpt, &d, &req, &format!("precond {precond} cfg {cfg:?}"));
         }
     }
+}
+
+/// A text model's file carries its encoder's name and vocabulary; `treadc run` rebuilds the
+/// encoder and draws what `treadc sample` draws, for a prompt and for the digits' prompts.
+#[test]
+fn tract_samples_equal_burn_samples_for_text_prompts() {
+    let tmp = temp_dir("deploy-text");
+    let dir = tmp.path();
+    // Xavier init instead of adaLN-Zero: a zero output layer would make every prompt draw the
+    // same images, and a wrong text input would pass unseen.
+    let text = std::fs::read_to_string(root().join("models/mnist-mmdit-small.json")).unwrap();
+    assert!(text.contains("\"init\": \"adaln_zero\""));
+    let model = dir.join("mmdit-xavier.json");
+    std::fs::write(&model, text.replace("\"adaln_zero\"", "\"xavier\"")).unwrap();
+    let run = trained_run(&model, 1, dir);
+    let ckpt = RunFolder::new(&run).checkpoint();
+    let d = exported(&run, dir.join("mmdit.onnx"), false);
+    assert!(
+        d.text.is_some(),
+        "the file is recognised as text-conditioned"
+    );
+    let mut drawn = vec![];
+    for prompt in [None, Some("the digit 7")] {
+        for cfg in [None, Some(2.0)] {
+            let req = SampleRequest {
+                n: 3,
+                steps: 3,
+                seed: 5,
+                cfg,
+                prompt: prompt.map(str::to_string),
+                ..Default::default()
+            };
+            let what = format!("prompt {prompt:?} cfg {cfg:?}");
+            drawn.push(assert_same_samples(&ckpt, &d, &req, &what));
+        }
+    }
+    // The text reaches the network: other prompts and guidance give other images.
+    for (i, a) in drawn.iter().enumerate() {
+        for b in &drawn[i + 1..] {
+            let diff = a
+                .iter()
+                .zip(b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0f32, f32::max);
+            assert!(diff > 1e-3, "two requests drew the same images ({diff})");
+        }
+    }
+    let bad = SampleRequest {
+        n: 1,
+        steps: 1,
+        prompt: Some("a purple seven".into()),
+        ..Default::default()
+    };
+    let e = format!(
+        "{:?}",
+        d.sample(&bad).expect_err("an unknown word is an error")
+    );
+    assert!(e.contains("purple") && e.contains("--prompt"), "{e}");
 }

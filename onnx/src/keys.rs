@@ -21,6 +21,12 @@ pub const CHECKPOINT: &str = "checkpoint";
 /// The model file the run was trained from.
 pub const MODEL_FILE: &str = "model_file";
 
+/// The text encoder a text-conditioned model reads (`bundled-digits`): `treadc run --prompt`
+/// rebuilds it from this name and the context input's shape.
+pub const TEXT_ENCODER: &str = "text_encoder";
+/// That encoder's vocabulary, space-separated in id order (id 0 the padding).
+pub const VOCABULARY: &str = "vocabulary";
+
 /// The key naming the graph input that carries `role` (`input.image`, `input.label`, ...).
 pub fn input(role: InputRole) -> String {
     format!("input.{}", role.name())

@@ -6,12 +6,10 @@ use std::path::Path;
 use tread_compiler::diag::{Diagnostic, Location};
 use tread_compiler::ir::Graph;
 
-use crate::condition::Condition;
 use crate::lower::backends::{guarded, BackendKind};
 use crate::lower::sample::{Guidance, SampleSpec};
 use crate::run::{load_run, model_io, RunError};
-use crate::sampler::{sample_labels, SampleRequest};
-use crate::text::{digit_named, TextEncoder, TextError};
+use crate::sampler::{conditioning, SampleRequest};
 
 /// What [`sample`] drew, and from what.
 #[derive(Debug, Clone)]
@@ -103,52 +101,4 @@ fn sample_in(kind: BackendKind, path: &Path, req: &SampleRequest) -> Result<Samp
         classes,
         step: t.step(),
     })
-}
-
-/// The classes a request asks for and the samples' conditioning: `--prompt` (text models)
-/// for every sample, else `--class` or the classes in turn (as canonical prompts for a text
-/// model).
-fn conditioning(
-    text: Option<&TextEncoder>,
-    classes: Option<usize>,
-    req: &SampleRequest,
-) -> Result<(Option<Vec<i64>>, Condition), RunError> {
-    let prompt_err = |e: TextError| {
-        let expected = match (&e, text) {
-            (TextError::UnknownWord { .. }, Some(enc)) => {
-                format!("words of the vocabulary: {}", enc.tokenizer.listing())
-            }
-            _ => format!("at most {} words", text.map_or(0, |e| e.dims.len)),
-        };
-        RunError::Diag(
-            Diagnostic::new(
-                Location::Item("--prompt".into()),
-                "the prompt cannot be encoded",
-            )
-            .expected(expected)
-            .found(e.to_string())
-            .in_file("<command line>"),
-        )
-    };
-    match (&req.prompt, text) {
-        (Some(p), Some(enc)) => {
-            let ids = enc.tokenize(p).map_err(prompt_err)?;
-            let labels = digit_named(p).map(|d| vec![d as i64; req.n]);
-            Ok((labels, Condition::Text(enc.encode_ids(&vec![ids; req.n]))))
-        }
-        (Some(_), None) => Err(RunError::Diag(
-            Diagnostic::new(
-                Location::Item("--prompt".into()),
-                "the model is not text-conditioned",
-            )
-            .expected("a model with a `context` input")
-            .found("a model without one (use --class)")
-            .in_file("<command line>"),
-        )),
-        (None, _) => {
-            let labels = sample_labels(classes, req.class, req.n)?;
-            let cond = Condition::of_classes(labels.as_deref(), text).map_err(prompt_err)?;
-            Ok((labels, cond))
-        }
-    }
 }

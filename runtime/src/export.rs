@@ -21,6 +21,7 @@ use tread_onnx::{keys, pb};
 use crate::init::{init_values, normal};
 use crate::run::{compile_model, RunError};
 use crate::run_folder::{SavedRun, ONNX_FILE};
+use crate::text::BUNDLED_ENCODER;
 use tread_onnx::tract::{HostValue, TractModel};
 
 /// Which weights of a checkpoint to export.
@@ -169,10 +170,15 @@ pub fn load_source(req: &ExportRequest) -> Result<ExportSource, Diagnostic> {
 /// Builds, encodes and writes the ONNX file.
 pub fn export_source(src: &ExportSource, req: &ExportRequest) -> Result<ExportOutcome, Diagnostic> {
     let t0 = Instant::now();
+    let mut metadata = src.metadata.clone();
+    if let Some(enc) = crate::run::text_encoder(&src.compiled)? {
+        metadata.push((keys::TEXT_ENCODER.into(), BUNDLED_ENCODER.into()));
+        metadata.push((keys::VOCABULARY.into(), enc.tokenizer.in_id_order()));
+    }
     let opts = ExportOptions {
         opset: req.opset,
         precond: req.precond,
-        metadata: src.metadata.clone(),
+        metadata,
     };
     let mut model = export(
         &src.dense,

@@ -151,17 +151,15 @@ pub fn text_encoder(c: &Compiled) -> Result<Option<TextEncoder>, Diagnostic> {
         context: ctx[2],
         pooled: dims_of(InputRole::Pooled).map(|(_, p)| p[1]),
     };
-    let enc = TextEncoder::new(dims);
-    let longest = crate::text::longest_caption(&enc.tokenizer);
-    if dims.len < longest {
-        return Err(Diagnostic::new(
+    let enc = TextEncoder::fitting(dims).map_err(|longest| {
+        Diagnostic::new(
             Location::Item(format!("input `{name}`")),
             "the text context is shorter than the bundled captions",
         )
         .expected(format!("a context of at least {longest} tokens"))
         .found(format!("{} tokens", dims.len))
-        .in_file(c.model.file.clone()));
-    }
+        .in_file(c.model.file.clone())
+    })?;
     Ok(Some(enc))
 }
 

@@ -10,7 +10,9 @@ use tread_compiler::edm::edm_sigmas;
 
 use tread_compiler::diag::{Diagnostic, Location};
 
+use crate::condition::Condition;
 use crate::init::normal;
+use crate::text::{digit_named, TextEncoder, TextError};
 
 /// What to draw: one request for `treadc sample` (burn, a run's checkpoint) and `treadc run`
 /// (tract, an exported file). The last two fields are burn-only; `treadc run` refuses them.
@@ -67,6 +69,50 @@ pub fn sample_labels(
         (k, None) => grid_labels(n, k),
         (None, Some(_)) => None,
     })
+}
+
+/// The classes a request asks for and the samples' conditioning: `--prompt` (text models)
+/// for every sample, else `--class` or the classes in turn (as canonical prompts for a text
+/// model).
+pub fn conditioning(
+    text: Option<&TextEncoder>,
+    classes: Option<usize>,
+    req: &SampleRequest,
+) -> Result<(Option<Vec<i64>>, Condition), Diagnostic> {
+    let prompt_err = |e: TextError| {
+        let expected = match (&e, text) {
+            (TextError::UnknownWord { .. }, Some(enc)) => {
+                format!("words of the vocabulary: {}", enc.tokenizer.listing())
+            }
+            _ => format!("at most {} words", text.map_or(0, |e| e.dims.len)),
+        };
+        Diagnostic::new(
+            Location::Item("--prompt".into()),
+            "the prompt cannot be encoded",
+        )
+        .expected(expected)
+        .found(e.to_string())
+        .in_file("<command line>")
+    };
+    match (&req.prompt, text) {
+        (Some(p), Some(enc)) => {
+            let ids = enc.tokenize(p).map_err(prompt_err)?;
+            let labels = digit_named(p).map(|d| vec![d as i64; req.n]);
+            Ok((labels, Condition::Text(enc.encode_ids(&vec![ids; req.n]))))
+        }
+        (Some(_), None) => Err(Diagnostic::new(
+            Location::Item("--prompt".into()),
+            "the model is not text-conditioned",
+        )
+        .expected("a model with a `context` input")
+        .found("a model without one (use --class)")
+        .in_file("<command line>")),
+        (None, _) => {
+            let labels = sample_labels(classes, req.class, req.n)?;
+            let cond = Condition::of_classes(labels.as_deref(), text).map_err(prompt_err)?;
+            Ok((labels, cond))
+        }
+    }
 }
 
 /// Parses `--sparse-guidance STRONG,WEAK,SCALE` (two routing rates in [0, 1) and a scale).

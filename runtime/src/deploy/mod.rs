@@ -13,7 +13,10 @@ use tread_onnx::export::file::{metadata, read_model};
 use tread_onnx::export::precond::{SIGMA, X_NOISY};
 use tread_onnx::{keys, pb};
 
-use crate::sampler::{guide, initial_noise, run_sampler, sample_labels, SampleRequest};
+use crate::condition::Condition;
+use crate::sampler::{conditioning, grid_labels, guide, initial_noise, run_sampler, SampleRequest};
+use crate::text::vocab::DIGIT_WORDS;
+use crate::text::{TextBatch, TextDims, TextEncoder, Tokenizer, BUNDLED_ENCODER};
 use tread_onnx::tract::{HostValue, TractModel};
 
 /// What a graph input carries.
@@ -22,6 +25,9 @@ enum Slot {
     Image,
     Level,
     Label,
+    Context,
+    Mask,
+    Pooled,
 }
 
 /// An exported treadc model, read and understood.
@@ -34,8 +40,11 @@ pub struct Deployment {
     pub precond: bool,
     /// Image shape `[C, H, W]`.
     pub shape: [usize; 3],
-    /// Class count (the null label is this value), for class-conditional models.
+    /// Class count (the null label is this value), for class-conditional models; the ten
+    /// digits for a text model (drawn as their canonical prompts).
     pub classes: Option<usize>,
+    /// The bundled text encoder, for a text-conditioned file (one with a context input).
+    pub text: Option<TextEncoder>,
     slots: Vec<Slot>,
 }
 
@@ -76,8 +85,14 @@ impl Deployment {
             role_name(InputRole::NoiseLevel),
             role_name(InputRole::Label),
         );
+        let (context, mask, pooled) = (
+            role_name(InputRole::Context),
+            role_name(InputRole::ContextMask),
+            role_name(InputRole::Pooled),
+        );
         let mut slots = vec![];
         let mut shape = None;
+        let (mut context_dims, mut pooled_dims) = (None, None);
         for vi in &g.input {
             let n = vi.name.as_str();
             let slot = if n == X_NOISY || image.as_deref() == Some(n) {
@@ -90,12 +105,20 @@ impl Deployment {
                 Slot::Level
             } else if label.as_deref() == Some(n) {
                 Slot::Label
+            } else if context.as_deref() == Some(n) {
+                context_dims = Some((n.to_string(), input_dims(vi)));
+                Slot::Context
+            } else if mask.as_deref() == Some(n) {
+                Slot::Mask
+            } else if pooled.as_deref() == Some(n) {
+                pooled_dims = Some(input_dims(vi));
+                Slot::Pooled
             } else {
                 return Err(bad(
                     path,
                     &format!("input `{n}`"),
                     "unknown graph input",
-                    "the image, noise-level and label inputs named in the metadata",
+                    "the image, noise-level, label and text inputs named in the metadata",
                     n.to_string(),
                 ));
             };
@@ -110,13 +133,22 @@ impl Deployment {
                 format!("{:?}", g.input.iter().map(|v| &v.name).collect::<Vec<_>>()),
             )
         })?;
+        let text = match context_dims {
+            Some((name, ctx)) => Some(text_encoder(path, &proto, &name, &ctx, pooled_dims)?),
+            None => None,
+        };
         Ok(Deployment {
             path: path.to_path_buf(),
             proto,
             objective,
             precond,
             shape,
-            classes,
+            classes: if text.is_some() {
+                Some(DIGIT_WORDS.len())
+            } else {
+                classes
+            },
+            text,
             slots,
         })
     }
@@ -134,13 +166,14 @@ impl Deployment {
         })
     }
 
-    /// One prediction (denoised image or velocity) of `x` at `level`, `labels` per image.
+    /// One prediction (denoised image or velocity) of `x` at `level`, conditioned by `cond`
+    /// (labels or texts per image; the null text where a text model gets none).
     fn predict(
         &self,
         m: &TractModel,
         x: &[f32],
         level: f64,
-        labels: Option<&[i64]>,
+        cond: &Condition,
     ) -> Result<Vec<f32>, String> {
         let b = m.batch;
         let [c, h, w] = self.shape;
@@ -152,15 +185,42 @@ impl Deployment {
         } else {
             (x.to_vec(), level as f32)
         };
+        let null_text;
+        let text = match (cond, &self.text) {
+            (Condition::Text(t), _) => Some(t),
+            (_, Some(enc)) => {
+                null_text = TextBatch::null(b, enc.dims);
+                Some(&null_text)
+            }
+            (_, None) => None,
+        };
+        let text_input = |pick: fn(&TextBatch) -> (&[f32], Vec<usize>)| {
+            text.map_or_else(
+                || HostValue::F32(vec![], vec![b, 0]),
+                |t| {
+                    let (v, dims) = pick(t);
+                    HostValue::F32(v.to_vec(), dims)
+                },
+            )
+        };
         let mut inputs = vec![];
         let mut x_in = Some(x_in);
         for s in &self.slots {
             inputs.push(match s {
                 Slot::Image => HostValue::F32(x_in.take().unwrap_or_default(), vec![b, c, h, w]),
                 Slot::Level => HostValue::F32(vec![level_in; b], vec![b]),
-                Slot::Label => {
-                    HostValue::I64(labels.map_or_else(|| vec![0; b], <[i64]>::to_vec), vec![b])
+                Slot::Label => HostValue::I64(
+                    match cond {
+                        Condition::Labels(l) => l.clone(),
+                        _ => vec![0; b],
+                    },
+                    vec![b],
+                ),
+                Slot::Context => {
+                    text_input(|t| (&t.context, vec![t.n, t.dims.len, t.dims.context]))
                 }
+                Slot::Mask => text_input(|t| (&t.mask, vec![t.n, t.dims.len])),
+                Slot::Pooled => text_input(|t| (&t.pooled, vec![t.n, t.dims.pooled.unwrap_or(0)])),
             });
         }
         let f = m.run(inputs)?;
@@ -197,35 +257,35 @@ impl Deployment {
             )
             .into());
         }
-        let labels = sample_labels(self.classes, req.class, n)?;
-        let has_label = self.slots.contains(&Slot::Label);
-        if req.cfg.is_some() && (labels.is_none() || !has_label) {
+        let (_, cond) = conditioning(self.text.as_ref(), self.classes, req)?;
+        let guided = req
+            .cfg
+            .map(|scale| (scale, cond.with_null(self.classes.unwrap_or(0) as i64)));
+        if let Some((_, None)) = guided {
             return Err(bad(
                 &self.path,
                 "--cfg",
-                "classifier-free guidance needs a class-conditional model",
-                "a model with a label input",
+                "classifier-free guidance needs a conditional model",
+                "a model with a label or text input",
                 "an unconditional model".into(),
             )
             .into());
         }
         let noise = initial_noise(req.seed, n * c * h * w);
         let fail = crate::run::RunError::Failed;
-        let out = match req.cfg {
+        let out = match guided {
             None => {
                 let m = self.load(n)?;
                 run_sampler(self.objective, req.steps, noise, |x, level| {
-                    self.predict(&m, x, level, labels.as_deref())
+                    self.predict(&m, x, level, &cond)
                 })
             }
-            Some(scale) => {
+            Some((scale, both)) => {
                 let m = self.load(2 * n)?;
-                let cond = labels.unwrap_or_default();
-                let null = self.classes.unwrap_or(0) as i64;
-                let both: Vec<i64> = cond.iter().copied().chain(vec![null; n]).collect();
+                let both = both.unwrap_or(Condition::None);
                 run_sampler(self.objective, req.steps, noise, |x, level| {
                     let xx: Vec<f32> = x.iter().chain(x).copied().collect();
-                    let out = self.predict(&m, &xx, level, Some(&both))?;
+                    let out = self.predict(&m, &xx, level, &both)?;
                     let (c, u) = out.split_at(x.len());
                     Ok(guide(c, u, scale))
                 })
@@ -262,9 +322,9 @@ impl Deployment {
         let load_seconds = t0.elapsed().as_secs_f64();
         let [c, h, w] = self.shape;
         let x = initial_noise(3, batch * c * h * w);
-        let labels: Vec<i64> = (0..batch as i64)
-            .map(|i| i % self.classes.unwrap_or(1) as i64)
-            .collect();
+        let labels = grid_labels(batch, self.classes);
+        let cond = Condition::of_classes(labels.as_deref(), self.text.as_ref())
+            .map_err(|e| crate::run::RunError::Failed(e.to_string()))?;
         let level = if self.objective == Objective::Edm {
             1.0
         } else {
@@ -273,7 +333,7 @@ impl Deployment {
         let mut times = vec![];
         for i in 0..warmup + iters {
             let t = std::time::Instant::now();
-            self.predict(&m, &x, level, Some(&labels))
+            self.predict(&m, &x, level, &cond)
                 .map_err(crate::run::RunError::Failed)?;
             if i >= warmup {
                 times.push(t.elapsed().as_secs_f64() * 1e3);
@@ -287,6 +347,56 @@ impl Deployment {
             min_ms: times[0],
         })
     }
+}
+
+/// The bundled text encoder for a file whose context input `name` is `[B, L, Dc]` (`pooled`:
+/// `[B, Dp]`), after checking that the file was exported with it.
+fn text_encoder(
+    path: &Path,
+    proto: &pb::ModelProto,
+    name: &str,
+    context: &[usize],
+    pooled: Option<Vec<usize>>,
+) -> Result<TextEncoder, Diagnostic> {
+    let vocabulary = Tokenizer::bundled().in_id_order();
+    let encoder = metadata(proto, keys::TEXT_ENCODER);
+    let words = metadata(proto, keys::VOCABULARY);
+    if encoder != Some(BUNDLED_ENCODER) || words != Some(vocabulary.as_str()) {
+        return Err(bad(
+            path,
+            "metadata `treadc.text_encoder`",
+            "the file's text encoder is not one treadc can rebuild",
+            &format!("`{BUNDLED_ENCODER}` with its vocabulary (a file from `treadc export`)"),
+            format!(
+                "text_encoder {:?}, vocabulary {:?}",
+                encoder.unwrap_or("absent"),
+                words.unwrap_or("absent")
+            ),
+        ));
+    }
+    let [_, len, width] = context[..] else {
+        return Err(bad(
+            path,
+            &format!("input `{name}`"),
+            "the text context has the wrong rank",
+            "[B, L, Dc]",
+            format!("{context:?}"),
+        ));
+    };
+    let dims = TextDims {
+        len,
+        context: width,
+        pooled: pooled.and_then(|p| p.get(1).copied()),
+    };
+    TextEncoder::fitting(dims).map_err(|longest| {
+        bad(
+            path,
+            &format!("input `{name}`"),
+            "the text context is shorter than the bundled captions",
+            &format!("a context of at least {longest} tokens"),
+            format!("{len} tokens"),
+        )
+    })
 }
 
 fn input_dims(vi: &pb::ValueInfoProto) -> Vec<usize> {

@@ -109,6 +109,17 @@ impl TextEncoder {
         }
     }
 
+    /// The encoder for `dims` if its context holds every bundled caption, else the number of
+    /// tokens the longest caption needs.
+    pub fn fitting(dims: TextDims) -> Result<Self, usize> {
+        let enc = TextEncoder::new(dims);
+        let longest = super::captions::longest_caption(&enc.tokenizer);
+        if dims.len < longest {
+            return Err(longest);
+        }
+        Ok(enc)
+    }
+
     /// The ids of `text`, padded to the context length.
     pub fn tokenize(&self, text: &str) -> Result<Vec<u32>, TextError> {
         self.tokenizer.encode(text, self.dims.len)

@@ -13,5 +13,8 @@ pub mod vocab;
 pub use captions::{
     canonical_prompt, caption_for, digit_named, longest_caption, CAPTION_TEMPLATES,
 };
+/// The name an export records for the bundled encoder (captions, tokenizer, seeded tables).
+pub const BUNDLED_ENCODER: &str = "bundled-digits";
+
 pub use encoder::{TextBatch, TextDims, TextEncoder};
 pub use vocab::{TextError, Tokenizer, PAD};

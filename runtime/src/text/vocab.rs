@@ -110,6 +110,11 @@ impl Tokenizer {
         self.words[1..].join(", ")
     }
 
+    /// Every word in id order, space-separated, the padding first (the exported vocabulary).
+    pub fn in_id_order(&self) -> String {
+        self.words.join(" ")
+    }
+
     /// The ids of `text`'s words padded with [`PAD`] to `max` ids.
     pub fn encode(&self, text: &str, max: usize) -> Result<Vec<u32>, TextError> {
         let mut ids = Vec::with_capacity(max);
