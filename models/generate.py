@@ -719,7 +719,7 @@ def main():
         pooled_dim=32,
         description="An SD3-shaped MMDiT at test size: 6 joint blocks of width 64 on 64 image "
                     "tokens (4x4 patches of 32x32) and 8 text tokens.",
-        training={"init": "adaln_zero", "lr": 2e-3, "lr_warmup": 100, "weight_decay": 0.0,
+        training={"init": "adaln_zero", "lr": 3e-3, "lr_warmup": 100, "weight_decay": 0.0,
                   "ema_decay": 0.999, "ema_warmup": True, "batch": 64}))
     write("pixart-alpha-xl2.json", pixart(
         "PixArt-alpha-XL/2-1024", 28, 1152, 16, size=128, channels=4, out_channels=8, patch=2,
@@ -732,8 +732,11 @@ def main():
         "MNIST-PixArt-small", 6, 64, 4, size=32, channels=1, out_channels=1, patch=4,
         text_len=8, text_dim=32,
         description="A PixArt-shaped cross-attention model at test size: 6 blocks of width 64 on "
-                    "64 tokens, masked cross-attention to 8 text tokens, adaLN-single.",
-        training={"batch": 64}))
+                    "64 tokens, masked cross-attention to 8 text tokens, adaLN-single; trained "
+                    "with MNIST-DiT-small's fast recipe (EDM).",
+        training={"init": "adaln_zero", "lr": 3e-3, "lr_warmup": 100, "weight_decay": 0.0,
+                  "ema_decay": 0.999, "ema_warmup": True, "batch": 64, "p_mean": -0.4,
+                  "p_std": 1.4}))
     write("wan2.1-t2v-1.3b.json", wan(
         "Wan2.1-T2V-1.3B", 30, 1536, 12, 8960, frames=21, height=60, width=104, channels=16,
         patch=2, text_len=512, text_dim=4096,
@@ -752,8 +755,10 @@ def main():
         text_len=8, text_dim=32, pooled_dim=32, guidance=False,
         description="A Flux-shaped model at test size: 2 double-stream and 4 single-stream "
                     "blocks of width 64 on 64 image tokens (4x4 patches of 32x32) and 8 text "
-                    "tokens, 3-axis RoPE (4, 6, 6), QK RMS-norm.",
-        training={"batch": 64}))
+                    "tokens, 3-axis RoPE (4, 6, 6), QK RMS-norm; trained with "
+                    "MNIST-MMDiT-small's recipe (flow).",
+        training={"init": "adaln_zero", "lr": 3e-3, "lr_warmup": 100, "weight_decay": 0.0,
+                  "ema_decay": 0.999, "ema_warmup": True, "batch": 64}))
 
 
 if __name__ == "__main__":

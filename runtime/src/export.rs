@@ -171,7 +171,9 @@ pub fn load_source(req: &ExportRequest) -> Result<ExportSource, Diagnostic> {
 pub fn export_source(src: &ExportSource, req: &ExportRequest) -> Result<ExportOutcome, Diagnostic> {
     let t0 = Instant::now();
     let mut metadata = src.metadata.clone();
-    if let Some(enc) = crate::run::text_encoder(&src.compiled)? {
+    // A context too short for the bundled captions exports without them: the file cannot be
+    // prompted by `treadc run`, but it is still the model.
+    if let Ok(Some(enc)) = crate::run::text_encoder(&src.compiled) {
         metadata.push((keys::TEXT_ENCODER.into(), BUNDLED_ENCODER.into()));
         metadata.push((keys::VOCABULARY.into(), enc.tokenizer.in_id_order()));
     }

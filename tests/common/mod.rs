@@ -92,8 +92,8 @@ pub fn preconditionable(path: &Path) -> bool {
 
 /// A preset shrunk for fast numeric tests: 2 heads of width 16, 16 image tokens, 10 classes,
 /// 4 text tokens, 2 frames, two trunk blocks for a single repeated group or one per entry of
-/// several (U-ViT's long skips keep its structure), RoPE dims fitted to the head, no routes. Written to a
-/// fresh temporary folder; returns the file.
+/// several (U-ViT's long skips keep its structure), RoPE dims fitted to the head, no routes,
+/// Xavier init. Written to a fresh temporary folder; returns the file.
 pub fn reduced_preset(path: &Path, dir: &Path) -> PathBuf {
     let text = std::fs::read_to_string(path).expect("preset readable");
     let mut m: serde_json::Value = serde_json::from_str(&text).expect("preset is JSON");
@@ -145,6 +145,11 @@ pub fn reduced_preset(path: &Path, dir: &Path) -> PathBuf {
         }
     }
     m["routes"] = serde_json::json!([]);
+    // Fresh weights that make every path matter: adaLN-Zero's zero output layer would make any
+    // two runtimes agree on any input.
+    if let Some(training) = m["training"].as_object_mut() {
+        training.insert("init".into(), "xavier".into());
+    }
     std::fs::create_dir_all(dir).expect("temp dir");
     let out = dir.join(path.file_name().expect("file name"));
     std::fs::write(&out, serde_json::to_string_pretty(&m).expect("JSON")).expect("write");
