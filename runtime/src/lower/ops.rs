@@ -330,7 +330,12 @@ pub fn eval<B: FusedOps>(
                 Some(m) => Some(m.f2()?),
                 None => None,
             };
-            Value::F3(sdpa(q, k, v, mask, *heads as usize))
+            Value::F3(match mask {
+                None if ctx.fused && q.dims() == k.dims() && k.dims() == v.dims() => {
+                    sdpa_fused(q, k, v, *heads as usize)
+                }
+                mask => sdpa(q, k, v, mask, *heads as usize),
+            })
         }
         Op::Rope { heads, .. } => {
             let (t, pos) = (next()?.f3()?, next()?.f3()?);
@@ -459,6 +464,20 @@ pub fn sdpa<B: Backend>(
     }
     let probs = activation::softmax(scores, 3);
     probs.matmul(v).swap_dims(1, 2).reshape([b, tq, dv])
+}
+
+/// Unmasked self-attention of same-shaped `q`, `k`, `v` through the fused attention kernel:
+/// packed side by side as the `[B·N, 3·D]` projection it reads (joint attention's concatenated
+/// streams take this path).
+pub fn sdpa_fused<B: FusedOps>(
+    q: Tensor<B, 3>,
+    k: Tensor<B, 3>,
+    v: Tensor<B, 3>,
+    heads: usize,
+) -> Tensor<B, 3> {
+    let [b, n, d] = q.dims();
+    let qkv = Tensor::cat(vec![q, k, v], 2).reshape([b * n, 3 * d]);
+    B::fused_attention(qkv, b, heads).reshape([b, n, d])
 }
 
 /// Rotary position embedding: each head's pairs `(2i, 2i+1)` turned by the angles
