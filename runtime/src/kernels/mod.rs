@@ -16,6 +16,7 @@ pub mod elementwise;
 mod gemm;
 pub mod linear;
 pub mod norm;
+pub mod rope;
 pub mod simd;
 pub mod tokens;
 

@@ -340,7 +340,7 @@ pub fn eval<B: FusedOps>(
         Op::Rope { heads, .. } => {
             let (t, pos) = (next()?.f3()?, next()?.f3()?);
             let freqs = ctx.params.fixed(name)?;
-            Value::F3(rope(t, pos, freqs, *heads as usize))
+            Value::F3(rope(t, pos, freqs, *heads as usize, ctx.fused))
         }
         Op::Positions { .. } => Value::F3(ctx.params.fixed(name)?.unsqueeze::<3>()),
         Op::SelectStream { stream } => {
@@ -482,25 +482,23 @@ pub fn sdpa_fused<B: FusedOps>(
 
 /// Rotary position embedding: each head's pairs `(2i, 2i+1)` turned by the angles
 /// `positions · freqs` (`freqs`: [`tread_compiler::tables::rope_freqs`], `[axes, dh/2]`).
-pub fn rope<B: Backend>(
+pub fn rope<B: FusedOps>(
     x: Tensor<B, 3>,
     pos: Tensor<B, 3>,
     freqs: Tensor<B, 2>,
     heads: usize,
+    fused: bool,
 ) -> Tensor<B, 3> {
-    let [b, n, d] = x.dims();
+    let [_, _, d] = x.dims();
     let [bp, _, axes] = pos.dims();
     let half = d / heads / 2;
     let angles = pos.matmul(freqs.unsqueeze::<3>().expand([bp, axes, half]));
-    let table = |t: Tensor<B, 3>| t.reshape([bp, n, 1, half]).expand([b, n, heads, half]);
-    let (cos, sin) = (table(angles.clone().cos()), table(angles.sin()));
-    let pairs = x.reshape([b, n, heads, half, 2]);
-    let part = |i: usize| pairs.clone().narrow(4, i, 1).reshape([b, n, heads, half]);
-    let (x0, x1) = (part(0), part(1));
-    let y0 = x0.clone() * cos.clone() - x1.clone() * sin.clone();
-    let y1 = x0 * sin + x1 * cos;
-    let col = |t: Tensor<B, 4>| t.reshape([b, n, heads, half, 1]);
-    Tensor::cat(vec![col(y0), col(y1)], 4).reshape([b, n, d])
+    let (cos, sin) = (angles.clone().cos(), angles.sin());
+    if fused {
+        B::fused_rope(x, cos, sin, heads)
+    } else {
+        super::fused::reference::rope(x, cos, sin, heads)
+    }
 }
 
 /// A per-sample `[B, 1, D]` vector (the fusion pass checked the shape) as `[B, D]`.

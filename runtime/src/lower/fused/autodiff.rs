@@ -15,7 +15,8 @@ use burn::tensor::{Int, Tensor, TensorPrimitive};
 
 use super::flex::{
     attention_forward_keep, contiguous, gated_forward, gather_forward, gelu_forward, host_indices,
-    linear_forward, merge_forward, norm_forward, tensor_of, token_shape, values,
+    linear_forward, merge_forward, norm_forward, rope_forward, rope_shape, tensor_of, token_shape,
+    values,
 };
 use super::{AdamEmaState, FusedOps, Mods, NormKind};
 use crate::kernels::adamw::AdamWEma;
@@ -24,6 +25,7 @@ use crate::kernels::buffer::uninit_buffer;
 use crate::kernels::elementwise::{self, Rows};
 use crate::kernels::linear::{self, LinearGrads, LinearShape, Wanted};
 use crate::kernels::norm::{self, ModGrads};
+use crate::kernels::rope::RopeShape;
 use crate::kernels::tokens::{self, TokenShape};
 
 type Ad = Autodiff<Flex>;
@@ -217,6 +219,21 @@ impl Backward<Flex, 1> for GeluBackward {
 }
 
 #[derive(Debug)]
+struct RopeBackward;
+
+impl Backward<Flex, 1> for RopeBackward {
+    /// The angle tables (cos, sin) and the layout.
+    type State = (FlexTensor, FlexTensor, RopeShape);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        backward_n(ops, grads, |(cos, sin, s), g, _| {
+            // The rotation is orthogonal: its gradient is the rotation by the opposite angle.
+            [Some(rope_forward(&g, &cos, &sin, s, true))]
+        });
+    }
+}
+
+#[derive(Debug)]
 struct GatedResidualBackward;
 
 impl Backward<Flex, 3> for GatedResidualBackward {
@@ -394,6 +411,22 @@ impl FusedOps for Ad {
         let xi = inner(&x);
         let out = gelu_forward(&xi);
         wrap_ad(record(GeluBackward, [&x], xi, out))
+    }
+
+    fn fused_rope(
+        x: Tensor<Ad, 3>,
+        cos: Tensor<Ad, 3>,
+        sin: Tensor<Ad, 3>,
+        heads: usize,
+    ) -> Tensor<Ad, 3> {
+        let s = rope_shape(&x.dims(), &cos.dims(), heads);
+        let (cos, sin) = (
+            contiguous(cos.inner().into_primitive().tensor()),
+            contiguous(sin.inner().into_primitive().tensor()),
+        );
+        let x = unwrap_ad(x);
+        let out = rope_forward(&inner(&x), &cos, &sin, s, false);
+        wrap_ad(record(RopeBackward, [&x], (cos, sin, s), out))
     }
 
     fn fused_gated_residual(

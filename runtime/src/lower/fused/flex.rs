@@ -11,6 +11,7 @@ use crate::kernels::buffer::uninit_buffer;
 use crate::kernels::elementwise::{self, Rows};
 use crate::kernels::linear::{self, LinearShape};
 use crate::kernels::norm;
+use crate::kernels::rope::{self, RopeShape};
 use crate::kernels::tokens::{self, TokenShape};
 
 /// The burn-flex tensor behind a float tensor, contiguous (copied only if it was a strided view).
@@ -189,6 +190,35 @@ pub(super) fn gelu_forward(x: &FlexTensor) -> FlexTensor {
     tensor_of(out, shape)
 }
 
+/// The rotation's layout from `x = [B, N, D]` and a table `[Bt, N, D/H/2]`.
+pub(super) fn rope_shape(x: &[usize; 3], table: &[usize; 3], heads: usize) -> RopeShape {
+    RopeShape {
+        batch: x[0],
+        tokens: x[1],
+        heads,
+        half: table[2],
+        table_batch: table[0],
+    }
+}
+
+/// The rotation (or, `inverse`, its transpose: the gradient) on flex tensors.
+pub(super) fn rope_forward(
+    x: &FlexTensor,
+    cos: &FlexTensor,
+    sin: &FlexTensor,
+    s: RopeShape,
+    inverse: bool,
+) -> FlexTensor {
+    let shape = x.layout().shape().to_vec();
+    // SAFETY: the rotation writes every value.
+    let out = unsafe {
+        uninit_buffer(values(x).len(), |out| {
+            rope::rotate(values(x), values(cos), values(sin), s, inverse, out)
+        })
+    };
+    tensor_of(out, shape)
+}
+
 /// Gated residual forward on flex tensors; returns the output and the row layout.
 pub(super) fn gated_forward(
     x: &FlexTensor,
@@ -285,6 +315,16 @@ impl FusedOps for Flex {
 
     fn fused_gelu_tanh(x: Tensor<Flex, 2>) -> Tensor<Flex, 2> {
         wrap(gelu_forward(&flex(x)))
+    }
+
+    fn fused_rope(
+        x: Tensor<Flex, 3>,
+        cos: Tensor<Flex, 3>,
+        sin: Tensor<Flex, 3>,
+        heads: usize,
+    ) -> Tensor<Flex, 3> {
+        let s = rope_shape(&x.dims(), &cos.dims(), heads);
+        wrap(rope_forward(&flex(x), &flex(cos), &flex(sin), s, false))
     }
 
     fn fused_gated_residual(

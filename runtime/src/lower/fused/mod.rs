@@ -51,6 +51,17 @@ pub trait FusedOps: Backend {
         reference::norm(x, mods, batch, kind, eps)
     }
 
+    /// Rotary position embedding of `x = [B, N, H·Dh]` by per-token angle tables `cos`, `sin`
+    /// of `[Bt, N, Dh/2]` (`Bt` = 1 or B; constants: no gradient flows to them).
+    fn fused_rope(
+        x: Tensor<Self, 3>,
+        cos: Tensor<Self, 3>,
+        sin: Tensor<Self, 3>,
+        heads: usize,
+    ) -> Tensor<Self, 3> {
+        reference::rope(x, cos, sin, heads)
+    }
+
     /// tanh-GELU.
     fn fused_gelu_tanh(x: Tensor<Self, 2>) -> Tensor<Self, 2> {
         reference::gelu_tanh(x)

@@ -33,6 +33,27 @@ pub fn attention<B: Backend>(qkv: Tensor<B, 2>, batch: usize, heads: usize) -> T
     o.swap_dims(1, 2).reshape([rows, d])
 }
 
+/// Rotary position embedding through burn ops: each head's pairs `(2i, 2i+1)` turned by the
+/// angle whose cosine and sine the `[Bt, N, Dh/2]` tables hold.
+pub fn rope<B: Backend>(
+    x: Tensor<B, 3>,
+    cos: Tensor<B, 3>,
+    sin: Tensor<B, 3>,
+    heads: usize,
+) -> Tensor<B, 3> {
+    let [b, n, d] = x.dims();
+    let [bp, _, half] = cos.dims();
+    let table = |t: Tensor<B, 3>| t.reshape([bp, n, 1, half]).expand([b, n, heads, half]);
+    let (cos, sin) = (table(cos), table(sin));
+    let pairs = x.reshape([b, n, heads, half, 2]);
+    let part = |i: usize| pairs.clone().narrow(4, i, 1).reshape([b, n, heads, half]);
+    let (x0, x1) = (part(0), part(1));
+    let y0 = x0.clone() * cos.clone() - x1.clone() * sin.clone();
+    let y1 = x0 * sin + x1 * cos;
+    let col = |t: Tensor<B, 4>| t.reshape([b, n, heads, half, 1]);
+    Tensor::cat(vec![col(y0), col(y1)], 4).reshape([b, n, d])
+}
+
 /// Norm (no affine), then the optional modulation.
 pub fn norm<B: Backend>(
     x: Tensor<B, 2>,
