@@ -748,8 +748,11 @@ def main():
         "MNIST-Wan-small", 6, 64, 4, 256, frames=4, height=16, width=16, channels=1,
         patch=4, text_len=8, text_dim=32,
         description="A Wan-shaped video model at test size: 6 blocks of width 64 on 4 frames of "
-                    "16x16 (1x4x4 patches: 64 tokens), 3-D RoPE, cross-attention to 8 text tokens.",
-        training={"batch": 64}))
+                    "16x16 (1x4x4 patches: 64 tokens), 3-D RoPE, cross-attention to 8 text "
+                    "tokens; trained on clips of moving digits with MNIST-MMDiT-small's recipe "
+                    "(flow).",
+        training={"init": "adaln_zero", "lr": 3e-3, "lr_warmup": 100, "weight_decay": 0.0,
+                  "ema_decay": 0.999, "ema_warmup": True, "batch": 64}))
     write("mnist-flux-small.json", flux(
         "MNIST-Flux-small", 2, 4, 64, 4, [4, 6, 6], size=32, channels=1, patch=4,
         text_len=8, text_dim=32, pooled_dim=32, guidance=False,

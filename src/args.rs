@@ -146,10 +146,10 @@ pub(crate) struct RunArgs {
     /// What the images are drawn for.
     #[command(flatten)]
     pub(crate) what: DrawFor,
-    /// Output PNG grid.
+    /// Output PNG grid (a video model: frame strips, and an animated `NAME.anim.png` beside it).
     #[arg(short = 'o', long = "output", default_value = "samples.png")]
     pub(crate) output: PathBuf,
-    /// Also write the samples as a float32 .npy [n, C, H, W].
+    /// Also write the samples as a float32 .npy [n, C, H, W] (clips: [n, C, F, H, W]).
     #[arg(long)]
     pub(crate) npy: Option<PathBuf>,
 }
@@ -278,10 +278,10 @@ pub(crate) struct SampleArgs {
     /// Use the raw weights instead of the EMA.
     #[arg(long)]
     pub(crate) raw: bool,
-    /// Output PNG grid.
+    /// Output PNG grid (a video model: frame strips, and an animated `NAME.anim.png` beside it).
     #[arg(short = 'o', long = "output", default_value = "samples.png")]
     pub(crate) output: PathBuf,
-    /// Also write the samples as a float32 .npy [n, C, H, W].
+    /// Also write the samples as a float32 .npy [n, C, H, W] (clips: [n, C, F, H, W]).
     #[arg(long)]
     pub(crate) npy: Option<PathBuf>,
     /// burn backend (cuda needs a build with --features cuda).

@@ -268,9 +268,19 @@ fn run_sample(args: SampleArgs) -> Result<(), Failure> {
     };
     let s = tread_runtime::draw::sample(kind, &args.run, &req).map_err(from_run)?;
     let n = s.n;
-    tread_runtime::run::write_samples(&s.images, n, s.shape, &args.output, args.npy.as_deref())
-        .map_err(Failure::Diag)?;
+    let animated = tread_runtime::run::write_samples(
+        &s.images,
+        n,
+        s.shape,
+        s.clip,
+        &args.output,
+        args.npy.as_deref(),
+    )
+    .map_err(Failure::Diag)?;
     eprintln!("wrote {n} samples to {}", args.output.display());
+    if let Some(a) = animated {
+        eprintln!("wrote them as an animation to {}", a.display());
+    }
     Ok(())
 }
 
@@ -455,8 +465,18 @@ fn run_onnx(args: RunArgs) -> Result<(), Failure> {
         ..Default::default()
     };
     let imgs = d.sample(&req).map_err(from_run)?;
-    tread_runtime::run::write_samples(&imgs, args.n, d.shape, &args.output, args.npy.as_deref())
-        .map_err(Failure::Diag)?;
+    let animated = tread_runtime::run::write_samples(
+        &imgs,
+        args.n,
+        d.shape,
+        d.clip(),
+        &args.output,
+        args.npy.as_deref(),
+    )
+    .map_err(Failure::Diag)?;
+    if let Some(a) = animated {
+        eprintln!("wrote the clips as an animation to {}", a.display());
+    }
     eprintln!(
         "wrote {} samples to {} (tract, {} steps)",
         args.n,

@@ -161,3 +161,35 @@ fn tract_samples_equal_burn_samples_for_text_prompts() {
     );
     assert!(e.contains("purple") && e.contains("--prompt"), "{e}");
 }
+
+/// A video model's file takes clips `[B, C, F, H, W]`: `treadc run` feeds its tall clips in that
+/// shape and draws what `treadc sample` draws, prompted and guided.
+#[test]
+fn tract_samples_equal_burn_samples_for_video_clips() {
+    let tmp = temp_dir("deploy-video");
+    let dir = tmp.path();
+    let text = std::fs::read_to_string(root().join("models/mnist-wan-small.json")).unwrap();
+    let model = dir.join("wan-xavier.json");
+    std::fs::write(&model, text.replace("\"adaln_zero\"", "\"xavier\"")).unwrap();
+    let run = trained_run(&model, 1, dir);
+    let ckpt = RunFolder::new(&run).checkpoint();
+    let d = exported(&run, dir.join("wan.onnx"), false);
+    let clip = d.clip().expect("a video file");
+    assert_eq!((clip.frames, clip.height, clip.width), (4, 16, 16));
+    assert_eq!(
+        d.shape,
+        [1, 64, 16],
+        "clips travel as frames stacked in rows"
+    );
+    for cfg in [None, Some(2.0)] {
+        let req = SampleRequest {
+            n: 2,
+            steps: 2,
+            seed: 3,
+            cfg,
+            prompt: Some("a seven".into()),
+            ..Default::default()
+        };
+        assert_same_samples(&ckpt, &d, &req, &format!("video cfg {cfg:?}"));
+    }
+}

@@ -209,7 +209,7 @@ fn is_timestep_mlp_linear(g: &Graph, id: NodeId) -> bool {
 /// modulation shifts, scales and gates, and (b) the final projection feeding the output.
 /// Decided structurally: (a) the input has no token axis and the output reaches a `modulate` or
 /// `mul` through unsqueeze/chunk only; (b) the output reaches a graph output through
-/// `unpatchify` only.
+/// `unpatchify` (or `unpatchify_video`) only.
 fn is_adaln_zero_linear(g: &Graph, id: NodeId) -> bool {
     let input_has_tokens = g
         .inputs_of(id)
@@ -225,7 +225,7 @@ fn is_adaln_zero_linear(g: &Graph, id: NodeId) -> bool {
         for (u, _) in g.users_of(n) {
             match g.node(u).op {
                 Op::Unsqueeze { .. } | Op::Chunk { .. } => stack.push(u),
-                Op::Unpatchify { .. } => {
+                Op::Unpatchify { .. } | Op::UnpatchifyVideo { .. } => {
                     stack.push(u);
                 }
                 Op::Modulate | Op::Mul | Op::NormModulate { .. } | Op::GatedResidual => {

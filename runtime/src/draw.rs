@@ -6,9 +6,10 @@ use std::path::Path;
 use tread_compiler::diag::{Diagnostic, Location};
 use tread_compiler::ir::Graph;
 
+use crate::data::clips::ClipShape;
 use crate::lower::backends::{guarded, BackendKind};
 use crate::lower::sample::{Guidance, SampleSpec};
-use crate::run::{load_run, model_io, RunError};
+use crate::run::{clip_shape, load_run, model_io, RunError};
 use crate::sampler::{conditioning, SampleRequest};
 
 /// What [`sample`] drew, and from what.
@@ -18,8 +19,10 @@ pub struct Samples {
     pub images: Vec<f32>,
     /// Number of samples.
     pub n: usize,
-    /// `[C, H, W]`.
+    /// `[C, H, W]` (a video model's clips as `[C, F·H, W]`).
     pub shape: [usize; 3],
+    /// A video model's frame layout.
+    pub clip: Option<ClipShape>,
     /// The class each sample was drawn for (`None`: an unconditional model, or a prompt that
     /// names no single digit).
     pub labels: Option<Vec<i64>>,
@@ -97,6 +100,7 @@ fn sample_in(kind: BackendKind, path: &Path, req: &SampleRequest) -> Result<Samp
         images,
         n: req.n,
         shape,
+        clip: clip_shape(&compiled),
         labels,
         classes,
         step: t.step(),

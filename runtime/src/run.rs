@@ -14,6 +14,7 @@ use tread_compiler::route_spec::parse_flag;
 
 use crate::checkpoint::{Checkpoint, HostTensor};
 use crate::condition::Condition;
+use crate::data::clips::{moving_digits, ClipShape};
 use crate::data::{fit_to_model, load, DataSpec, Dataset};
 use crate::image_out::write_grid;
 use crate::lower::backends::{guarded, new_group, new_session, restore_session, BackendKind};
@@ -64,8 +65,9 @@ pub fn compile_model(text: &str, file: &str, routes: &[String]) -> Result<Compil
     compile_str(text, file, &opts)
 }
 
-/// The image input shape `[C, H, W]` and class count of a compiled model; a text-conditioned
-/// model counts the ten digits its captions name (see [`text_encoder`]).
+/// The image input shape `[C, H, W]` (a video model's clips as `[C, F·H, W]`, see
+/// [`clip_shape`]) and class count of a compiled model; a text-conditioned model counts the ten
+/// digits its captions name (see [`text_encoder`]).
 pub fn model_io(c: &Compiled) -> Result<([usize; 3], Option<usize>), Diagnostic> {
     let g = &c.model.graph;
     let mut shape = None;
@@ -93,21 +95,24 @@ pub fn model_io(c: &Compiled) -> Result<([usize; 3], Option<usize>), Diagnostic>
             }
             InputRole::Context => classes = Some(crate::text::vocab::DIGIT_WORDS.len()),
             InputRole::Image => {
-                if g.ty(*id).shape.len() != 4 {
-                    return Err(refuse(
-                        "treadc cannot feed a video input yet".into(),
-                        "an image input [B, C, H, W] (training, sampling and bench feed images)",
-                        g.ty(*id).to_string(),
-                        "`treadc compile` and `treadc export` (with --check) take video models",
-                    ));
-                }
                 let s: Vec<usize> = g
                     .ty(*id)
                     .shape
                     .iter()
                     .map(|d| d.known().unwrap_or(0) as usize)
                     .collect();
-                shape = Some([s[1], s[2], s[3]]);
+                shape = Some(match s[..] {
+                    [_, c, h, w] => [c, h, w],
+                    [_, c, f, h, w] => [c, f * h, w],
+                    _ => {
+                        return Err(refuse(
+                            "treadc cannot feed this image input".into(),
+                            "an image input [B, C, H, W] or a video input [B, C, F, H, W]",
+                            g.ty(*id).to_string(),
+                            "`treadc compile` and `treadc export` (with --check) take any rank",
+                        ))
+                    }
+                });
             }
             InputRole::Label => {
                 classes = g.node_ids().into_iter().find_map(|n| match g.node(n).op {
@@ -123,6 +128,26 @@ pub fn model_io(c: &Compiled) -> Result<([usize; 3], Option<usize>), Diagnostic>
             .in_file(c.model.file.clone())
     })?;
     Ok((shape, classes))
+}
+
+/// The frame layout of a video model (an image input `[B, C, F, H, W]`), whose clips the
+/// runtime carries as tall images `[C, F·H, W]` (see [`crate::data::clips`]); `None` for
+/// image models.
+pub fn clip_shape(c: &Compiled) -> Option<ClipShape> {
+    let g = &c.model.graph;
+    g.inputs.iter().find_map(|(_, id)| match g.node(*id).op {
+        Op::Input {
+            role: InputRole::Image,
+        } => match &g.ty(*id).shape[..] {
+            [_, _, f, h, w] => Some(ClipShape {
+                frames: f.known()? as usize,
+                height: h.known()? as usize,
+                width: w.known()? as usize,
+            }),
+            _ => None,
+        },
+        _ => None,
+    })
 }
 
 /// The text encoder of a text-conditioned model (one with a `context` input): its dims come
@@ -251,9 +276,19 @@ fn prepare(
     let (shape, classes) = model_io(&compiled)?;
     at.plan.check(settings.batch)?;
     let spec = DataSpec::parse(&settings.data)?;
-    let raw = load(&spec, at.bundled_mnist)?;
+    let mut raw = load(&spec, at.bundled_mnist)?;
+    let mut clip_note = None;
+    if let Some(clip) = clip_shape(&compiled) {
+        raw = moving_digits(&raw, clip, settings.seed)?;
+        clip_note = Some(format!(
+            "made one {}-frame clip of {}x{} per image: the digit shrunk to 7/8 of a frame and \
+             moving at a constant speed (seed {})",
+            clip.frames, clip.height, clip.width, settings.seed
+        ));
+    }
     let (data, notes): (Dataset, Vec<String>) =
         fit_to_model(raw, shape[0], shape[1], shape[2], classes, settings.seed)?;
+    let notes = clip_note.into_iter().chain(notes).collect();
     let mut recipe = recipe(&compiled, settings.batch, settings.seed)?;
     recipe.micro_batches = at.plan.micro_batches;
     Ok(Prepared {
@@ -402,10 +437,11 @@ fn train_in(
         }
     };
     let evaluator = if settings.eval_every > 0 {
-        crate::eval::check_digit_model(shape, classes)
+        let clip = clip_shape(&compiled);
+        crate::eval::check_digit_model(shape, clip, classes)
             .map_err(|d| d.in_file(settings.model_file.clone()))?;
         let data_dir = bundled_mnist.parent().unwrap_or(Path::new("."));
-        Some(crate::eval::Evaluator::bundled(data_dir)?)
+        Some(crate::eval::Evaluator::for_model(data_dir, clip)?)
     } else {
         None
     };
@@ -507,7 +543,12 @@ fn train_in(
             null_label: classes.unwrap_or(0) as i64,
         };
         let imgs = t.sample(&spec, &guidance, true).map_err(RunError::Failed)?;
-        write_grid(path, &imgs, n, shape, 8)?;
+        match clip_shape(&compiled) {
+            Some(c) => {
+                crate::image_out::write_clips(path, &imgs, n, shape[0], c, 4)?;
+            }
+            None => write_grid(path, &imgs, n, shape, 8)?,
+        }
         Ok(())
     };
     let evaluate =
@@ -558,9 +599,15 @@ fn train_in(
             .filter(|_| at(settings.eval_every) || trainer.step() == settings.steps)
         {
             let sc = evaluate(trainer.as_ref(), ev)?;
-            writeln!(log, "{}", serde_json::json!({"step": trainer.step(), "fd": sc.fd, "accuracy": sc.accuracy, "per_class": sc.per_class, "n": sc.n, "cfg": settings.cfg, "elapsed_s": elapsed}))
-                .map_err(|e| io_err("cannot write metrics.jsonl", e))?;
+            let mut line = serde_json::json!({"step": trainer.step(), "fd": sc.fd, "accuracy": sc.accuracy, "per_class": sc.per_class, "n": sc.n, "cfg": settings.cfg, "elapsed_s": elapsed});
+            if let Some(m) = sc.moving {
+                line["moving"] = m.into();
+            }
+            writeln!(log, "{line}").map_err(|e| io_err("cannot write metrics.jsonl", e))?;
             last_eval = format!(" · FD {:.2}, acc {:.1}%", sc.fd, 100.0 * sc.accuracy);
+            if let Some(m) = sc.moving {
+                last_eval += &format!(", {:.0}% of clips move", 100.0 * m);
+            }
         }
         bar.set_message(format!("loss {loss:.4}{last_eval}"));
         if at(settings.sample_every) && trainer.step() < settings.steps {
@@ -650,20 +697,37 @@ pub fn host(shape: Vec<usize>, data: Vec<f32>) -> HostTensor {
     HostTensor { shape, data }
 }
 
-/// Writes samples as a grid and optionally as `.npy`.
+/// Writes samples as a grid (a video model's clips as frame strips, and an animated PNG whose
+/// path is returned) and optionally as `.npy` (`[n, C, H, W]`, clips `[n, C, F, H, W]`).
 pub fn write_samples(
     images: &[f32],
     n: usize,
     shape: [usize; 3],
+    clip: Option<ClipShape>,
     png: &Path,
     npy: Option<&Path>,
-) -> Result<(), Diagnostic> {
-    let cols = (n as f64).sqrt().ceil() as usize;
-    write_grid(png, images, n, shape, cols)?;
+) -> Result<Option<std::path::PathBuf>, Diagnostic> {
+    let animated = match clip {
+        Some(c) => {
+            let cols = ((n as f64).sqrt() / (c.frames as f64).sqrt()).ceil() as usize;
+            Some(crate::image_out::write_clips(
+                png, images, n, shape[0], c, cols,
+            )?)
+        }
+        None => {
+            let cols = (n as f64).sqrt().ceil() as usize;
+            write_grid(png, images, n, shape, cols)?;
+            None
+        }
+    };
     if let Some(p) = npy {
-        crate::npy::write(p, images, &[n, shape[0], shape[1], shape[2]])?;
+        let dims = match clip {
+            Some(c) => vec![n, shape[0], c.frames, c.height, c.width],
+            None => vec![n, shape[0], shape[1], shape[2]],
+        };
+        crate::npy::write(p, images, &dims)?;
     }
-    Ok(())
+    Ok(animated)
 }
 
 #[cfg(test)]

@@ -16,9 +16,11 @@
 //! - Latents ([`latents`]): a `.safetensors` file with `latents` and `labels`, or a `.npy` file of
 //!   latents with a sibling `labels.npy`.
 
+pub mod clips;
 pub mod idx;
 pub mod latents;
 pub mod png_folder;
+pub mod resize;
 
 use std::path::{Path, PathBuf};
 

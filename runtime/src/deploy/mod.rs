@@ -14,6 +14,7 @@ use tread_onnx::export::precond::{SIGMA, X_NOISY};
 use tread_onnx::{keys, pb};
 
 use crate::condition::Condition;
+use crate::data::clips::ClipShape;
 use crate::sampler::{conditioning, grid_labels, guide, initial_noise, run_sampler, SampleRequest};
 use crate::text::vocab::DIGIT_WORDS;
 use crate::text::{TextBatch, TextDims, TextEncoder, Tokenizer, BUNDLED_ENCODER};
@@ -38,8 +39,10 @@ pub struct Deployment {
     pub objective: Objective,
     /// Whether EDM's preconditioning is inside the graph.
     pub precond: bool,
-    /// Image shape `[C, H, W]`.
+    /// Image shape `[C, H, W]` (a video file's clips as `[C, F·H, W]`, frames stacked in rows).
     pub shape: [usize; 3],
+    /// The image input's own dims after the batch (`[C, F, H, W]` for video).
+    image_dims: Vec<usize>,
     /// Class count (the null label is this value), for class-conditional models; the ten
     /// digits for a text model (drawn as their canonical prompts).
     pub classes: Option<usize>,
@@ -92,14 +95,18 @@ impl Deployment {
         );
         let mut slots = vec![];
         let mut shape = None;
+        let mut image_dims = vec![];
         let (mut context_dims, mut pooled_dims) = (None, None);
         for vi in &g.input {
             let n = vi.name.as_str();
             let slot = if n == X_NOISY || image.as_deref() == Some(n) {
                 let dims = input_dims(vi);
-                if dims.len() == 4 {
-                    shape = Some([dims[1], dims[2], dims[3]]);
-                }
+                shape = match dims[..] {
+                    [_, c, h, w] => Some([c, h, w]),
+                    [_, c, f, h, w] => Some([c, f * h, w]),
+                    _ => shape,
+                };
+                image_dims = dims.get(1..).map(<[usize]>::to_vec).unwrap_or_default();
                 Slot::Image
             } else if n == SIGMA || level.as_deref() == Some(n) {
                 Slot::Level
@@ -129,7 +136,7 @@ impl Deployment {
                 path,
                 "graph inputs",
                 "no image input",
-                "an input of shape [B, C, H, W]",
+                "an input of shape [B, C, H, W] or [B, C, F, H, W]",
                 format!("{:?}", g.input.iter().map(|v| &v.name).collect::<Vec<_>>()),
             )
         })?;
@@ -143,6 +150,7 @@ impl Deployment {
             objective,
             precond,
             shape,
+            image_dims,
             classes: if text.is_some() {
                 Some(DIGIT_WORDS.len())
             } else {
@@ -151,6 +159,18 @@ impl Deployment {
             text,
             slots,
         })
+    }
+
+    /// A video file's frame layout (an image input `[B, C, F, H, W]`).
+    pub fn clip(&self) -> Option<ClipShape> {
+        match self.image_dims[..] {
+            [_, frames, height, width] => Some(ClipShape {
+                frames,
+                height,
+                width,
+            }),
+            _ => None,
+        }
     }
 
     /// Loads the model for `batch` images per call.
@@ -176,7 +196,6 @@ impl Deployment {
         cond: &Condition,
     ) -> Result<Vec<f32>, String> {
         let b = m.batch;
-        let [c, h, w] = self.shape;
         let raw_edm = self.objective == Objective::Edm && !self.precond;
         let pc = Precond::edm(level);
         let (x_in, level_in) = if raw_edm {
@@ -207,7 +226,10 @@ impl Deployment {
         let mut x_in = Some(x_in);
         for s in &self.slots {
             inputs.push(match s {
-                Slot::Image => HostValue::F32(x_in.take().unwrap_or_default(), vec![b, c, h, w]),
+                Slot::Image => HostValue::F32(
+                    x_in.take().unwrap_or_default(),
+                    [b].iter().chain(&self.image_dims).copied().collect(),
+                ),
                 Slot::Level => HostValue::F32(vec![level_in; b], vec![b]),
                 Slot::Label => HostValue::I64(
                     match cond {

@@ -8,6 +8,7 @@
 //! of the FD. Everything here works on host buffers; the classifier's forward is in
 //! [`crate::lower::classifier`].
 
+pub mod frames;
 pub mod frechet;
 pub mod weights;
 
@@ -17,12 +18,16 @@ use std::path::Path;
 use serde::Serialize;
 use tread_compiler::diag::{Diagnostic, Location};
 
+use crate::data::clips::{moving_digits, ClipShape};
 use crate::data::{fit_to_model, load, DataSpec, Dataset};
 use crate::lower::classifier::{self, CLASSES, FEATURES, SIDE};
 use frechet::{frechet_distance, Gaussian};
 
 /// The bundled digits the classifier never trained on (the FD's real reference).
 pub const HELD_OUT: Range<usize> = 9000..10000;
+
+/// The seed of the held-out digits' clips, the real reference of a video model's FD.
+const REFERENCE_CLIPS_SEED: u64 = 0x5eed_c11b;
 
 /// What an evaluation measured.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -33,8 +38,11 @@ pub struct Scores {
     pub accuracy: f64,
     /// The same per requested class (NaN-free: a class with no samples gets 0).
     pub per_class: Vec<f64>,
-    /// Number of samples.
+    /// Number of samples scored (frames, for a video model).
     pub n: usize,
+    /// A video model's share of clips whose digit moves (see [`frames::moving_share`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub moving: Option<f64>,
 }
 
 /// The bundled digits padded to 32×32 in [−1, 1], in file order.
@@ -63,16 +71,28 @@ pub fn slice(ds: &Dataset, r: Range<usize>) -> (Vec<f32>, Vec<i64>) {
 pub struct Evaluator {
     params: Vec<Vec<f32>>,
     reference: Gaussian,
+    /// A video model's frame layout: its clips are scored frame by frame.
+    clip: Option<ClipShape>,
 }
 
-/// Checks that a model makes what the classifier reads: 1×32×32 images and 10 classes.
-pub fn check_digit_model(shape: [usize; 3], classes: Option<usize>) -> Result<(), Diagnostic> {
-    if shape == [1, SIDE, SIDE] && classes == Some(CLASSES) {
+/// Checks that a model makes what the classifier reads: 1×32×32 images, or clips of one-channel
+/// frames (see [`Evaluator::for_clips`]), and 10 classes.
+pub fn check_digit_model(
+    shape: [usize; 3],
+    clip: Option<ClipShape>,
+    classes: Option<usize>,
+) -> Result<(), Diagnostic> {
+    let made_of_digits = match clip {
+        Some(_) => shape[0] == 1,
+        None => shape == [1, SIDE, SIDE],
+    };
+    if made_of_digits && classes == Some(CLASSES) {
         return Ok(());
     }
     Err(Diagnostic::new(
         Location::Item("model".into()),
-        "the digit metric needs a class-conditional model of 32×32 one-channel digits",
+        "the digit metric needs a class-conditional model of 32×32 one-channel digits (or \
+         clips of one-channel frames)",
     )
     .expected(format!("image 1×{SIDE}×{SIDE}, {CLASSES} classes"))
     .found(format!(
@@ -94,6 +114,33 @@ impl Evaluator {
         Self::new(params, &images)
     }
 
+    /// The evaluator of a video model with frames `clip`: the reference is the held-out digits
+    /// made into moving clips (a fixed seed), and samples are scored frame by frame (see
+    /// [`frames::frames_as_digits`]), every frame against its clip's class.
+    pub fn for_clips(data_dir: &Path, clip: ClipShape) -> Result<Self, Diagnostic> {
+        let params = weights::load(&data_dir.join(weights::CLASSIFIER_FILE))?.params;
+        let raw = load(&DataSpec::Mnist, &data_dir.join("mnist"))?;
+        let held = Dataset {
+            images: raw.images[HELD_OUT.start * raw.image_len()..].to_vec(),
+            labels: raw.labels[HELD_OUT.start..].to_vec(),
+            n: raw.n.saturating_sub(HELD_OUT.start),
+            ..raw
+        };
+        let clips = moving_digits(&held, clip, REFERENCE_CLIPS_SEED)?;
+        let frames = frames::frames_as_digits(&clips.images, clips.n, clip);
+        let mut e = Self::new(params, &frames)?;
+        e.clip = Some(clip);
+        Ok(e)
+    }
+
+    /// [`Evaluator::bundled`] for an image model, [`Evaluator::for_clips`] for a video model.
+    pub fn for_model(data_dir: &Path, clip: Option<ClipShape>) -> Result<Self, Diagnostic> {
+        match clip {
+            Some(c) => Self::for_clips(data_dir, c),
+            None => Self::bundled(data_dir),
+        }
+    }
+
     /// An evaluator from classifier parameters and real reference images (`n × 32 × 32`).
     pub fn new(params: Vec<Vec<f32>>, reference_images: &[f32]) -> Result<Self, Diagnostic> {
         let internal = |m: String| {
@@ -103,12 +150,30 @@ impl Evaluator {
         let n = reference_images.len() / (SIDE * SIDE);
         let (f, _) = classifier::embed(&params, reference_images, n).map_err(internal)?;
         let reference = Gaussian::fit(&f, FEATURES).map_err(internal)?;
-        Ok(Evaluator { params, reference })
+        Ok(Evaluator {
+            params,
+            reference,
+            clip: None,
+        })
     }
 
-    /// Scores `images` (`n × 32 × 32`, as sampled: the training data's range) that were drawn
-    /// for the classes `labels`.
+    /// Scores `images` (`n × 32 × 32`, as sampled: the training data's range; a video model's
+    /// `n` clips, frame by frame) that were drawn for the classes `labels`.
     pub fn score(&self, images: &[f32], labels: &[i64]) -> Result<Scores, String> {
+        if let Some(clip) = self.clip {
+            let digits = frames::frames_as_digits(images, labels.len(), clip);
+            let per_frame: Vec<i64> = labels
+                .iter()
+                .flat_map(|&l| std::iter::repeat_n(l, clip.frames))
+                .collect();
+            let mut scores = self.score_digits(&digits, &per_frame)?;
+            scores.moving = Some(frames::moving_share(images, labels.len(), clip));
+            return Ok(scores);
+        }
+        self.score_digits(images, labels)
+    }
+
+    fn score_digits(&self, images: &[f32], labels: &[i64]) -> Result<Scores, String> {
         let n = labels.len();
         let (f, logits) = classifier::embed(&self.params, images, n)?;
         let fd = frechet_distance(&Gaussian::fit(&f, FEATURES)?, &self.reference);
@@ -118,6 +183,7 @@ impl Evaluator {
             accuracy: hits as f64 / n.max(1) as f64,
             per_class,
             n,
+            moving: None,
         })
     }
 }

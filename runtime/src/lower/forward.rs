@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
-use tread_compiler::ir::{Graph, InputRole, NodeId, Op};
+use tread_compiler::ir::{Dim, Graph, InputRole, NodeId, Op};
 
 use super::fused::FusedOps;
 use super::ops::{eval, needs_input_types, OpCtx};
@@ -115,8 +115,9 @@ impl<B: Backend> Conditioning<B> {
     }
 }
 
-/// The value bound to an input of `role`, or why there is none.
-fn bind<B: Backend>(role: InputRole, inputs: &Inputs<B>) -> OpResult<Value<B>> {
+/// The value bound to an input of `role` and `shape`, or why there is none. A video input
+/// takes the image batch's tall clips `[B, C, F·H, W]` as `[B, C, F, H, W]`.
+fn bind<B: Backend>(role: InputRole, inputs: &Inputs<B>, shape: &[Dim]) -> OpResult<Value<B>> {
     let missing = || {
         format!(
             "the model has a `{}` input and none was given (text-conditioned training and \
@@ -126,9 +127,20 @@ fn bind<B: Backend>(role: InputRole, inputs: &Inputs<B>) -> OpResult<Value<B>> {
     };
     let t = &inputs.extra;
     Ok(match role {
-        InputRole::Image => match &t.video {
-            Some(v) => Value::F5(v.clone()),
-            None => Value::F4(inputs.image.clone()),
+        InputRole::Image => match (&t.video, shape) {
+            (Some(v), _) => Value::F5(v.clone()),
+            (None, [_, _, f, _, _]) => {
+                let [b, c, fh, w] = inputs.image.dims();
+                let f = f
+                    .known()
+                    .ok_or("a video input with an unknown frame count")?
+                    as usize;
+                if f == 0 || !fh.is_multiple_of(f) {
+                    return Err(format!("{fh} rows of clips do not hold {f} frames"));
+                }
+                Value::F5(inputs.image.clone().reshape([b, c, f, fh / f, w]))
+            }
+            (None, _) => Value::F4(inputs.image.clone()),
         },
         InputRole::NoiseLevel => Value::F1(inputs.noise_level.clone()),
         InputRole::Label => Value::I1(
@@ -182,7 +194,7 @@ pub fn forward_all<B: FusedOps>(
     for id in order {
         let node = g.node(id);
         let v = if let Op::Input { role } = node.op {
-            bind(role, inputs)?
+            bind(role, inputs, &g.ty(id).shape)?
         } else {
             let ins = g.inputs_of(id);
             let mut args = Vec::with_capacity(ins.len());

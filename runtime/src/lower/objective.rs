@@ -50,7 +50,7 @@ fn net<B: FusedOps>(
         label: cond.label.clone(),
         extra: cond.extra.clone(),
     };
-    forward(g, params, &inputs, routes)?.f4()
+    forward(g, params, &inputs, routes)?.image()
 }
 
 /// The training loss on a batch `x0 [B, C, H, W]` with its conditioning (after dropout).

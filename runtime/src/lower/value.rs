@@ -88,6 +88,18 @@ impl<B: Backend> Value<B> {
         }
     }
 
+    /// A model output as the runtime's image layout `[B, C, H, W]`: a video clip
+    /// `[B, C, F, H, W]` becomes its frames stacked in rows, `[B, C, F·H, W]` (the same memory).
+    pub fn image(self) -> OpResult<Tensor<B, 4>> {
+        match self {
+            Value::F5(t) => {
+                let [b, c, f, h, w] = t.dims();
+                Ok(t.reshape([b, c, f * h, w]))
+            }
+            other => other.f4(),
+        }
+    }
+
     /// The value as an integer rank-1 tensor.
     pub fn i1(self) -> OpResult<Tensor<B, 1, Int>> {
         match self {
