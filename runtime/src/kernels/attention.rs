@@ -59,10 +59,10 @@ impl AttnShape {
     }
 }
 
-/// Row-wise softmax of an `n × n` matrix, in place: max, exponentials, sum and scaling as
+/// Row-wise softmax of a matrix with rows of `n`, in place: max, exponentials, sum and scaling as
 /// separate passes so each vectorises (see [`simd`]).
 #[inline(always)]
-fn softmax_rows(p: &mut [f32], n: usize) {
+pub(super) fn softmax_rows(p: &mut [f32], n: usize) {
     for row in p.chunks_exact_mut(n) {
         let max = simd::max(row);
         for x in row.iter_mut() {

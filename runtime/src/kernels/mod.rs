@@ -12,6 +12,7 @@
 pub mod adamw;
 pub mod attention;
 pub mod buffer;
+pub mod cross_attention;
 pub mod elementwise;
 mod gemm;
 pub mod linear;

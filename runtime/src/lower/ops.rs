@@ -330,11 +330,13 @@ pub fn eval<B: FusedOps>(
                 Some(m) => Some(m.f2()?),
                 None => None,
             };
+            let h = *heads as usize;
+            let ([b, _, d], kd) = (q.dims(), k.dims());
+            let packable = kd == v.dims() && kd[0] == b && kd[2] == d && d.is_multiple_of(h);
             Value::F3(match mask {
-                None if ctx.fused && q.dims() == k.dims() && k.dims() == v.dims() => {
-                    sdpa_fused(q, k, v, *heads as usize)
-                }
-                mask => sdpa(q, k, v, mask, *heads as usize),
+                None if ctx.fused && q.dims() == kd && packable => sdpa_fused(q, k, v, h),
+                mask if ctx.fused && packable => sdpa_cross_fused(q, k, v, mask, h),
+                mask => sdpa(q, k, v, mask, h),
             })
         }
         Op::Rope { heads, .. } => {
@@ -478,6 +480,24 @@ pub fn sdpa_fused<B: FusedOps>(
     let [b, n, d] = q.dims();
     let qkv = Tensor::cat(vec![q, k, v], 2).reshape([b * n, 3 * d]);
     B::fused_attention(qkv, b, heads).reshape([b, n, d])
+}
+
+/// Attention of `q [B, N, D]` on other keys `k`, `v` (`[B, M, D]`: cross-attention to text),
+/// or with a key mask `[B or 1, M]`, through the fused cross-attention kernel: `k` and `v`
+/// packed side by side as `[B·M, 2·D]`, the mask as [`sdpa`]'s additive key bias.
+pub fn sdpa_cross_fused<B: FusedOps>(
+    q: Tensor<B, 3>,
+    k: Tensor<B, 3>,
+    v: Tensor<B, 3>,
+    mask: Option<Tensor<B, 2>>,
+    heads: usize,
+) -> Tensor<B, 3> {
+    let [b, n, d] = q.dims();
+    let [_, m, _] = k.dims();
+    let kv = Tensor::cat(vec![k, v], 2).reshape([b * m, 2 * d]);
+    let bias =
+        mask.map(|mk| ((mk.neg() + 1.0) * tread_compiler::tables::MASKED_KEY_BIAS).expand([b, m]));
+    B::fused_cross_attention(q.reshape([b * n, d]), kv, bias, b, heads).reshape([b, n, d])
 }
 
 /// Rotary position embedding: each head's pairs `(2i, 2i+1)` turned by the angles

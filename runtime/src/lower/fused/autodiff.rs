@@ -1,7 +1,7 @@
 //! [`FusedOps`] for `Autodiff<Flex>`: each fused op is one autodiff node whose forward is the
 //! native kernel and whose backward is hand-written (the `Backward` impls below), following
 //! burn's backend-extension pattern (`examples/custom-cubecl-kernel` at v0.21.0). What each
-//! backward keeps: attention its input and probabilities, the norms their input and row
+//! backward keeps: attention (and cross-attention) its inputs and probabilities, the norms their input and row
 //! statistics (and the scale vectors), GELU its input, the gated residual its gate and branch.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -14,14 +14,15 @@ use burn::tensor::backend::BackendTypes;
 use burn::tensor::{Int, Tensor, TensorPrimitive};
 
 use super::flex::{
-    attention_forward_keep, contiguous, gated_forward, gather_forward, gelu_forward, host_indices,
-    linear_forward, merge_forward, norm_forward, rope_forward, rope_shape, tensor_of, token_shape,
-    values,
+    attention_forward_keep, contiguous, cross_attention_forward, gated_forward, gather_forward,
+    gelu_forward, host_indices, linear_forward, merge_forward, norm_forward, rope_forward,
+    rope_shape, tensor_of, token_shape, values,
 };
 use super::{AdamEmaState, FusedOps, Mods, NormKind};
 use crate::kernels::adamw::AdamWEma;
 use crate::kernels::attention::{self, AttnShape};
 use crate::kernels::buffer::uninit_buffer;
+use crate::kernels::cross_attention::{self, CrossShape};
 use crate::kernels::elementwise::{self, Rows};
 use crate::kernels::linear::{self, LinearGrads, LinearShape, Wanted};
 use crate::kernels::norm::{self, ModGrads};
@@ -132,6 +133,38 @@ impl Backward<Flex, 1> for AttentionBackward {
                 })
             };
             [Some(tensor_of(d, shape_of(&qkv)))]
+        });
+    }
+}
+
+#[derive(Debug)]
+struct CrossAttentionBackward;
+
+impl Backward<Flex, 2> for CrossAttentionBackward {
+    /// The queries, the packed keys and values, the probabilities and the sizes.
+    type State = (FlexTensor, FlexTensor, FlexTensor, CrossShape);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        backward_n(ops, grads, |(q, kv, probs, s), g, _| {
+            let mut dkv = Vec::new();
+            // SAFETY: the cross-attention backward writes every value of dq and dkv.
+            let dq = unsafe {
+                uninit_buffer(s.q_len(), |dq| {
+                    dkv = uninit_buffer(s.kv_len(), |dkv| {
+                        cross_attention::backward(
+                            (values(&q), values(&kv)),
+                            values(&probs),
+                            values(&g),
+                            s,
+                            (dq, dkv),
+                        )
+                    })
+                })
+            };
+            [
+                Some(tensor_of(dq, shape_of(&q))),
+                Some(tensor_of(dkv, shape_of(&kv))),
+            ]
         });
     }
 }
@@ -380,6 +413,27 @@ impl FusedOps for Ad {
         let qi = inner(&qkv);
         let (out, probs, s) = attention_forward_keep(&qi, batch, heads);
         wrap_ad(record(AttentionBackward, [&qkv], (qi, probs, s), out))
+    }
+
+    fn fused_cross_attention(
+        q: Tensor<Ad, 2>,
+        kv: Tensor<Ad, 2>,
+        bias: Option<Tensor<Ad, 2>>,
+        batch: usize,
+        heads: usize,
+    ) -> Tensor<Ad, 2> {
+        let bias = bias.map(|b| contiguous(b.inner().into_primitive().tensor()));
+        let (q, kv) = (unwrap_ad(q), unwrap_ad(kv));
+        let (qi, kvi) = (inner(&q), inner(&kv));
+        let (out, probs, s) =
+            cross_attention_forward(&qi, &kvi, bias.as_ref(), (batch, heads), true);
+        let probs = probs.unwrap_or_else(|| tensor_of(vec![], vec![0]));
+        wrap_ad(record(
+            CrossAttentionBackward,
+            [&q, &kv],
+            (qi, kvi, probs, s),
+            out,
+        ))
     }
 
     fn fused_norm(

@@ -8,6 +8,7 @@ use super::{AdamEmaState, FusedOps, Mods, NormKind};
 use crate::kernels::adamw::{self, AdamWEma};
 use crate::kernels::attention::{self, AttnShape};
 use crate::kernels::buffer::uninit_buffer;
+use crate::kernels::cross_attention::{self, CrossShape};
 use crate::kernels::elementwise::{self, Rows};
 use crate::kernels::linear::{self, LinearShape};
 use crate::kernels::norm;
@@ -72,6 +73,41 @@ pub(super) fn attention_forward(qkv: &FlexTensor, batch: usize, heads: usize) ->
         })
     };
     tensor_of(out, vec![s.batch * s.tokens, s.dim])
+}
+
+/// Cross-attention forward on flex tensors (`q [B·N, D]`, `kv [B·M, 2D]`, bias `[B, M]`),
+/// keeping the probabilities when `keep`: `(output, probs, sizes)`.
+pub(super) fn cross_attention_forward(
+    q: &FlexTensor,
+    kv: &FlexTensor,
+    bias: Option<&FlexTensor>,
+    (batch, heads): (usize, usize),
+    keep: bool,
+) -> (FlexTensor, Option<FlexTensor>, CrossShape) {
+    let (qs, kvs) = (q.layout().shape(), kv.layout().shape());
+    let s = CrossShape {
+        batch,
+        queries: qs[0] / batch,
+        keys: kvs[0] / batch,
+        heads,
+        dim: qs[1],
+    };
+    let bias = bias.map(values);
+    let mut p = None;
+    // SAFETY: the cross-attention forward writes every value of its output and probabilities.
+    let out = unsafe {
+        uninit_buffer(s.q_len(), |out| {
+            if keep {
+                p = Some(uninit_buffer(s.probs_len(), |p| {
+                    cross_attention::forward(values(q), values(kv), bias, s, out, Some(p))
+                }));
+            } else {
+                cross_attention::forward(values(q), values(kv), bias, s, out, None)
+            }
+        })
+    };
+    let out = tensor_of(out, vec![s.batch * s.queries, s.dim]);
+    (out, p.map(|p| tensor_of(p, vec![s.probs_len()])), s)
 }
 
 /// Attention forward keeping the probabilities for the backward: `(output, probs, sizes)`.
@@ -299,6 +335,18 @@ impl FusedOps for Flex {
 
     fn fused_attention(qkv: Tensor<Flex, 2>, batch: usize, heads: usize) -> Tensor<Flex, 2> {
         wrap(attention_forward(&flex(qkv), batch, heads))
+    }
+
+    fn fused_cross_attention(
+        q: Tensor<Flex, 2>,
+        kv: Tensor<Flex, 2>,
+        bias: Option<Tensor<Flex, 2>>,
+        batch: usize,
+        heads: usize,
+    ) -> Tensor<Flex, 2> {
+        let bias = bias.map(flex);
+        let (q, kv) = (flex(q), flex(kv));
+        wrap(cross_attention_forward(&q, &kv, bias.as_ref(), (batch, heads), false).0)
     }
 
     fn fused_norm(

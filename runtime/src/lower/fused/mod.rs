@@ -40,6 +40,18 @@ pub trait FusedOps: Backend {
         reference::attention(qkv, batch, heads)
     }
 
+    /// Attention of queries `q = [B·N, D]` on the packed keys and values `kv = [B·M, 2·D]`, with
+    /// an additive key bias `[B, M]` (a constant: no gradient) → `[B·N, D]`.
+    fn fused_cross_attention(
+        q: Tensor<Self, 2>,
+        kv: Tensor<Self, 2>,
+        bias: Option<Tensor<Self, 2>>,
+        batch: usize,
+        heads: usize,
+    ) -> Tensor<Self, 2> {
+        reference::cross_attention(q, kv, bias, batch, heads)
+    }
+
     /// Layer or RMS norm over rows (no affine), then `·(1 + scale[b]) + shift[b]` if `mods`.
     fn fused_norm(
         x: Tensor<Self, 2>,

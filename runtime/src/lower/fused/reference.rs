@@ -33,6 +33,35 @@ pub fn attention<B: Backend>(qkv: Tensor<B, 2>, batch: usize, heads: usize) -> T
     o.swap_dims(1, 2).reshape([rows, d])
 }
 
+/// Cross-attention through burn's `attention`: queries `[B·N, D]` on the packed keys and values
+/// `[B·M, 2D]`, with an additive key bias `[B, M]` broadcast over heads and queries.
+pub fn cross_attention<B: Backend>(
+    q: Tensor<B, 2>,
+    kv: Tensor<B, 2>,
+    bias: Option<Tensor<B, 2>>,
+    batch: usize,
+    heads: usize,
+) -> Tensor<B, 2> {
+    let ([rows, d], [kv_rows, _]) = (q.dims(), kv.dims());
+    let (n, m) = (rows / batch, kv_rows / batch);
+    let split = |t: Tensor<B, 2>, tokens: usize| {
+        t.reshape([batch, tokens, heads, d / heads]).swap_dims(1, 2)
+    };
+    let kv = kv.reshape([batch, m, 2 * d]);
+    let (k, v) = (kv.clone().narrow(2, 0, d), kv.narrow(2, d, d));
+    let bias = bias.map(|b| b.reshape([batch, 1, 1, m]).expand([batch, heads, n, m]));
+    let (k, v) = (k.reshape([batch * m, d]), v.reshape([batch * m, d]));
+    let o = burn_attention(
+        split(q, n),
+        split(k, m),
+        split(v, m),
+        None,
+        bias,
+        Default::default(),
+    );
+    o.swap_dims(1, 2).reshape([rows, d])
+}
+
 /// Rotary position embedding through burn ops: each head's pairs `(2i, 2i+1)` turned by the
 /// angle whose cosine and sine the `[Bt, N, Dh/2]` tables hold.
 pub fn rope<B: Backend>(
