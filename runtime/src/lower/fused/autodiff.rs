@@ -1,8 +1,9 @@
 //! [`FusedOps`] for `Autodiff<Flex>`: each fused op is one autodiff node whose forward is the
 //! native kernel and whose backward is hand-written (the `Backward` impls below), following
 //! burn's backend-extension pattern (`examples/custom-cubecl-kernel` at v0.21.0). What each
-//! backward keeps: attention (and cross-attention) its inputs and probabilities, the norms their input and row
-//! statistics (and the scale vectors), GELU its input, the gated residual its gate and branch.
+//! backward keeps: attention and cross-attention their inputs and probabilities, the norms their
+//! input and row statistics (and the scale vectors), GELU its input, the gated residual its gate
+//! and branch.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
