@@ -383,22 +383,30 @@ pub fn eval<B: FusedOps>(
                 None
             };
             let rms = *norm == NormFlavour::Rms;
-            let f = |r: Tensor<B, 2>| {
-                let [n, d] = r.dims();
-                let g = r.reshape([n, h, d / h]);
-                let mut y = if rms {
-                    rms_norm(g, eps)
-                } else {
-                    layer_norm(g, eps)
+            let fused = ctx.fused;
+            let f =
+                |r: Tensor<B, 2>| {
+                    let [n, d] = r.dims();
+                    let g = r.reshape([n, h, d / h]);
+                    let mut y =
+                        match (fused, rms) {
+                            // Each head's slice is a row of its own: the fused norm over `[N·H, Dh]`.
+                            (true, _) => {
+                                let kind = if rms { NormKind::Rms } else { NormKind::Layer };
+                                B::fused_norm(g.reshape([n * h, d / h]), None, 1, kind, eps)
+                                    .reshape([n, h, d / h])
+                            }
+                            (false, true) => rms_norm(g, eps),
+                            (false, false) => layer_norm(g, eps),
+                        };
+                    if let Some(w) = &scale {
+                        y = y * w.clone().unsqueeze::<3>();
+                    }
+                    if let Some(b) = &shift {
+                        y = y + b.clone().unsqueeze::<3>();
+                    }
+                    y.reshape([n, d])
                 };
-                if let Some(w) = &scale {
-                    y = y * w.clone().unsqueeze::<3>();
-                }
-                if let Some(b) = &shift {
-                    y = y + b.clone().unsqueeze::<3>();
-                }
-                y.reshape([n, d])
-            };
             map_float(next()?, f, |t| per_row(t, f))?
         }
         Op::Glu { act } => {

@@ -464,3 +464,35 @@ fn vd_table(g: &Graph, p: &ParamStore<Cpu>, x: &Inputs<Cpu>) -> Value<Cpu> {
     let mut v = forward_all(g, p, x, &mut Fixed(vec![]), &[pe]).unwrap();
     v.remove(&pe).unwrap()
 }
+
+/// The fused engine runs every small text and video model as burn's decompositions do: with the
+/// fused ops (RoPE, QK head norms, joint, cross- and masked attention, the norms and linears)
+/// the forward equals the unfused one, a padded text mask included.
+#[test]
+fn fused_and_unfused_forwards_agree_on_the_small_text_and_video_models() {
+    for file in [
+        "mnist-flux-small.json",
+        "mnist-mmdit-small.json",
+        "mnist-pixart-small.json",
+        "mnist-wan-small.json",
+    ] {
+        let c = small(file, &[]);
+        let g = &c.routed;
+        let w = weights(g);
+        let x = inputs(&host_inputs(g, 3));
+        let run = |fused: bool| {
+            let p = ParamStore::<Cpu>::from_host(g, &w, &Default::default())
+                .unwrap()
+                .with_fused(fused);
+            host(&forward(g, &p, &x, &mut Fixed(vec![])).unwrap())
+        };
+        let (a, b) = (run(true), run(false));
+        let scale = b.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+        let err = a
+            .iter()
+            .zip(&b)
+            .fold(0f32, |m, (p, q)| m.max((p - q).abs()))
+            / scale;
+        assert!(err < 1e-4, "{file}: fused vs unfused relative error {err}");
+    }
+}
