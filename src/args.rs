@@ -119,12 +119,17 @@ pub(crate) struct ExportArgs {
 #[derive(clap::Args)]
 pub(crate) struct DrawFor {
     /// One class for every image (default: cycle through the classes).
-    #[arg(long, conflicts_with = "prompt")]
+    #[arg(long, conflicts_with_all = ["prompt", "context"])]
     pub(crate) class: Option<i64>,
     /// One text prompt for every image, e.g. "a seven" or "the digit 7" (text-conditioned
     /// models; words from the bundled vocabulary). Default: each digit's prompt in turn.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "context")]
     pub(crate) prompt: Option<String>,
+    /// Precomputed text contexts to draw for, one image per stored text in turn: a
+    /// .safetensors file with `context` [N, L, Dc] and optionally `context_mask`, `pooled` and
+    /// `labels` (the layout `--data latents:FILE` trains on).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) context: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]

@@ -241,6 +241,15 @@ fn run_train(args: TrainArgs) -> Result<(), Failure> {
     .map_err(from_run)
 }
 
+/// The stored texts `--context FILE` names, loaded.
+fn stored_texts(
+    file: Option<&Path>,
+) -> Result<Option<tread_runtime::data::contexts::StoredTexts>, Failure> {
+    file.map(tread_runtime::data::contexts::load)
+        .transpose()
+        .map_err(Failure::Diag)
+}
+
 fn run_sample(args: SampleArgs) -> Result<(), Failure> {
     let kind = backend(args.backend)?;
     let sparse = args
@@ -265,6 +274,7 @@ fn run_sample(args: SampleArgs) -> Result<(), Failure> {
         raw: args.raw,
         class: args.what.class,
         prompt: args.what.prompt,
+        stored: stored_texts(args.what.context.as_deref())?,
     };
     let s = tread_runtime::draw::sample(kind, &args.run, &req).map_err(from_run)?;
     let n = s.n;
@@ -462,6 +472,7 @@ fn run_onnx(args: RunArgs) -> Result<(), Failure> {
         cfg: args.cfg,
         class: args.what.class,
         prompt: args.what.prompt,
+        stored: stored_texts(args.what.context.as_deref())?,
         ..Default::default()
     };
     let imgs = d.sample(&req).map_err(from_run)?;

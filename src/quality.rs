@@ -61,6 +61,7 @@ pub fn run_eval(args: EvalArgs) -> Result<(), Failure> {
         raw: args.raw,
         class: None,
         prompt: None,
+        stored: None,
     };
     let s = tread_runtime::draw::sample(kind, &ckpt, &req).map_err(from_run)?;
     check_digit_model(s.shape, s.clip, s.classes)

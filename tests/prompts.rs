@@ -6,7 +6,12 @@
 
 mod common;
 
+use std::path::Path;
+
 use common::*;
+use safetensors::tensor::TensorView;
+use safetensors::Dtype;
+use tread_runtime::text::{TextBatch, TextDims, TextEncoder};
 
 const MMDIT: &str = "models/mnist-mmdit-small.json";
 const TINY: &str = "tests/models/tiny-mnist.json";
@@ -23,7 +28,8 @@ fn a_text_model_samples_for_a_prompt_and_rejects_unencodable_ones() {
     let tmp = temp_dir("prompt");
     let run = tmp.path().join("run");
     let run_s = run.to_str().unwrap();
-    let o = train_briefly(MMDIT, run_s, "1", &[]);
+    // Three steps: adaLN-Zero leaves the output blind to the text until the second update.
+    let o = train_briefly(MMDIT, run_s, "3", &[]);
     assert!(o.status.success(), "{}", stderr(&o));
 
     let grid = tmp.path().join("seven.png");
@@ -48,6 +54,178 @@ fn a_text_model_samples_for_a_prompt_and_rejects_unencodable_ones() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("at most 8 words"), "{}", stderr(&o));
     assert!(!never.exists(), "nothing is written for bad input");
+
+    // Stored contexts that hold a prompt's encoding draw what the prompt draws, bit for bit
+    // (context, mask and pooled vector all reach the model; guidance appends the null text).
+    let contexts = tmp.path().join("sevens.safetensors");
+    let texts = encode(&["the digit 7"; 3]);
+    write_texts(&contexts, &texts, None, None);
+    let draw = |what: &[&str], npy: &str| {
+        let npy = tmp.path().join(npy);
+        let png = npy.with_extension("png");
+        let mut args = vec!["sample", run_s, "--n", "2", "--steps", "1", "--cfg", "2"];
+        args.extend_from_slice(what);
+        args.extend(["--npy", npy.to_str().unwrap(), "-o", png.to_str().unwrap()]);
+        let o = treadc(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        std::fs::read(npy).unwrap()
+    };
+    let prompted = draw(&["--prompt", "the digit 7"], "prompted.npy");
+    let stored = draw(&["--context", contexts.to_str().unwrap()], "stored.npy");
+    assert!(
+        prompted == stored,
+        "stored contexts drew other samples than the prompt"
+    );
+    let other = draw(&["--prompt", "the digit 1"], "other.npy");
+    assert!(prompted != other, "the prompt does not reach the model");
+
+    // Contexts of another width are bad input, named.
+    let narrow = tmp.path().join("narrow.safetensors");
+    write_texts(&narrow, &encode_for(&["a seven"], 8, 16), None, None);
+    let o = treadc(&[
+        "sample",
+        run_s,
+        "--context",
+        narrow.to_str().unwrap(),
+        "-o",
+        never.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("narrow.safetensors") && e.contains("[N, 8, 32]"),
+        "{e}"
+    );
+    assert!(!never.exists(), "nothing is written for bad input");
+}
+
+/// The bundled encoder's texts for MMDiT-small (8 tokens, context and pooled width 32).
+fn encode(texts: &[&str]) -> TextBatch {
+    encode_for(texts, 8, 32)
+}
+
+fn encode_for(texts: &[&str], len: usize, width: usize) -> TextBatch {
+    let dims = TextDims {
+        len,
+        context: width,
+        pooled: Some(width),
+    };
+    let texts: Vec<String> = texts.iter().map(|t| t.to_string()).collect();
+    TextEncoder::new(dims).encode(&texts).unwrap()
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// Writes `texts` as stored contexts (`context`, `context_mask`, `pooled`), with `latents`
+/// `[N, 1, 32, 32]` and `labels` when given.
+fn write_texts(path: &Path, texts: &TextBatch, latents: Option<&[f32]>, labels: Option<&[i64]>) {
+    let d = texts.dims;
+    let (n, l) = (texts.n, d.len);
+    let mut tensors = vec![
+        (
+            "context",
+            Dtype::F32,
+            vec![n, l, d.context],
+            f32_bytes(&texts.context),
+        ),
+        (
+            "context_mask",
+            Dtype::F32,
+            vec![n, l],
+            f32_bytes(&texts.mask),
+        ),
+        (
+            "pooled",
+            Dtype::F32,
+            vec![n, d.pooled.unwrap()],
+            f32_bytes(&texts.pooled),
+        ),
+    ];
+    if let Some(z) = latents {
+        tensors.push(("latents", Dtype::F32, vec![n, 1, 32, 32], f32_bytes(z)));
+    }
+    if let Some(y) = labels {
+        let bytes = y.iter().flat_map(|x| x.to_le_bytes()).collect();
+        tensors.push(("labels", Dtype::I64, vec![n], bytes));
+    }
+    let views: Vec<(String, TensorView)> = tensors
+        .iter()
+        .map(|(k, t, s, b)| (k.to_string(), TensorView::new(*t, s.clone(), b).unwrap()))
+        .collect();
+    std::fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
+}
+
+/// A text model trains on latents with stored contexts (no captions drawn); without stored
+/// labels it cannot be scored, and a class model refuses the contexts.
+#[test]
+fn a_text_model_trains_on_stored_contexts() {
+    let tmp = temp_dir("stored");
+    let data = tmp.path().join("z.safetensors");
+    let n = 16;
+    let prompts: Vec<String> = (0..n)
+        .map(|i| format!("a handwritten {}", i % 10))
+        .collect();
+    let prompts: Vec<&str> = prompts.iter().map(String::as_str).collect();
+    let latents: Vec<f32> = (0..n * 32 * 32)
+        .map(|i| ((i * 7919) % 2001) as f32 / 1000.0 - 1.0)
+        .collect();
+    write_texts(&data, &encode(&prompts), Some(&latents), None);
+    let spec = format!("latents:{}", data.display());
+    let run = tmp.path().join("run");
+    let o = train_briefly(MMDIT, run.to_str().unwrap(), "2", &["--data", &spec]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("the 16 stored text contexts"),
+        "{}",
+        stderr(&o)
+    );
+
+    // The stored texts reach the model: other texts beside the same latents train other weights.
+    let other = tmp.path().join("other.safetensors");
+    let prompts: Vec<String> = (0..n)
+        .map(|i| format!("the digit {}", (i + 3) % 10))
+        .collect();
+    let prompts: Vec<&str> = prompts.iter().map(String::as_str).collect();
+    write_texts(&other, &encode(&prompts), Some(&latents), None);
+    let run2 = tmp.path().join("run2");
+    let spec2 = format!("latents:{}", other.display());
+    let o = train_briefly(MMDIT, run2.to_str().unwrap(), "2", &["--data", &spec2]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Tensors only: the metadata names the data file and differs anyway.
+    let tensors = |r: &Path| {
+        let bytes = std::fs::read(r.join("checkpoint.safetensors")).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let mut all: Vec<(String, Vec<u8>)> = st
+            .tensors()
+            .into_iter()
+            .map(|(k, v)| (k, v.data().to_vec()))
+            .collect();
+        all.sort();
+        all
+    };
+    let (a, b) = (tensors(&run), tensors(&run2));
+    assert_eq!(a.len(), b.len());
+    assert!(a != b, "the stored texts do not reach the model");
+
+    let again = tmp.path().join("again");
+    let o = train_briefly(
+        MMDIT,
+        again.to_str().unwrap(),
+        "1",
+        &["--data", &spec, "--eval-every", "1"],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no labels to score"), "{}", stderr(&o));
+
+    let o = train_briefly(TINY, again.to_str().unwrap(), "1", &["--data", &spec]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("not text-conditioned"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]

@@ -156,6 +156,7 @@ fn bench_in(
         height: shape[1],
         width: shape[2],
         source: "random".into(),
+        texts: None,
     });
     let make =
         |routed: &tread_compiler::ir::Graph, fused: bool| -> Result<Box<dyn Session>, RunError> {

@@ -204,10 +204,23 @@ pub fn recipe(c: &Compiled, batch: usize, seed: u64) -> Result<Recipe, Diagnosti
     })
 }
 
-/// The conditioning that asks `t`'s model for the classes `labels` (prompts for a text model).
-fn digits(t: &dyn Session, labels: Option<&[i64]>) -> Result<Condition, RunError> {
-    Condition::of_classes(labels, t.recipe().text.as_ref())
-        .map_err(|e| RunError::Failed(format!("the grid's prompts: {e}")))
+/// What a run's grid or evaluation of `n` samples asks `t`'s model for, and the classes to
+/// score them against: a run on stored contexts takes its stored texts in turn (scored against
+/// their stored labels), any other the classes in turn (as prompts for a text model).
+fn grid_conditions(
+    t: &dyn Session,
+    data: &Dataset,
+    n: usize,
+    classes: Option<usize>,
+) -> Result<(Option<Vec<i64>>, Condition), RunError> {
+    if let Some(stored) = &data.texts {
+        let (labels, texts) = stored.in_turn(n);
+        return Ok((labels, Condition::Text(texts)));
+    }
+    let labels = grid_labels(n, classes);
+    let cond = Condition::of_classes(labels.as_deref(), t.recipe().text.as_ref())
+        .map_err(|e| RunError::Failed(format!("the grid's prompts: {e}")))?;
+    Ok((labels, cond))
 }
 
 fn io_err(what: &str, e: impl std::fmt::Display) -> RunError {
@@ -286,10 +299,20 @@ fn prepare(
             clip.frames, clip.height, clip.width, settings.seed
         ));
     }
-    let (data, notes): (Dataset, Vec<String>) =
+    let (mut data, notes): (Dataset, Vec<String>) =
         fit_to_model(raw, shape[0], shape[1], shape[2], classes, settings.seed)?;
-    let notes = clip_note.into_iter().chain(notes).collect();
     let mut recipe = recipe(&compiled, settings.batch, settings.seed)?;
+    let mut notes: Vec<String> = clip_note.into_iter().chain(notes).collect();
+    if let Some(stored) = data.texts.take() {
+        let (fitted, note) =
+            stored.fit(recipe.text.as_ref().map(|e| e.dims), &settings.model_file)?;
+        notes.push(format!(
+            "conditioning on the {} stored text contexts of {} (no captions drawn)",
+            fitted.batch.n, fitted.file
+        ));
+        notes.extend(note);
+        data.texts = Some(fitted);
+    }
     recipe.micro_batches = at.plan.micro_batches;
     Ok(Prepared {
         compiled,
@@ -437,6 +460,20 @@ fn train_in(
         }
     };
     let evaluator = if settings.eval_every > 0 {
+        if let Some(stored) = data.texts.as_ref().filter(|s| s.labels.is_none()) {
+            return Err(RunError::Diag(
+                Diagnostic::new(
+                    Location::Item("--eval-every".into()),
+                    "the stored text contexts have no labels to score samples against",
+                )
+                .expected(format!(
+                    "a `labels` tensor beside `context` in {}",
+                    stored.file
+                ))
+                .found("no labels")
+                .in_file("<command line>"),
+            ));
+        }
         let clip = clip_shape(&compiled);
         crate::eval::check_digit_model(shape, clip, classes)
             .map_err(|d| d.in_file(settings.model_file.clone()))?;
@@ -536,7 +573,7 @@ fn train_in(
         let n = 64;
         let spec = SampleSpec {
             shape,
-            cond: digits(t, grid_labels(n, classes).as_deref())?,
+            cond: grid_conditions(t, &data, n, classes)?.1,
             n,
             steps: settings.sample_steps,
             seed: settings.seed,
@@ -554,10 +591,10 @@ fn train_in(
     let evaluate =
         |t: &dyn Session, ev: &crate::eval::Evaluator| -> Result<crate::eval::Scores, RunError> {
             let n = settings.eval_n;
-            let labels = grid_labels(n, classes);
+            let (labels, cond) = grid_conditions(t, &data, n, classes)?;
             let spec = SampleSpec {
                 shape,
-                cond: digits(t, labels.as_deref())?,
+                cond,
                 n,
                 steps: settings.sample_steps,
                 seed: settings.seed ^ EVAL_SEED,
@@ -926,6 +963,7 @@ mod tests {
                 raw: false,
                 class: Some(7),
                 prompt: None,
+                stored: None,
             };
             let s = sample(FLEX, &ck, &req).unwrap_or_else(|e| panic!("{e:?}"));
             assert_eq!((s.n, s.shape, s.step), (3, [1, 32, 32], 2));
@@ -942,6 +980,7 @@ mod tests {
             raw: false,
             class: Some(10),
             prompt: None,
+            stored: None,
         };
         assert!(matches!(sample(FLEX, &ck, &bad), Err(RunError::Diag(_))));
     }

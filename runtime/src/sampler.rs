@@ -11,6 +11,7 @@ use tread_compiler::edm::edm_sigmas;
 use tread_compiler::diag::{Diagnostic, Location};
 
 use crate::condition::Condition;
+use crate::data::contexts::StoredTexts;
 use crate::init::normal;
 use crate::text::{digit_named, TextEncoder, TextError};
 
@@ -31,6 +32,8 @@ pub struct SampleRequest {
     /// One text prompt for every image (text-conditioned models; default: each class's
     /// canonical prompt in turn).
     pub prompt: Option<String>,
+    /// Stored text contexts to draw for in turn (`--context FILE`; text-conditioned models).
+    pub stored: Option<StoredTexts>,
     /// Sparse guidance (strong rate, weak rate, scale): two routed conditional passes (burn only).
     pub sparse: Option<(f64, f64, f64)>,
     /// Sample from the raw weights instead of the EMA (burn only; an export chose its weights).
@@ -71,9 +74,9 @@ pub fn sample_labels(
     })
 }
 
-/// The classes a request asks for and the samples' conditioning: `--prompt` (text models)
-/// for every sample, else `--class` or the classes in turn (as canonical prompts for a text
-/// model).
+/// The classes a request asks for and the samples' conditioning: stored contexts in turn
+/// (`--context`), or `--prompt` (text models) for every sample, else `--class` or the classes in
+/// turn (as canonical prompts for a text model).
 pub fn conditioning(
     text: Option<&TextEncoder>,
     classes: Option<usize>,
@@ -94,6 +97,12 @@ pub fn conditioning(
         .found(e.to_string())
         .in_file("<command line>")
     };
+    if let Some(stored) = &req.stored {
+        let dims = text.map(|e| e.dims);
+        let (fitted, _) = stored.clone().fit(dims, "the model")?;
+        let (labels, texts) = fitted.in_turn(req.n);
+        return Ok((labels, Condition::Text(texts)));
+    }
     match (&req.prompt, text) {
         (Some(p), Some(enc)) => {
             let ids = enc.tokenize(p).map_err(prompt_err)?;

@@ -94,6 +94,7 @@ pub fn moving_digits(ds: &Dataset, clip: ClipShape, seed: u64) -> Result<Dataset
         height: clip.frames * clip.height,
         width: clip.width,
         source: ds.source.clone(),
+        texts: None,
     })
 }
 
@@ -148,6 +149,7 @@ mod tests {
             height: 28,
             width: 28,
             source: "test".into(),
+            texts: None,
         }
     }
 

@@ -61,6 +61,7 @@ pub fn load_dir(dir: &Path) -> Result<Dataset, Diagnostic> {
         height: images.rows,
         width: images.cols,
         source: format!("idx:{}", dir.display()),
+        texts: None,
     })
 }
 

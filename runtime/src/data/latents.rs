@@ -25,9 +25,11 @@
 
 use std::path::Path;
 
+use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use tread_compiler::diag::{Diagnostic, Location};
 
+use super::contexts::StoredTexts;
 use super::Dataset;
 
 /// Whether `path` names a latents file by its extension (`.safetensors` or `.npy`, any case).
@@ -42,7 +44,7 @@ pub fn load(path: &Path) -> Result<Dataset, Diagnostic> {
     let ext = path
         .extension()
         .map(|x| x.to_string_lossy().to_ascii_lowercase());
-    let (shape, images, labels) = match ext.as_deref() {
+    let (shape, images, labels, texts) = match ext.as_deref() {
         Some("safetensors") => load_safetensors(path)?,
         Some("npy") => load_npy(path)?,
         _ => {
@@ -61,94 +63,138 @@ pub fn load(path: &Path) -> Result<Dataset, Diagnostic> {
         height,
         width,
         source: format!("latents:{file}"),
+        texts,
     })
 }
 
-/// Latents shape, values and labels, checked.
-type Loaded = ([usize; 4], Vec<f32>, Vec<i64>);
+/// Latents shape, values, labels (zeros when a text-conditioned file has none) and stored
+/// texts, checked.
+type Loaded = ([usize; 4], Vec<f32>, Vec<i64>, Option<StoredTexts>);
 
-/// Reads `latents` and `labels` from a safetensors file.
-fn load_safetensors(path: &Path) -> Result<Loaded, Diagnostic> {
-    let file = path.display().to_string();
-    let bytes = read_file(path)?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| {
+/// Parses a safetensors file's bytes, as a diagnostic naming `file` on failure.
+pub(super) fn parse<'a>(bytes: &'a [u8], file: &str) -> Result<SafeTensors<'a>, Diagnostic> {
+    SafeTensors::deserialize(bytes).map_err(|e| {
         Diagnostic::new(
             Location::Item("header".into()),
             "cannot parse the safetensors file",
         )
         .expected("an 8-byte little-endian header length, a JSON header, then tensor data")
         .found(e.to_string())
-        .in_file(&file)
-    })?;
-    let tensor = |name: &str, want: &str| {
-        st.tensor(name).map_err(|_| {
-            let mut names = st.names();
-            names.sort();
-            Diagnostic::new(
-                Location::Item(format!("tensor `{name}`")),
-                format!("no tensor named `{name}`"),
-            )
-            .expected(format!("a tensor `{name}` {want}"))
-            .found(if names.is_empty() {
-                "no tensors".to_string()
-            } else {
-                format!("tensors {}", names.join(", "))
-            })
-            .in_file(&file)
-        })
-    };
+        .in_file(file)
+    })
+}
 
-    let lat = tensor("latents", "[N, C, H, W] of F32, F16 or BF16")?;
-    let at = Location::Item("tensor `latents`".into());
-    let shape = latents_shape(lat.shape(), &at, &file)?;
-    let images: Vec<f32> = match lat.dtype() {
-        Dtype::F32 => lat
-            .data()
+/// The tensor `name` of `st`, or a diagnostic listing the tensors the file holds.
+pub(super) fn tensor<'a>(
+    st: &'a SafeTensors<'_>,
+    name: &str,
+    want: &str,
+    file: &str,
+) -> Result<TensorView<'a>, Diagnostic> {
+    st.tensor(name).map_err(|_| {
+        let mut names = st.names();
+        names.sort();
+        Diagnostic::new(
+            Location::Item(format!("tensor `{name}`")),
+            format!("no tensor named `{name}`"),
+        )
+        .expected(format!("a tensor `{name}` {want}"))
+        .found(if names.is_empty() {
+            "no tensors".to_string()
+        } else {
+            format!("tensors {}", names.join(", "))
+        })
+        .in_file(file)
+    })
+}
+
+/// A float tensor's values as f32 (F16 and BF16 widened exactly); other dtypes are refused.
+pub(super) fn floats(
+    view: &TensorView<'_>,
+    at: &Location,
+    file: &str,
+) -> Result<Vec<f32>, Diagnostic> {
+    let data = view.data();
+    Ok(match view.dtype() {
+        Dtype::F32 => data
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect(),
-        Dtype::F16 => lat
-            .data()
+        Dtype::F16 => data
             .chunks_exact(2)
             .map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]])))
             .collect(),
-        Dtype::BF16 => lat
-            .data()
+        Dtype::BF16 => data
             .chunks_exact(2)
             .map(|b| f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16))
             .collect(),
         other => {
-            return Err(Diagnostic::new(at, "unsupported latents dtype")
+            return Err(Diagnostic::new(at.clone(), "unsupported float dtype")
                 .expected("F32 (or F16 / BF16, widened to f32)")
                 .found(other.to_string())
-                .in_file(&file))
+                .in_file(file))
         }
-    };
-    check_finite(&images, &shape, "tensor `latents`", &file)?;
+    })
+}
 
-    let lab = tensor("labels", "[N] of I64 or I32")?;
-    let at = Location::Item("tensor `labels`".into());
-    check_labels_shape(lab.shape(), shape[0], &at, &file)?;
-    let labels: Vec<i64> = match lab.dtype() {
-        Dtype::I64 => lab
-            .data()
+/// An integer tensor's values as i64 (I64, I32, U8 or BOOL); other dtypes are refused.
+pub(super) fn ints(
+    view: &TensorView<'_>,
+    at: &Location,
+    file: &str,
+) -> Result<Vec<i64>, Diagnostic> {
+    let data = view.data();
+    Ok(match view.dtype() {
+        Dtype::I64 => data
             .chunks_exact(8)
             .map(|b| i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
             .collect(),
-        Dtype::I32 => lab
-            .data()
+        Dtype::I32 => data
             .chunks_exact(4)
             .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64)
             .collect(),
+        Dtype::U8 | Dtype::BOOL => data.iter().map(|&b| b as i64).collect(),
         other => {
-            return Err(Diagnostic::new(at, "unsupported labels dtype")
-                .expected("I64 or I32")
+            return Err(Diagnostic::new(at.clone(), "unsupported integer dtype")
+                .expected("I64, I32, U8 or BOOL")
                 .found(other.to_string())
-                .in_file(&file))
+                .in_file(file))
         }
+    })
+}
+
+/// Reads `latents`, `labels` and any stored texts (see [`super::contexts`]) from a safetensors
+/// file. Labels may be left out of a file that stores texts.
+fn load_safetensors(path: &Path) -> Result<Loaded, Diagnostic> {
+    let file = path.display().to_string();
+    let bytes = read_file(path)?;
+    let st = parse(&bytes, &file)?;
+    let lat = tensor(&st, "latents", "[N, C, H, W] of F32, F16 or BF16", &file)?;
+    let at = Location::Item("tensor `latents`".into());
+    let shape = latents_shape(lat.shape(), &at, &file)?;
+    let images = floats(&lat, &at, &file)?;
+    check_finite(&images, &shape, "tensor `latents`", &file)?;
+    let texts = super::contexts::read(&st, Some(shape[0]), &file)?;
+    let labels = match texts.as_ref().and_then(|t| t.labels.clone()) {
+        Some(labels) => labels,
+        None if texts.is_some() => vec![0; shape[0]],
+        None => read_labels(&st, shape[0], &file)?,
     };
-    check_labels_non_negative(&labels, "tensor `labels`", &file)?;
-    Ok((shape, images, labels))
+    Ok((shape, images, labels, texts))
+}
+
+/// The `labels` tensor `[n]` of a safetensors file, checked to be class indices.
+pub(super) fn read_labels(
+    st: &SafeTensors<'_>,
+    n: usize,
+    file: &str,
+) -> Result<Vec<i64>, Diagnostic> {
+    let lab = tensor(st, "labels", "[N] of I64 or I32", file)?;
+    let at = Location::Item("tensor `labels`".into());
+    check_labels_shape(lab.shape(), n, &at, file)?;
+    let labels = ints(&lab, &at, file)?;
+    check_labels_non_negative(&labels, "tensor `labels`", file)?;
+    Ok(labels)
 }
 
 /// Reads a `.npy` latents file and its sibling `labels.npy`.
@@ -209,7 +255,7 @@ fn load_npy(path: &Path) -> Result<Loaded, Diagnostic> {
     };
     check_labels_shape(&lab.shape, shape[0], &header, &labels_file)?;
     check_labels_non_negative(&labels, "data", &labels_file)?;
-    Ok((shape, images, labels))
+    Ok((shape, images, labels, None))
 }
 
 /// Reads a whole file, as a diagnostic on failure.

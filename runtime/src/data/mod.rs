@@ -14,9 +14,11 @@
 //! - IDX ([`idx`]): the original MNIST layout, optionally gzipped.
 //! - PNG folder ([`png_folder`]): `DIR/<class>/*.png`, classes in sorted folder-name order.
 //! - Latents ([`latents`]): a `.safetensors` file with `latents` and `labels`, or a `.npy` file of
-//!   latents with a sibling `labels.npy`.
+//!   latents with a sibling `labels.npy`; the safetensors file may keep precomputed text
+//!   contexts beside them ([`contexts`]).
 
 pub mod clips;
+pub mod contexts;
 pub mod idx;
 pub mod latents;
 pub mod png_folder;
@@ -151,6 +153,9 @@ pub struct Dataset {
     /// Where the data came from, in [`DataSpec`] syntax (`idx:DIR`, `png:DIR`, `latents:FILE`);
     /// a `latents:` prefix marks the values as latents (see [`Dataset::is_latents`]).
     pub source: String,
+    /// One stored text per image, when the file keeps precomputed contexts
+    /// ([`contexts`]); text models without them caption the labels.
+    pub texts: Option<contexts::StoredTexts>,
 }
 
 impl Dataset {
@@ -394,6 +399,7 @@ mod tests {
             height: h,
             width: w,
             source: source.into(),
+            texts: None,
         }
     }
 
@@ -563,6 +569,7 @@ mod tests {
             height: 1,
             width: 2,
             source: "latents:m.safetensors".into(),
+            texts: None,
         };
         let (a, notes) = fit_to_model(ds.clone(), 1, 1, 2, Some(2), 7).unwrap();
         let (b, _) = fit_to_model(ds.clone(), 1, 1, 2, Some(2), 7).unwrap();

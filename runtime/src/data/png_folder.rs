@@ -98,6 +98,7 @@ pub fn load(dir: &Path) -> Result<Dataset, Diagnostic> {
         height: shape.height,
         width: shape.width,
         source: format!("png:{}", dir.display()),
+        texts: None,
     })
 }
 

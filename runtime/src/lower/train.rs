@@ -353,10 +353,19 @@ impl<B: Engine> Trainer<B> {
                 })
                 .collect()
         });
-        let cond = match (labels, &self.recipe.text) {
-            (None, _) => Condition::None,
-            (Some(l), None) => Condition::Labels(l),
-            (Some(l), Some(enc)) => {
+        let cond = match (labels, &self.recipe.text, &data.texts) {
+            (None, _, _) => Condition::None,
+            (Some(l), None, _) => Condition::Labels(l),
+            (Some(l), Some(_), Some(stored)) => {
+                let null = self.recipe.classes.map(|k| k as i64);
+                let rows: Vec<Option<usize>> = idx
+                    .iter()
+                    .zip(&l)
+                    .map(|(&i, &label)| (Some(label) != null).then_some(i))
+                    .collect();
+                Condition::Text(stored.batch.gather(&rows))
+            }
+            (Some(l), Some(enc), None) => {
                 Condition::Text(captions(enc, &l, self.recipe.classes, &mut rngs)?)
             }
         };

@@ -65,6 +65,25 @@ impl TextBatch {
         }
     }
 
+    /// The texts `rows` picks, in order (`None` picks the null text): a training batch drawn
+    /// from stored texts, with the dropped samples' texts left empty.
+    pub fn gather(&self, rows: &[Option<usize>]) -> Self {
+        let mut out = TextBatch::null(rows.len(), self.dims);
+        for (i, row) in rows.iter().enumerate() {
+            if let Some(r) = *row {
+                let one = self.slice(r, 1);
+                let put = |dst: &mut [f32], src: &[f32]| {
+                    let w = src.len();
+                    dst[i * w..(i + 1) * w].copy_from_slice(src);
+                };
+                put(&mut out.context, &one.context);
+                put(&mut out.mask, &one.mask);
+                put(&mut out.pooled, &one.pooled);
+            }
+        }
+        out
+    }
+
     /// This batch followed by `other` (same dims).
     pub fn concat(&self, other: &TextBatch) -> Self {
         let join = |a: &[f32], b: &[f32]| [a, b].concat();
@@ -216,5 +235,9 @@ mod tests {
         assert!(b.pooled.is_empty());
         let joined = b.slice(0, 1).concat(&b.slice(1, 2));
         assert_eq!(joined, b);
+        let picked = b.gather(&[Some(2), None, Some(0)]);
+        assert_eq!(picked.slice(0, 1), b.slice(2, 1));
+        assert_eq!(picked.slice(1, 1), TextBatch::null(1, b.dims));
+        assert_eq!(picked.slice(2, 1), b.slice(0, 1));
     }
 }
