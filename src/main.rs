@@ -285,6 +285,7 @@ fn run_sample(args: SampleArgs) -> Result<(), Failure> {
         s.clip,
         &args.output,
         args.npy.as_deref(),
+        s.prompts.as_deref(),
     )
     .map_err(Failure::Diag)?;
     eprintln!("wrote {n} samples to {}", args.output.display());
@@ -476,6 +477,9 @@ fn run_onnx(args: RunArgs) -> Result<(), Failure> {
         ..Default::default()
     };
     let imgs = d.sample(&req).map_err(from_run)?;
+    let labels = tread_runtime::sampler::sample_labels(d.classes, req.class, req.n)
+        .map_err(Failure::Diag)?;
+    let prompts = tread_runtime::sampler::prompts_of(d.text.is_some(), &req, labels.as_deref());
     let animated = tread_runtime::run::write_samples(
         &imgs,
         args.n,
@@ -483,6 +487,7 @@ fn run_onnx(args: RunArgs) -> Result<(), Failure> {
         d.clip(),
         &args.output,
         args.npy.as_deref(),
+        prompts.as_deref(),
     )
     .map_err(Failure::Diag)?;
     if let Some(a) = animated {

@@ -35,7 +35,13 @@ fn a_text_model_samples_for_a_prompt_and_rejects_unencodable_ones() {
     let grid = tmp.path().join("seven.png");
     let o = sample(run_s, "the digit 7", grid.to_str().unwrap());
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(grid.exists());
+    // Two 32×32 samples in a row (36 pixels tall with borders) under the prompt's title.
+    let png = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&grid).unwrap()));
+    let height = png.read_info().unwrap().info().height;
+    assert!(
+        height > 36 + 10,
+        "no title strip above the grid: {height} pixels tall"
+    );
 
     let never = tmp.path().join("never.png");
     let o = sample(run_s, "a purple seven", never.to_str().unwrap());

@@ -10,7 +10,7 @@ use crate::data::clips::ClipShape;
 use crate::lower::backends::{guarded, BackendKind};
 use crate::lower::sample::{Guidance, SampleSpec};
 use crate::run::{clip_shape, load_run, model_io, RunError};
-use crate::sampler::{conditioning, SampleRequest};
+use crate::sampler::{conditioning, prompts_of, SampleRequest};
 
 /// What [`sample`] drew, and from what.
 #[derive(Debug, Clone)]
@@ -26,6 +26,8 @@ pub struct Samples {
     /// The class each sample was drawn for (`None`: an unconditional model, or a prompt that
     /// names no single digit).
     pub labels: Option<Vec<i64>>,
+    /// Each sample's prompt (text models drawn for words, not stored contexts), for labels.
+    pub prompts: Option<Vec<String>>,
     /// The model's class count (`None`: unconditional).
     pub classes: Option<usize>,
     /// The checkpoint's training step.
@@ -101,6 +103,7 @@ fn sample_in(kind: BackendKind, path: &Path, req: &SampleRequest) -> Result<Samp
         n: req.n,
         shape,
         clip: clip_shape(&compiled),
+        prompts: prompts_of(t.recipe().text.is_some(), req, labels.as_deref()),
         labels,
         classes,
         step: t.step(),

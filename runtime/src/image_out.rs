@@ -20,6 +20,108 @@ pub fn write_grid(
     write_atomic(path, &encode(path, &[grid])?)
 }
 
+/// The height of a grid label's strip, in pixels.
+const LABEL_PX: usize = 16;
+
+/// Like [`write_grid`], each sample's prompt shown (`labels[i]` is sample `i`'s): one prompt for
+/// all is a title above the grid; several give each prompt its own rows, in order of first
+/// appearance, with the prompt at the left of its first row.
+pub fn write_labelled_grid(
+    path: &Path,
+    images: &[f32],
+    n: usize,
+    shape: [usize; 3],
+    cols: usize,
+    labels: &[String],
+) -> Result<(), Diagnostic> {
+    let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
+    for (i, l) in labels.iter().enumerate().take(n) {
+        match groups.iter_mut().find(|g| g.0 == l) {
+            Some(g) => g.1.push(i),
+            None => groups.push((l, vec![i])),
+        }
+    }
+    let [c, h, w] = shape;
+    let (pad, out_c) = (2, if c == 3 { 3 } else { 1 });
+    let strips: Vec<(Vec<u8>, usize)> = groups
+        .iter()
+        .map(|g| crate::plot::text_strip(g.0, LABEL_PX).unwrap_or((Vec::new(), 0)))
+        .collect();
+    // Each row of the grid: its samples, and the strip labelling it (a group's first row).
+    let mut rows: Vec<(&[usize], Option<usize>)> = Vec::new();
+    let (cols, label_w, title) = if groups.len() > 1 {
+        let longest = groups.iter().map(|g| g.1.len()).max().unwrap_or(1);
+        let cols = longest.min(2 * cols.max(1));
+        for (k, g) in groups.iter().enumerate() {
+            for (j, chunk) in g.1.chunks(cols).enumerate() {
+                rows.push((chunk, (j == 0).then_some(k)));
+            }
+        }
+        let widest = strips.iter().map(|s| s.1).max().unwrap_or(0);
+        (cols, widest + 2 * pad, None)
+    } else {
+        let cols = cols.max(1).min(n.max(1));
+        for g in &groups {
+            for chunk in g.1.chunks(cols) {
+                rows.push((chunk, None));
+            }
+        }
+        (cols, 0, strips.first())
+    };
+    let top = title.map_or(0, |_| LABEL_PX + pad);
+    let row_h = h.max(if label_w > 0 { LABEL_PX } else { 0 });
+    let gw = (label_w + cols * (w + pad) + pad).max(title.map_or(0, |t| t.1 + 2 * pad));
+    let gh = top + rows.len() * (row_h + pad) + pad;
+    let mut buf = vec![0u8; gw * gh * out_c];
+    if let Some((pixels, sw)) = title {
+        paste_gray(&mut buf, gw, out_c, pixels, *sw, pad, pad);
+    }
+    for (r, (chunk, label)) in rows.iter().enumerate() {
+        let y0 = top + pad + r * (row_h + pad);
+        if let Some((pixels, sw)) = label.map(|k| &strips[k]) {
+            paste_gray(
+                &mut buf,
+                gw,
+                out_c,
+                pixels,
+                *sw,
+                pad,
+                y0 + (row_h - LABEL_PX) / 2,
+            );
+        }
+        for (k, &i) in chunk.iter().enumerate() {
+            let x0 = label_w + pad + k * (w + pad);
+            let image = &images[i * c * h * w..][..c * h * w];
+            put_image(
+                &mut buf,
+                (gw, out_c),
+                image,
+                shape,
+                (x0, y0 + (row_h - h) / 2),
+            );
+        }
+    }
+    write_atomic(path, &encode(path, &[Grid(buf, gw, gh, out_c)])?)
+}
+
+/// Copies a grayscale strip `width` wide into `buf` (`gw` wide, `out_c` channels) at `(x0, y0)`.
+fn paste_gray(
+    buf: &mut [u8],
+    gw: usize,
+    out_c: usize,
+    pixels: &[u8],
+    width: usize,
+    x0: usize,
+    y0: usize,
+) {
+    for (y, row) in pixels.chunks_exact(width.max(1)).enumerate() {
+        for (x, &v) in row.iter().enumerate() {
+            let at = ((y0 + y) * gw + x0 + x) * out_c;
+            buf[at..at + out_c].fill(v);
+        }
+    }
+}
+
 /// Writes `n` clips (tall images `[C, F·H, W]`, see [`crate::data::clips`]) twice: `path` is a
 /// grid of frame strips (each clip one row of its frames, left to right), and the returned
 /// path (`NAME.anim.png` beside it) an animated PNG of the clips' grid playing frame by frame.
@@ -78,20 +180,36 @@ fn tile(images: &[f32], n: usize, shape: [usize; 3], cols: usize) -> Grid {
     let (gw, gh) = (cols * (w + pad) + pad, rows * (h + pad) + pad);
     let out_c = if c == 3 { 3 } else { 1 };
     let mut buf = vec![0u8; gw * gh * out_c];
-    let to_u8 = |v: f32| (((v.clamp(-1.0, 1.0) + 1.0) * 127.5).round()) as u8;
-    for i in 0..n {
+    for (i, image) in images.chunks(c * h * w).take(n).enumerate() {
         let (gr, gc) = (i / cols, i % cols);
+        put_image(
+            &mut buf,
+            (gw, out_c),
+            image,
+            shape,
+            (pad + gc * (w + pad), pad + gr * (h + pad)),
+        );
+    }
+    Grid(buf, gw, gh, out_c)
+}
+
+/// Writes one image `[C, H, W]` (values in [-1, 1]) into `buf` (`(width, channels)`) with its
+/// top-left corner at `(x0, y0)`: grayscale from the first channel, RGB from three.
+fn put_image(
+    buf: &mut [u8],
+    (gw, out_c): (usize, usize),
+    image: &[f32],
+    [_, h, w]: [usize; 3],
+    (x0, y0): (usize, usize),
+) {
+    let to_u8 = |v: f32| (((v.clamp(-1.0, 1.0) + 1.0) * 127.5).round()) as u8;
+    for ch in 0..out_c {
         for y in 0..h {
             for x in 0..w {
-                for ch in 0..out_c {
-                    let v = images[((i * c + ch) * h + y) * w + x];
-                    let (py, px) = (pad + gr * (h + pad) + y, pad + gc * (w + pad) + x);
-                    buf[(py * gw + px) * out_c + ch] = to_u8(v);
-                }
+                buf[((y0 + y) * gw + x0 + x) * out_c + ch] = to_u8(image[(ch * h + y) * w + x]);
             }
         }
     }
-    Grid(buf, gw, gh, out_c)
 }
 
 /// The PNG bytes of one image, or an animated PNG (a quarter second a frame, looping) of
@@ -141,6 +259,66 @@ mod tests {
         let dec = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&p).unwrap()));
         let r = dec.read_info().unwrap();
         assert_eq!((r.info().width, r.info().height), (3 * 6 + 2, 2 * 6 + 2));
+    }
+
+    /// The grayscale pixels and size of a PNG.
+    fn read_gray(p: &Path) -> (Vec<u8>, usize, usize) {
+        let dec = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(p).unwrap()));
+        let mut r = dec.read_info().unwrap();
+        let (w, h) = (r.info().width as usize, r.info().height as usize);
+        let mut buf = vec![0; r.output_buffer_size().unwrap()];
+        r.next_frame(&mut buf).unwrap();
+        (buf, w, h)
+    }
+
+    #[test]
+    fn a_labelled_grid_gives_each_prompt_its_rows_and_one_prompt_a_title() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("grid.png");
+        // Five 4×4 images, image i filled with the byte 40·(i+1).
+        let images: Vec<f32> = (0..5)
+            .flat_map(|i| [(40.0 * (i + 1) as f32) / 127.5 - 1.0; 16])
+            .collect();
+        let labels: Vec<String> = ["a one", "a two", "a one", "a three", "a two"]
+            .map(String::from)
+            .to_vec();
+        write_labelled_grid(&p, &images, 5, [1, 4, 4], 3, &labels).unwrap();
+        let (buf, w, h) = read_gray(&p);
+        // Rows: "a one" [0, 2], "a two" [1, 4], "a three" [3]; each as tall as the label.
+        assert_eq!(h, 3 * (LABEL_PX + 2) + 2);
+        let label_w = w - (2 * (4 + 2) + 2);
+        assert!(label_w > 20, "the labels take {label_w} pixels");
+        let at = |row: usize, col: usize| {
+            let y = 2 + row * (LABEL_PX + 2) + (LABEL_PX - 4) / 2;
+            buf[y * w + label_w + 2 + col * 6]
+        };
+        assert_eq!(
+            [at(0, 0), at(0, 1), at(1, 0), at(1, 1), at(2, 0)],
+            [40, 120, 80, 200, 160]
+        );
+        assert_eq!(at(2, 1), 0, "an empty cell stays black");
+        // The label column holds text: bright pixels left of every row's first image.
+        for row in 0..3 {
+            let y0 = 2 + row * (LABEL_PX + 2);
+            let lit = (y0..y0 + LABEL_PX)
+                .flat_map(|y| buf[y * w..y * w + label_w].iter())
+                .filter(|&&v| v > 128)
+                .count();
+            assert!(lit > 5, "row {row}: {lit} bright pixels in its label");
+        }
+
+        // One prompt for all: a title strip above an ordinary grid.
+        let same = vec!["the digit 7".to_string(); 5];
+        write_labelled_grid(&p, &images, 5, [1, 4, 4], 3, &same).unwrap();
+        let (buf, w, h) = read_gray(&p);
+        assert_eq!(h, (LABEL_PX + 2) + 2 * 6 + 2);
+        assert!(w > 3 * 6 + 2, "the title is wider than the grid");
+        assert!(buf[..(LABEL_PX + 2) * w].iter().any(|&v| v > 128));
+        assert_eq!(
+            buf[(LABEL_PX + 2 + 2) * w + 2],
+            40,
+            "the first image under the title"
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
-//! Training curves as PNG or SVG with `plotters` (the only module that names it). The font is
-//! embedded (`assets/DejaVuSans-ascii.ttf`, 14 KB), so plots render on machines with no system
-//! fonts.
+//! Training curves as PNG or SVG, and the text of grid labels, with `plotters` (the only module
+//! that names it). The font is embedded (`assets/DejaVuSans-ascii.ttf`, 14 KB), so plots and
+//! labels render on machines with no system fonts.
 
 use std::path::{Path, PathBuf};
 use std::sync::Once;
@@ -286,6 +286,28 @@ fn temp_path(out: &Path) -> PathBuf {
         .file_name()
         .map_or("plot".into(), |n| n.to_string_lossy().into_owned());
     out.with_file_name(format!(".tmp-{}-{name}", std::process::id()))
+}
+
+/// `text` drawn white on black in the embedded font, in a strip `height` pixels tall: the
+/// grayscale pixels and the strip's width (labels of sample grids). `None` if the font cannot
+/// draw it.
+pub fn text_strip(text: &str, height: usize) -> Option<(Vec<u8>, usize)> {
+    font();
+    let style = ("sans-serif", height as f64 * 0.75)
+        .into_font()
+        .color(&WHITE);
+    let (w, _) = style.font.box_size(text).ok()?;
+    let width = w as usize + 2;
+    let mut rgb = vec![0u8; width * height * 3];
+    {
+        let root =
+            BitMapBackend::with_buffer(&mut rgb, (width as u32, height as u32)).into_drawing_area();
+        root.fill(&BLACK).ok()?;
+        let top = (height as f64 * 0.1) as i32;
+        root.draw_text(text, &style, (1, top)).ok()?;
+        root.present().ok()?;
+    }
+    Some((rgb.chunks_exact(3).map(|p| p[0]).collect(), width))
 }
 
 #[cfg(test)]

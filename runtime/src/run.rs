@@ -16,7 +16,7 @@ use crate::checkpoint::{Checkpoint, HostTensor};
 use crate::condition::Condition;
 use crate::data::clips::{moving_digits, ClipShape};
 use crate::data::{fit_to_model, load, DataSpec, Dataset};
-use crate::image_out::write_grid;
+use crate::image_out::{write_grid, write_labelled_grid};
 use crate::lower::backends::{guarded, new_group, new_session, restore_session, BackendKind};
 use crate::lower::group::GroupStart;
 use crate::lower::sample::{Guidance, SampleSpec};
@@ -25,7 +25,7 @@ use crate::lower::Session;
 use crate::parallel::Parallel;
 use crate::run_folder::{RunFolder, RunSettings, SavedRun};
 use crate::sampler::grid_labels;
-use crate::text::{TextDims, TextEncoder};
+use crate::text::{canonical_prompt, TextDims, TextEncoder};
 
 /// Why a run stopped early.
 #[derive(Debug)]
@@ -571,20 +571,25 @@ fn train_in(
     };
     let grid = |t: &dyn Session, path: &Path| -> Result<(), RunError> {
         let n = 64;
+        let (labels, cond) = grid_conditions(t, &data, n, classes)?;
         let spec = SampleSpec {
             shape,
-            cond: grid_conditions(t, &data, n, classes)?.1,
+            cond,
             n,
             steps: settings.sample_steps,
             seed: settings.seed,
             null_label: classes.unwrap_or(0) as i64,
         };
         let imgs = t.sample(&spec, &guidance, true).map_err(RunError::Failed)?;
-        match clip_shape(&compiled) {
-            Some(c) => {
+        let prompts = labels.filter(|_| t.recipe().text.is_some() && data.texts.is_none());
+        let prompts: Option<Vec<String>> =
+            prompts.map(|l| l.iter().map(|&d| canonical_prompt(d as usize)).collect());
+        match (clip_shape(&compiled), prompts) {
+            (Some(c), _) => {
                 crate::image_out::write_clips(path, &imgs, n, shape[0], c, 4)?;
             }
-            None => write_grid(path, &imgs, n, shape, 8)?,
+            (None, Some(p)) => write_labelled_grid(path, &imgs, n, shape, 8, &p)?,
+            (None, None) => write_grid(path, &imgs, n, shape, 8)?,
         }
         Ok(())
     };
@@ -743,6 +748,7 @@ pub fn write_samples(
     clip: Option<ClipShape>,
     png: &Path,
     npy: Option<&Path>,
+    prompts: Option<&[String]>,
 ) -> Result<Option<std::path::PathBuf>, Diagnostic> {
     let animated = match clip {
         Some(c) => {
@@ -753,7 +759,10 @@ pub fn write_samples(
         }
         None => {
             let cols = (n as f64).sqrt().ceil() as usize;
-            write_grid(png, images, n, shape, cols)?;
+            match prompts {
+                Some(p) => write_labelled_grid(png, images, n, shape, cols, p)?,
+                None => write_grid(png, images, n, shape, cols)?,
+            }
             None
         }
     };

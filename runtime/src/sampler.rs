@@ -13,7 +13,7 @@ use tread_compiler::diag::{Diagnostic, Location};
 use crate::condition::Condition;
 use crate::data::contexts::StoredTexts;
 use crate::init::normal;
-use crate::text::{digit_named, TextEncoder, TextError};
+use crate::text::{canonical_prompt, digit_named, TextEncoder, TextError};
 
 /// What to draw: one request for `treadc sample` (burn, a run's checkpoint) and `treadc run`
 /// (tract, an exported file). The last two fields are burn-only; `treadc run` refuses them.
@@ -121,6 +121,20 @@ pub fn conditioning(
             let cond = Condition::of_classes(labels.as_deref(), text).map_err(prompt_err)?;
             Ok((labels, cond))
         }
+    }
+}
+
+/// The prompt of each of a request's `n` samples, for labelling grids: `--prompt`, or the
+/// canonical prompts of `labels`; `None` for a model without text or stored contexts (whose
+/// texts have no words).
+pub fn prompts_of(text: bool, req: &SampleRequest, labels: Option<&[i64]>) -> Option<Vec<String>> {
+    if !text || req.stored.is_some() {
+        return None;
+    }
+    match (&req.prompt, labels) {
+        (Some(p), _) => Some(vec![p.clone(); req.n]),
+        (None, Some(l)) => Some(l.iter().map(|&d| canonical_prompt(d as usize)).collect()),
+        (None, None) => None,
     }
 }
 
