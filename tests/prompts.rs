@@ -2,7 +2,9 @@
 //! captions, `treadc sample --prompt` draws for a prompt, and a prompt that cannot be encoded
 //! (an unknown word, too many words, a model without text) is bad input: exit 2 naming the
 //! word and the vocabulary, nothing written. A text-to-video model trains on clips of moving
-//! digits, samples frame strips and an animated PNG, and is scored frame by frame.
+//! digits, samples frame strips and an animated PNG, and is scored frame by frame. Stored text
+//! contexts (precomputed embeddings) train a text model and, on burn and on tract, draw what
+//! the prompt they encode draws.
 
 mod common;
 
@@ -84,6 +86,36 @@ fn a_text_model_samples_for_a_prompt_and_rejects_unencodable_ones() {
     );
     let other = draw(&["--prompt", "the digit 1"], "other.npy");
     assert!(prompted != other, "the prompt does not reach the model");
+
+    // The same on tract: `treadc run` of the exported run, prompt against stored contexts.
+    let onnx = tmp.path().join("m.onnx");
+    let o = treadc(&["export", run_s, "-o", onnx.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let run_onnx = |what: &[&str], npy: &str| {
+        let npy = tmp.path().join(npy);
+        let png = npy.with_extension("png");
+        let m = onnx.to_str().unwrap();
+        let mut args = vec!["run", m, "--n", "2", "--steps", "1", "--cfg", "2"];
+        args.extend_from_slice(what);
+        args.extend(["--npy", npy.to_str().unwrap(), "-o", png.to_str().unwrap()]);
+        let o = treadc(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        std::fs::read(npy).unwrap()
+    };
+    let prompted = run_onnx(&["--prompt", "the digit 7"], "tract-prompted.npy");
+    let stored = run_onnx(
+        &["--context", contexts.to_str().unwrap()],
+        "tract-stored.npy",
+    );
+    assert!(
+        prompted == stored,
+        "tract: stored contexts drew other samples than the prompt"
+    );
+    let other = run_onnx(&["--prompt", "the digit 1"], "tract-other.npy");
+    assert!(
+        prompted != other,
+        "tract: the prompt does not reach the model"
+    );
 
     // Contexts of another width are bad input, named.
     let narrow = tmp.path().join("narrow.safetensors");
