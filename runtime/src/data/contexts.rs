@@ -15,7 +15,7 @@ use std::path::Path;
 use safetensors::SafeTensors;
 use tread_compiler::diag::{Diagnostic, Location};
 
-use super::latents::{floats, ints, parse, read_labels, tensor};
+use super::latents::{check_finite, floats, ints, parse, read_labels, tensor};
 use crate::text::{TextBatch, TextDims};
 
 /// The tensor holding the contexts.
@@ -89,7 +89,7 @@ pub fn read(
         }
     };
     let context = floats(&ctx, &at(CONTEXT), file)?;
-    check_finite(&context, len * width, CONTEXT, file)?;
+    check_finite(&context, len * width, ("tensor `context`", "row"), file)?;
     let mask = match st.tensor(MASK) {
         Err(_) => vec![1.0; rows * len],
         Ok(m) => {
@@ -120,7 +120,7 @@ pub fn read(
         Ok(p) => match *p.shape() {
             [r, d] if r == rows && d > 0 => {
                 let values = floats(&p, &at(POOLED), file)?;
-                check_finite(&values, d, POOLED, file)?;
+                check_finite(&values, d, ("tensor `pooled`", "row"), file)?;
                 (values, Some(d))
             }
             _ => {
@@ -151,24 +151,6 @@ pub fn read(
         labels,
         file: file.to_string(),
     }))
-}
-
-/// Checks every value is finite; the error names the row and the element.
-fn check_finite(values: &[f32], per_row: usize, name: &str, file: &str) -> Result<(), Diagnostic> {
-    match values.iter().position(|v| !v.is_finite()) {
-        None => Ok(()),
-        Some(j) => Err(Diagnostic::new(
-            Location::Item(format!("tensor `{name}`, row {}", j / per_row)),
-            "a stored value is not finite",
-        )
-        .expected("finite values")
-        .found(format!(
-            "{} at element {} of that row",
-            values[j],
-            j % per_row
-        ))
-        .in_file(file)),
-    }
 }
 
 impl StoredTexts {

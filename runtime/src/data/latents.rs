@@ -173,7 +173,12 @@ fn load_safetensors(path: &Path) -> Result<Loaded, Diagnostic> {
     let at = Location::Item("tensor `latents`".into());
     let shape = latents_shape(lat.shape(), &at, &file)?;
     let images = floats(&lat, &at, &file)?;
-    check_finite(&images, &shape, "tensor `latents`", &file)?;
+    check_finite(
+        &images,
+        shape[1] * shape[2] * shape[3],
+        ("tensor `latents`", "latent"),
+        &file,
+    )?;
     let texts = super::contexts::read(&st, Some(shape[0]), &file)?;
     let labels = match texts.as_ref().and_then(|t| t.labels.clone()) {
         Some(labels) => labels,
@@ -224,7 +229,12 @@ fn load_npy(path: &Path) -> Result<Loaded, Diagnostic> {
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect();
-    check_finite(&images, &shape, "data", &file)?;
+    check_finite(
+        &images,
+        shape[1] * shape[2] * shape[3],
+        ("data", "latent"),
+        &file,
+    )?;
 
     let labels_file = labels_path.display().to_string();
     if !labels_path.is_file() {
@@ -297,23 +307,23 @@ fn check_labels_shape(
     )
 }
 
-/// Checks every latent value is finite; the error names the latent and the element.
-fn check_finite(
+/// Checks every value is finite, `per` values to an `item` (a latent, a stored text's row); the
+/// error names `what` (the tensor), the item and the element.
+pub(super) fn check_finite(
     values: &[f32],
-    shape: &[usize; 4],
-    what: &str,
+    per: usize,
+    (what, item): (&str, &str),
     file: &str,
 ) -> Result<(), Diagnostic> {
-    let per = shape[1] * shape[2] * shape[3];
     match values.iter().position(|v| !v.is_finite()) {
         None => Ok(()),
         Some(j) => Err(Diagnostic::new(
-            Location::Item(format!("{what}, latent {}", j / per)),
-            "latent value is not finite",
+            Location::Item(format!("{what}, {item} {}", j / per)),
+            format!("{item} value is not finite"),
         )
         .expected("finite values")
         .found(format!(
-            "{} at element {} of that latent",
+            "{} at element {} of that {item}",
             values[j],
             j % per
         ))

@@ -451,6 +451,12 @@ pub fn eval<B: FusedOps>(
     })
 }
 
+/// A key mask (1 = attend, 0 = padding) as the additive bias attention adds to its scores:
+/// 0 for a key, a large negative number for padding.
+fn key_bias<B: Backend>(mask: Tensor<B, 2>) -> Tensor<B, 2> {
+    (mask.neg() + 1.0) * tread_compiler::tables::MASKED_KEY_BIAS
+}
+
 /// Scaled dot-product attention on `heads` heads: `softmax(q·kᵀ/√dh + bias)·v` with a key
 /// mask `[B, Tk]` (1 = attend, 0 = padding) turned into a large negative bias.
 pub fn sdpa<B: Backend>(
@@ -468,7 +474,7 @@ pub fn sdpa<B: Backend>(
     let scale = 1.0 / ((d / heads) as f64).sqrt();
     let mut scores = q.matmul(k.swap_dims(2, 3)) * scale;
     if let Some(m) = mask {
-        let bias = (m.neg() + 1.0) * tread_compiler::tables::MASKED_KEY_BIAS;
+        let bias = key_bias(m);
         let [bm, _] = bias.dims();
         scores = scores + bias.reshape([bm, 1, 1, tk]).expand([b, heads, tq, tk]);
     }
@@ -503,8 +509,7 @@ pub fn sdpa_cross_fused<B: FusedOps>(
     let [b, n, d] = q.dims();
     let [_, m, _] = k.dims();
     let kv = Tensor::cat(vec![k, v], 2).reshape([b * m, 2 * d]);
-    let bias =
-        mask.map(|mk| ((mk.neg() + 1.0) * tread_compiler::tables::MASKED_KEY_BIAS).expand([b, m]));
+    let bias = mask.map(|mk| key_bias(mk).expand([b, m]));
     B::fused_cross_attention(q.reshape([b * n, d]), kv, bias, b, heads).reshape([b, n, d])
 }
 
