@@ -166,8 +166,9 @@ pub(crate) struct TrainArgs {
     /// A route RATE:START-END[@STREAM] or `paper` (repeatable; default: the file's routes).
     #[arg(long = "route", value_name = "RATE:START-END[@STREAM]|paper", long_help = ROUTE_HELP)]
     pub(crate) routes: Vec<String>,
-    /// Training data: `mnist` (bundled), `idx:DIR`, `png:DIR` (one folder per class) or
-    /// `latents:FILE` (.safetensors or .npy).
+    /// Training data: `mnist` (bundled), `idx:DIR`, `png:DIR` (one folder per class),
+    /// `captions:DIR` (PNGs listed with their captions in DIR/metadata.jsonl) or `latents:FILE`
+    /// (.safetensors or .npy).
     #[arg(long, default_value = "mnist")]
     pub(crate) data: String,
     /// Total training steps.

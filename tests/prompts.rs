@@ -13,7 +13,7 @@ use std::path::Path;
 use common::*;
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
-use tread_runtime::text::{TextBatch, TextDims, TextEncoder};
+use tread_runtime::text::{TextBatch, TextDims, TextEncoder, Tokenizer};
 
 const MMDIT: &str = "models/mnist-mmdit-small.json";
 const TINY: &str = "tests/models/tiny-mnist.json";
@@ -264,6 +264,152 @@ fn a_text_model_trains_on_stored_contexts() {
         "{}",
         stderr(&o)
     );
+}
+
+/// The bundled captioned example (`data/bars`, made by `tools/make_bars.py`) copied to `dir`;
+/// returns its captions.
+fn copy_bars(dir: &Path) -> Vec<String> {
+    std::fs::create_dir_all(dir).unwrap();
+    let from = root().join("data/bars");
+    for entry in std::fs::read_dir(&from).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+    }
+    let meta = std::fs::read_to_string(dir.join("metadata.jsonl")).unwrap();
+    meta.lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["text"].as_str().unwrap().to_string()
+        })
+        .collect()
+}
+
+/// A text model trains on captioned images with a vocabulary built from their captions; the
+/// vocabulary travels in the checkpoint and the export, so `treadc sample` and `treadc run`
+/// take prompts in the captions' words (and refuse others), and a resumed run refuses captions
+/// that changed its vocabulary.
+#[test]
+fn a_text_model_trains_on_captioned_images_with_their_own_vocabulary() {
+    let tmp = temp_dir("captions");
+    let bars = tmp.path().join("bars");
+    let captions = copy_bars(&bars);
+    assert_eq!(captions.len(), 8);
+    let spec = format!("captions:{}", bars.display());
+    let run = tmp.path().join("run");
+    let run_s = run.to_str().unwrap();
+    let o = train_briefly(MMDIT, run_s, "3", &["--data", &spec]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("the 8 captions") && stderr(&o).contains("a vocabulary of 12 words"),
+        "{}",
+        stderr(&o)
+    );
+
+    // What the prompt path encodes equals the captions' vocabulary as the library builds it
+    // (stored contexts of that encoding draw the same samples, bit for bit).
+    let dims = TextDims {
+        len: 8,
+        context: 32,
+        pooled: Some(32),
+    };
+    let enc = TextEncoder::with_tokenizer(Tokenizer::of_texts(&captions), dims);
+    let top = enc
+        .encode(&vec!["a bar across the top".to_string(); 2])
+        .unwrap();
+    let contexts = tmp.path().join("top.safetensors");
+    write_texts(&contexts, &top, None, None);
+    let draw = |cmd: &str, source: &str, what: &[&str], npy: &str| {
+        let npy = tmp.path().join(npy);
+        let png = npy.with_extension("png");
+        let mut args = vec![cmd, source, "--n", "2", "--steps", "1", "--cfg", "2"];
+        args.extend_from_slice(what);
+        args.extend(["--npy", npy.to_str().unwrap(), "-o", png.to_str().unwrap()]);
+        treadc(&args)
+    };
+    let bytes = |o: std::process::Output, npy: &str| {
+        assert!(o.status.success(), "{}", stderr(&o));
+        std::fs::read(tmp.path().join(npy)).unwrap()
+    };
+    let onnx = tmp.path().join("bars.onnx");
+    let o = treadc(&["export", run_s, "-o", onnx.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for (cmd, source) in [("sample", run_s), ("run", onnx.to_str().unwrap())] {
+        let prompted = bytes(
+            draw(cmd, source, &["--prompt", "A bar across the top."], "p.npy"),
+            "p.npy",
+        );
+        let stored = bytes(
+            draw(
+                cmd,
+                source,
+                &["--context", contexts.to_str().unwrap()],
+                "s.npy",
+            ),
+            "s.npy",
+        );
+        assert!(
+            prompted == stored,
+            "{cmd}: the prompt drew other samples than its encoding"
+        );
+        let other = bytes(
+            draw(
+                cmd,
+                source,
+                &["--prompt", "a bar down the left side"],
+                "o.npy",
+            ),
+            "o.npy",
+        );
+        assert!(
+            prompted != other,
+            "{cmd}: the prompt does not reach the model"
+        );
+        // A word of the bundled digits is not one of these captions' words.
+        let o = draw(cmd, source, &["--prompt", "a seven"], "never.npy");
+        assert_eq!(o.status.code(), Some(2), "{cmd}: {}", stderr(&o));
+        let e = stderr(&o);
+        assert!(
+            e.contains("seven") && e.contains("across, bar, bottom"),
+            "{cmd}: {e}"
+        );
+        assert!(
+            !tmp.path().join("never.npy").exists(),
+            "nothing is written for bad input"
+        );
+    }
+
+    // Resuming with the same captions continues; captions with a new word are refused.
+    let o = treadc(&["train", "--resume", run_s, "--steps", "4", "--quiet"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let meta = bars.join("metadata.jsonl");
+    let mut text = std::fs::read_to_string(&meta).unwrap();
+    text.push_str("{\"file_name\": \"bar0.png\", \"text\": \"a wide bar across the top\"}\n");
+    std::fs::write(&meta, text).unwrap();
+    let o = treadc(&["train", "--resume", run_s, "--steps", "5", "--quiet"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("vocabulary") && stderr(&o).contains("checkpoint.safetensors"),
+        "{}",
+        stderr(&o)
+    );
+
+    // A caption longer than the context names its line; a class model refuses captions.
+    std::fs::write(
+        &meta,
+        "{\"file_name\": \"bar0.png\", \"text\": \"a bar across the top of the square image\"}\n",
+    )
+    .unwrap();
+    let again = tmp.path().join("again");
+    let o = train_briefly(MMDIT, again.to_str().unwrap(), "1", &["--data", &spec]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("metadata.jsonl") && e.contains("line 1") && e.contains("at most 8"),
+        "{e}"
+    );
+    let o = train_briefly(TINY, again.to_str().unwrap(), "1", &["--data", &spec]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("text-conditioned"), "{}", stderr(&o));
 }
 
 #[test]

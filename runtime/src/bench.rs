@@ -144,7 +144,7 @@ fn bench_in(
 ) -> Result<BenchResult, RunError> {
     let (shape, classes) = model_io(compiled)?;
     let dense = strip_routes(&compiled.routed)?;
-    let text = text_encoder(compiled)?;
+    let text = text_encoder(compiled, None)?;
     let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
     let n = batch * 2;
     let len = shape.iter().product::<usize>();
@@ -157,6 +157,7 @@ fn bench_in(
         width: shape[2],
         source: "random".into(),
         texts: None,
+        captions: None,
     });
     let make =
         |routed: &tread_compiler::ir::Graph, fused: bool| -> Result<Box<dyn Session>, RunError> {

@@ -21,7 +21,7 @@ use tread_onnx::{keys, pb};
 use crate::init::{init_values, normal};
 use crate::run::{compile_model, RunError};
 use crate::run_folder::{SavedRun, ONNX_FILE};
-use crate::text::BUNDLED_ENCODER;
+use crate::text::Tokenizer;
 use tread_onnx::tract::{HostValue, TractModel};
 
 /// Which weights of a checkpoint to export.
@@ -62,6 +62,8 @@ pub struct ExportSource {
     pub weights: Weights,
     /// Metadata describing where the weights came from.
     pub metadata: Vec<(String, String)>,
+    /// The vocabulary of a run trained on captions (`None`: the bundled one).
+    pub vocabulary: Option<Tokenizer>,
 }
 
 /// What an export wrote and how long it took.
@@ -118,6 +120,7 @@ pub fn load_source(req: &ExportRequest) -> Result<ExportSource, Diagnostic> {
                 (keys::WEIGHTS.into(), format!("init seed {}", req.seed)),
                 (keys::MODEL_FILE.into(), src.display().to_string()),
             ],
+            vocabulary: None,
         });
     }
     let saved = SavedRun::open(src)?;
@@ -164,6 +167,7 @@ pub fn load_source(req: &ExportRequest) -> Result<ExportSource, Diagnostic> {
             (keys::CHECKPOINT.into(), ckpt.display().to_string()),
             (keys::MODEL_FILE.into(), settings.model_file.clone()),
         ],
+        vocabulary: saved.vocabulary.clone(),
     })
 }
 
@@ -173,8 +177,8 @@ pub fn export_source(src: &ExportSource, req: &ExportRequest) -> Result<ExportOu
     let mut metadata = src.metadata.clone();
     // A context too short for the bundled captions exports without them: the file cannot be
     // prompted by `treadc run`, but it is still the model.
-    if let Ok(Some(enc)) = crate::run::text_encoder(&src.compiled) {
-        metadata.push((keys::TEXT_ENCODER.into(), BUNDLED_ENCODER.into()));
+    if let Ok(Some(enc)) = crate::run::text_encoder(&src.compiled, src.vocabulary.clone()) {
+        metadata.push((keys::TEXT_ENCODER.into(), enc.name().into()));
         metadata.push((keys::VOCABULARY.into(), enc.tokenizer.in_id_order()));
     }
     let opts = ExportOptions {

@@ -14,7 +14,9 @@ use tread_compiler::route_spec::parse_flag;
 
 use crate::checkpoint::{Checkpoint, HostTensor};
 use crate::condition::Condition;
+use crate::data::captioned::Captions;
 use crate::data::clips::{moving_digits, ClipShape};
+use crate::data::contexts::StoredTexts;
 use crate::data::{fit_to_model, load, DataSpec, Dataset};
 use crate::image_out::{write_grid, write_labelled_grid};
 use crate::lower::backends::{guarded, new_group, new_session, restore_session, BackendKind};
@@ -23,9 +25,9 @@ use crate::lower::sample::{Guidance, SampleSpec};
 use crate::lower::train::Recipe;
 use crate::lower::Session;
 use crate::parallel::Parallel;
-use crate::run_folder::{RunFolder, RunSettings, SavedRun};
+use crate::run_folder::{RunFolder, RunSettings, SavedRun, VOCABULARY_KEY};
 use crate::sampler::grid_labels;
-use crate::text::{canonical_prompt, TextDims, TextEncoder};
+use crate::text::{canonical_prompt, TextDims, TextEncoder, Tokenizer};
 
 /// Why a run stopped early.
 #[derive(Debug)]
@@ -151,9 +153,13 @@ pub fn clip_shape(c: &Compiled) -> Option<ClipShape> {
 }
 
 /// The text encoder of a text-conditioned model (one with a `context` input): its dims come
-/// from the context `[B, L, Dc]` and pooled `[B, Dp]` inputs; `L` must hold every bundled
+/// from the context `[B, L, Dc]` and pooled `[B, Dp]` inputs. Without a `vocabulary` (one
+/// built from a run's captions) it is the bundled encoder, and `L` must hold every bundled
 /// caption. `None` for other models.
-pub fn text_encoder(c: &Compiled) -> Result<Option<TextEncoder>, Diagnostic> {
+pub fn text_encoder(
+    c: &Compiled,
+    vocabulary: Option<Tokenizer>,
+) -> Result<Option<TextEncoder>, Diagnostic> {
     let g = &c.model.graph;
     let dims_of = |role: InputRole| {
         g.inputs.iter().find_map(|(name, id)| match g.node(*id).op {
@@ -176,6 +182,9 @@ pub fn text_encoder(c: &Compiled) -> Result<Option<TextEncoder>, Diagnostic> {
         context: ctx[2],
         pooled: dims_of(InputRole::Pooled).map(|(_, p)| p[1]),
     };
+    if let Some(words) = vocabulary {
+        return Ok(Some(TextEncoder::with_tokenizer(words, dims)));
+    }
     let enc = TextEncoder::fitting(dims).map_err(|longest| {
         Diagnostic::new(
             Location::Item(format!("input `{name}`")),
@@ -188,8 +197,14 @@ pub fn text_encoder(c: &Compiled) -> Result<Option<TextEncoder>, Diagnostic> {
     Ok(Some(enc))
 }
 
-/// The training recipe of a compiled model (fused engine).
-pub fn recipe(c: &Compiled, batch: usize, seed: u64) -> Result<Recipe, Diagnostic> {
+/// The training recipe of a compiled model (fused engine); `vocabulary` as for
+/// [`text_encoder`].
+pub fn recipe(
+    c: &Compiled,
+    batch: usize,
+    seed: u64,
+    vocabulary: Option<Tokenizer>,
+) -> Result<Recipe, Diagnostic> {
     let (_, classes) = model_io(c)?;
     Ok(Recipe {
         routed: c.routed.clone(),
@@ -198,7 +213,7 @@ pub fn recipe(c: &Compiled, batch: usize, seed: u64) -> Result<Recipe, Diagnosti
         batch,
         seed,
         classes,
-        text: text_encoder(c)?,
+        text: text_encoder(c, vocabulary)?,
         fused: true,
         micro_batches: None,
     })
@@ -213,6 +228,13 @@ fn grid_conditions(
     n: usize,
     classes: Option<usize>,
 ) -> Result<(Option<Vec<i64>>, Condition), RunError> {
+    if let (Some(stored), Some(_)) = (&data.texts, &data.captions) {
+        let rows: Vec<Option<usize>> = caption_rows(n, stored.batch.n)
+            .into_iter()
+            .map(Some)
+            .collect();
+        return Ok((None, Condition::Text(stored.batch.gather(&rows))));
+    }
     if let Some(stored) = &data.texts {
         let (labels, texts) = stored.in_turn(n);
         return Ok((labels, Condition::Text(texts)));
@@ -221,6 +243,13 @@ fn grid_conditions(
     let cond = Condition::of_classes(labels.as_deref(), t.recipe().text.as_ref())
         .map_err(|e| RunError::Failed(format!("the grid's prompts: {e}")))?;
     Ok((labels, cond))
+}
+
+/// The captions a grid of `n` samples shows out of `count`: the first eight in turn, each for
+/// a row of `n / 8` samples, so that each caption's row can be labelled.
+fn caption_rows(n: usize, count: usize) -> Vec<usize> {
+    let per = (n / 8).max(1);
+    (0..n).map(|i| (i / per) % count.max(1)).collect()
 }
 
 fn io_err(what: &str, e: impl std::fmt::Display) -> RunError {
@@ -301,7 +330,11 @@ fn prepare(
     }
     let (mut data, notes): (Dataset, Vec<String>) =
         fit_to_model(raw, shape[0], shape[1], shape[2], classes, settings.seed)?;
-    let mut recipe = recipe(&compiled, settings.batch, settings.seed)?;
+    let vocabulary = data
+        .captions
+        .as_ref()
+        .map(|c| Tokenizer::of_texts(&c.texts));
+    let mut recipe = recipe(&compiled, settings.batch, settings.seed, vocabulary)?;
     let mut notes: Vec<String> = clip_note.into_iter().chain(notes).collect();
     if let Some(stored) = data.texts.take() {
         let (fitted, note) =
@@ -313,6 +346,16 @@ fn prepare(
         notes.extend(note);
         data.texts = Some(fitted);
     }
+    if let Some(captions) = &data.captions {
+        let stored = encode_captions(captions, recipe.text.as_ref(), &settings.model_file)?;
+        notes.push(format!(
+            "conditioning on the {} captions of {} (a vocabulary of {} words built from them)",
+            captions.texts.len(),
+            captions.file,
+            recipe.text.as_ref().map_or(0, |e| e.tokenizer.len() - 1)
+        ));
+        data.texts = Some(stored);
+    }
     recipe.micro_batches = at.plan.micro_batches;
     Ok(Prepared {
         compiled,
@@ -321,6 +364,74 @@ fn prepare(
         data: Arc::new(data),
         notes,
         recipe,
+    })
+}
+
+/// A resumed run must read its texts with the vocabulary it was trained with: captions that
+/// changed since (another vocabulary) are bad input naming the checkpoint.
+fn check_vocabulary(saved: &SavedRun, enc: Option<&TextEncoder>) -> Result<(), Diagnostic> {
+    let now = enc.map(|e| &e.tokenizer).filter(|t| !t.is_bundled());
+    if now == saved.vocabulary.as_ref() {
+        return Ok(());
+    }
+    let describe = |t: Option<&Tokenizer>| match t {
+        Some(t) => format!("a vocabulary of {} words built from captions", t.len() - 1),
+        None => "the bundled vocabulary".to_string(),
+    };
+    Err(Diagnostic::new(
+        Location::Item(format!("metadata `{VOCABULARY_KEY}`")),
+        "the data's vocabulary is not the one the run was trained with",
+    )
+    .expected(describe(saved.vocabulary.as_ref()))
+    .found(format!("{} (the captions changed?)", describe(now)))
+    .in_file(saved.path.display().to_string()))
+}
+
+/// Captions encoded with the run's encoder (one built from their vocabulary), as stored texts;
+/// a model without text, a vocabulary without words or a caption longer than the model's
+/// context is bad input naming the captions file.
+fn encode_captions(
+    captions: &Captions,
+    enc: Option<&TextEncoder>,
+    model_file: &str,
+) -> Result<StoredTexts, Diagnostic> {
+    let Some(enc) = enc else {
+        return Err(Diagnostic::new(
+            Location::File,
+            "captioned images need a text-conditioned model",
+        )
+        .expected("a model with a `context` input")
+        .found("a model without one (use png:DIR for class folders)")
+        .in_file(model_file));
+    };
+    if enc.tokenizer.len() < 2 {
+        return Err(
+            Diagnostic::new(Location::File, "the captions have no words")
+                .expected("at least one caption with a word")
+                .found(format!("{} empty captions", captions.texts.len()))
+                .in_file(captions.file.clone()),
+        );
+    }
+    let ids = captions
+        .texts
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            enc.tokenize(text).map_err(|e| {
+                Diagnostic::new(captions.location(i), "the caption does not fit the model")
+                    .expected(format!(
+                        "at most {} words (the context length of {model_file})",
+                        enc.dims.len
+                    ))
+                    .found(format!("{e}: {text:?}"))
+                    .in_file(captions.file.clone())
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(StoredTexts {
+        batch: enc.encode_ids(&ids),
+        labels: None,
+        file: captions.file.clone(),
     })
 }
 
@@ -438,6 +549,9 @@ fn train_in(
         notes,
         recipe: r,
     } = prepare(&settings, &model_text, at)?;
+    if let Some(saved) = resume {
+        check_vocabulary(saved, r.text.as_ref())?;
+    }
     let bundled_mnist = at.bundled_mnist;
     let guidance = match settings.cfg {
         None => Guidance::None,
@@ -460,6 +574,17 @@ fn train_in(
         }
     };
     let evaluator = if settings.eval_every > 0 {
+        if let Some(captions) = &data.captions {
+            return Err(RunError::Diag(
+                Diagnostic::new(
+                    Location::Item("--eval-every".into()),
+                    "captioned images have no labels to score samples against",
+                )
+                .expected("a dataset with class labels (the digit metric scores digits)")
+                .found(format!("the captions of {}", captions.file))
+                .in_file("<command line>"),
+            ));
+        }
         if let Some(stored) = data.texts.as_ref().filter(|s| s.labels.is_none()) {
             return Err(RunError::Diag(
                 Diagnostic::new(
@@ -566,6 +691,11 @@ fn train_in(
             tread_compiler::emit::to_text(&t.recipe().routed),
         );
         ck.meta.insert("train".into(), settings_json.clone());
+        if let Some(words) = t.recipe().text.as_ref().map(|e| &e.tokenizer) {
+            if !words.is_bundled() {
+                ck.meta.insert(VOCABULARY_KEY.into(), words.in_id_order());
+            }
+        }
         ck.save(&paths.checkpoint())?;
         Ok(())
     };
@@ -581,9 +711,17 @@ fn train_in(
             null_label: classes.unwrap_or(0) as i64,
         };
         let imgs = t.sample(&spec, &guidance, true).map_err(RunError::Failed)?;
-        let prompts = labels.filter(|_| t.recipe().text.is_some() && data.texts.is_none());
-        let prompts: Option<Vec<String>> =
-            prompts.map(|l| l.iter().map(|&d| canonical_prompt(d as usize)).collect());
+        let prompts: Option<Vec<String>> = match &data.captions {
+            Some(c) => Some(
+                caption_rows(n, c.texts.len())
+                    .into_iter()
+                    .map(|r| c.texts[r].clone())
+                    .collect(),
+            ),
+            None => labels
+                .filter(|_| t.recipe().text.is_some() && data.texts.is_none())
+                .map(|l| l.iter().map(|&d| canonical_prompt(d as usize)).collect()),
+        };
         match (clip_shape(&compiled), prompts) {
             (Some(c), _) => {
                 crate::image_out::write_clips(path, &imgs, n, shape[0], c, 4)?;
@@ -726,7 +864,12 @@ pub fn load_run(
 ) -> Result<(Box<dyn Session>, Compiled, RunSettings), RunError> {
     let saved = SavedRun::open(path)?;
     let compiled = saved.compile()?;
-    let r = recipe(&compiled, saved.settings.batch, saved.settings.seed)?;
+    let r = recipe(
+        &compiled,
+        saved.settings.batch,
+        saved.settings.seed,
+        saved.vocabulary.clone(),
+    )?;
     let t = restore_session(kind, r, &saved.checkpoint, saved.step).map_err(|m| {
         Diagnostic::new(Location::Item("tensors".into()), m)
             .in_file(saved.path.display().to_string())

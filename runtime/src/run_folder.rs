@@ -13,6 +13,7 @@ use tread_compiler::compile::Compiled;
 use tread_compiler::diag::{Diagnostic, Location};
 
 use crate::checkpoint::Checkpoint;
+use crate::text::Tokenizer;
 
 /// The checkpoint's file name in a run folder.
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
@@ -178,7 +179,12 @@ pub struct SavedRun {
     pub model_json: String,
     /// Completed steps.
     pub step: u64,
+    /// The vocabulary built from the run's captions (`None`: the bundled one, or no text).
+    pub vocabulary: Option<Tokenizer>,
 }
+
+/// The checkpoint metadata holding a caption-built vocabulary, in id order.
+pub const VOCABULARY_KEY: &str = "vocabulary";
 
 impl SavedRun {
     /// Reads the checkpoint of `path` (a run folder or a checkpoint file).
@@ -195,12 +201,22 @@ impl SavedRun {
             .meta("step", &path)?
             .parse()
             .map_err(|_| bad("metadata `step`", "not a step number".into()))?;
+        let vocabulary = match checkpoint.meta.get(VOCABULARY_KEY) {
+            Some(words) => Some(Tokenizer::from_id_order(words).map_err(|m| {
+                bad(
+                    &format!("metadata `{VOCABULARY_KEY}`"),
+                    format!("unreadable vocabulary: {m}"),
+                )
+            })?),
+            None => None,
+        };
         Ok(SavedRun {
             path,
             checkpoint,
             settings,
             model_json,
             step,
+            vocabulary,
         })
     }
 

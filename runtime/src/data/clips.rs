@@ -94,7 +94,8 @@ pub fn moving_digits(ds: &Dataset, clip: ClipShape, seed: u64) -> Result<Dataset
         height: clip.frames * clip.height,
         width: clip.width,
         source: ds.source.clone(),
-        texts: None,
+        texts: ds.texts.clone(),
+        captions: ds.captions.clone(),
     })
 }
 
@@ -150,6 +151,7 @@ mod tests {
             width: 28,
             source: "test".into(),
             texts: None,
+            captions: None,
         }
     }
 

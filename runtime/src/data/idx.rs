@@ -62,6 +62,7 @@ pub fn load_dir(dir: &Path) -> Result<Dataset, Diagnostic> {
         width: images.cols,
         source: format!("idx:{}", dir.display()),
         texts: None,
+        captions: None,
     })
 }
 

@@ -64,6 +64,7 @@ pub fn load(path: &Path) -> Result<Dataset, Diagnostic> {
         width,
         source: format!("latents:{file}"),
         texts,
+        captions: None,
     })
 }
 

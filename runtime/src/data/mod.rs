@@ -13,10 +13,12 @@
 //! Formats:
 //! - IDX ([`idx`]): the original MNIST layout, optionally gzipped.
 //! - PNG folder ([`png_folder`]): `DIR/<class>/*.png`, classes in sorted folder-name order.
+//! - Captioned PNGs ([`captioned`]): `DIR/metadata.jsonl` naming each image and its caption.
 //! - Latents ([`latents`]): a `.safetensors` file with `latents` and `labels`, or a `.npy` file of
 //!   latents with a sibling `labels.npy`; the safetensors file may keep precomputed text
 //!   contexts beside them ([`contexts`]).
 
+pub mod captioned;
 pub mod clips;
 pub mod contexts;
 pub mod idx;
@@ -44,12 +46,15 @@ pub enum DataSpec {
     PngFolder(PathBuf),
     /// Precomputed latents: a `.safetensors` file, or a `.npy` file with a sibling `labels.npy`.
     Latents(PathBuf),
+    /// PNG images with one caption each, listed by `DIR/metadata.jsonl`.
+    Captioned(PathBuf),
 }
 
 impl DataSpec {
-    /// "mnist" (the bundled digits), "idx:DIR", "png:DIR", "latents:FILE" (.safetensors or .npy).
-    /// A bare path is also accepted: a directory containing IDX files -> Idx, a directory of class
-    /// folders -> PngFolder, a .safetensors/.npy file -> Latents.
+    /// "mnist" (the bundled digits), "idx:DIR", "png:DIR", "latents:FILE" (.safetensors or .npy),
+    /// "captions:DIR". A bare path is also accepted: a directory containing IDX files -> Idx,
+    /// one with a `metadata.jsonl` -> Captioned, a directory of class folders -> PngFolder, a
+    /// .safetensors/.npy file -> Latents.
     ///
     /// Prefixed forms are only checked for syntax here (the files are read by [`load`]); a bare
     /// path is inspected on disk to decide its kind.
@@ -58,7 +63,7 @@ impl DataSpec {
             Diagnostic::new(Location::Item(format!("data source `{s}`")), message)
                 .expected(
                     "`mnist`, `idx:DIR`, `png:DIR`, `latents:FILE` (.safetensors or .npy), \
-                     or a path to one of these",
+                     `captions:DIR`, or a path to one of these",
                 )
                 .found(found)
                 .in_file(COMMAND_LINE)
@@ -74,6 +79,7 @@ impl DataSpec {
             ("idx:", DataSpec::Idx as fn(PathBuf) -> DataSpec),
             ("png:", DataSpec::PngFolder),
             ("latents:", DataSpec::Latents),
+            ("captions:", DataSpec::Captioned),
         ];
         for (prefix, make) in prefixed {
             if let Some(rest) = trimmed.strip_prefix(prefix) {
@@ -91,6 +97,9 @@ impl DataSpec {
             if idx::find_pair(&path).is_ok() {
                 return Ok(DataSpec::Idx(path));
             }
+            if captioned::is_captioned(&path) {
+                return Ok(DataSpec::Captioned(path));
+            }
             if png_folder::has_class_folders(&path) {
                 return Ok(DataSpec::PngFolder(path));
             }
@@ -100,7 +109,8 @@ impl DataSpec {
             )
             .help(
                 "an IDX directory holds *images-idx3-ubyte[.gz] and *labels-idx1-ubyte[.gz]; \
-                 a PNG directory holds one sub-folder of .png files per class",
+                 a PNG directory holds one sub-folder of .png files per class; a captioned \
+                 directory holds metadata.jsonl",
             ));
         }
         if path.is_file() {
@@ -128,6 +138,7 @@ impl std::fmt::Display for DataSpec {
             DataSpec::Idx(p) => write!(f, "idx:{}", p.display()),
             DataSpec::PngFolder(p) => write!(f, "png:{}", p.display()),
             DataSpec::Latents(p) => write!(f, "latents:{}", p.display()),
+            DataSpec::Captioned(p) => write!(f, "captions:{}", p.display()),
         }
     }
 }
@@ -156,6 +167,9 @@ pub struct Dataset {
     /// One stored text per image, when the file keeps precomputed contexts
     /// ([`contexts`]); text models without them caption the labels.
     pub texts: Option<contexts::StoredTexts>,
+    /// One caption per image, from a captioned folder ([`captioned`]), encoded with a
+    /// vocabulary of their words once the model is known.
+    pub captions: Option<captioned::Captions>,
 }
 
 impl Dataset {
@@ -206,6 +220,7 @@ pub fn load(spec: &DataSpec, bundled_mnist_dir: &Path) -> Result<Dataset, Diagno
         DataSpec::Idx(dir) => idx::load_dir(dir)?,
         DataSpec::PngFolder(dir) => png_folder::load(dir)?,
         DataSpec::Latents(file) => latents::load(file)?,
+        DataSpec::Captioned(dir) => captioned::load(dir)?,
     };
     if ds.n == 0 {
         return Err(Diagnostic::new(Location::File, "the dataset has no images")
@@ -400,6 +415,7 @@ mod tests {
             width: w,
             source: source.into(),
             texts: None,
+            captions: None,
         }
     }
 
@@ -423,6 +439,7 @@ mod tests {
             DataSpec::Idx("a".into()),
             DataSpec::PngFolder("b".into()),
             DataSpec::Latents("c.npy".into()),
+            DataSpec::Captioned("d".into()),
         ] {
             assert_eq!(DataSpec::parse(&spec.to_string()).unwrap(), spec);
         }
@@ -430,7 +447,7 @@ mod tests {
 
     #[test]
     fn parse_rejects_bad_specs() {
-        for bad in ["", "idx:", "png:", "no/such/path/anywhere", "cifar"] {
+        for bad in ["", "idx:", "png:", "captions:", "no/such/path/anywhere", "cifar"] {
             let d = DataSpec::parse(bad).unwrap_err();
             assert_eq!(d.file, COMMAND_LINE, "{bad}");
             assert!(d.expected.as_deref().unwrap().contains("idx:DIR"), "{bad}");
@@ -450,6 +467,12 @@ mod tests {
         assert_eq!(
             DataSpec::parse(classes.to_str().unwrap()).unwrap(),
             DataSpec::PngFolder(classes.clone())
+        );
+        // A metadata.jsonl makes a folder captioned, even beside class folders.
+        std::fs::write(classes.join(captioned::METADATA), b"").unwrap();
+        assert_eq!(
+            DataSpec::parse(classes.to_str().unwrap()).unwrap(),
+            DataSpec::Captioned(classes.clone())
         );
         let st = tmp.path().join("z.safetensors");
         std::fs::write(&st, b"").unwrap();
@@ -570,6 +593,7 @@ mod tests {
             width: 2,
             source: "latents:m.safetensors".into(),
             texts: None,
+            captions: None,
         };
         let (a, notes) = fit_to_model(ds.clone(), 1, 1, 2, Some(2), 7).unwrap();
         let (b, _) = fit_to_model(ds.clone(), 1, 1, 2, Some(2), 7).unwrap();

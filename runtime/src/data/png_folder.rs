@@ -99,6 +99,7 @@ pub fn load(dir: &Path) -> Result<Dataset, Diagnostic> {
         width: shape.width,
         source: format!("png:{}", dir.display()),
         texts: None,
+        captions: None,
     })
 }
 
@@ -145,17 +146,20 @@ fn png_files(folder: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
 }
 
 /// One decoded image: interleaved 8-bit samples, alpha already dropped.
-struct Decoded {
-    channels: usize,
-    height: usize,
-    width: usize,
+pub(super) struct Decoded {
+    /// 1 (grayscale) or 3 (RGB).
+    pub(super) channels: usize,
+    /// Rows.
+    pub(super) height: usize,
+    /// Columns.
+    pub(super) width: usize,
     /// `height * width * channels` samples, pixel after pixel.
     interleaved: Vec<u8>,
 }
 
 impl Decoded {
     /// A copy with no pixels, kept to compare shapes against.
-    fn shape_only(&self) -> Decoded {
+    pub(super) fn shape_only(&self) -> Decoded {
         Decoded {
             interleaved: Vec::new(),
             ..*self
@@ -163,12 +167,12 @@ impl Decoded {
     }
 
     /// "C×H×W" for messages.
-    fn shape_text(&self) -> String {
+    pub(super) fn shape_text(&self) -> String {
         format!("{}x{}x{}", self.channels, self.height, self.width)
     }
 
     /// The samples in channel-major (planar) order, as the dataset stores them.
-    fn planar(&self) -> impl Iterator<Item = u8> + '_ {
+    pub(super) fn planar(&self) -> impl Iterator<Item = u8> + '_ {
         (0..self.channels).flat_map(move |c| {
             self.interleaved
                 .iter()
@@ -180,7 +184,7 @@ impl Decoded {
 }
 
 /// Decodes one PNG to 8-bit grayscale or RGB.
-fn decode(path: &Path) -> Result<Decoded, Diagnostic> {
+pub(super) fn decode(path: &Path) -> Result<Decoded, Diagnostic> {
     let file_name = path.display().to_string();
     let png_error = |e: png::DecodingError| {
         Diagnostic::new(

@@ -17,7 +17,7 @@ use crate::condition::Condition;
 use crate::data::clips::ClipShape;
 use crate::sampler::{conditioning, grid_labels, guide, initial_noise, run_sampler, SampleRequest};
 use crate::text::vocab::DIGIT_WORDS;
-use crate::text::{TextBatch, TextDims, TextEncoder, Tokenizer, BUNDLED_ENCODER};
+use crate::text::{TextBatch, TextDims, TextEncoder, Tokenizer, BUNDLED_ENCODER, CAPTION_ENCODER};
 use tread_onnx::tract::{HostValue, TractModel};
 
 /// What a graph input carries.
@@ -371,8 +371,9 @@ impl Deployment {
     }
 }
 
-/// The bundled text encoder for a file whose context input `name` is `[B, L, Dc]` (`pooled`:
-/// `[B, Dp]`), after checking that the file was exported with it.
+/// The text encoder of a file whose context input `name` is `[B, L, Dc]` (`pooled`: `[B, Dp]`),
+/// rebuilt from the encoder and vocabulary its metadata records: the bundled one, or one built
+/// from a run's captions.
 fn text_encoder(
     path: &Path,
     proto: &pb::ModelProto,
@@ -380,22 +381,37 @@ fn text_encoder(
     context: &[usize],
     pooled: Option<Vec<usize>>,
 ) -> Result<TextEncoder, Diagnostic> {
-    let vocabulary = Tokenizer::bundled().in_id_order();
     let encoder = metadata(proto, keys::TEXT_ENCODER);
     let words = metadata(proto, keys::VOCABULARY);
-    if encoder != Some(BUNDLED_ENCODER) || words != Some(vocabulary.as_str()) {
-        return Err(bad(
+    let refuse = || {
+        bad(
             path,
             "metadata `treadc.text_encoder`",
             "the file's text encoder is not one treadc can rebuild",
-            &format!("`{BUNDLED_ENCODER}` with its vocabulary (a file from `treadc export`)"),
+            &format!(
+                "`{BUNDLED_ENCODER}` with its vocabulary, or `{CAPTION_ENCODER}` with a \
+                 vocabulary (a file from `treadc export`)"
+            ),
             format!(
                 "text_encoder {:?}, vocabulary {:?}",
                 encoder.unwrap_or("absent"),
                 words.unwrap_or("absent")
             ),
-        ));
-    }
+        )
+    };
+    let vocabulary = match (encoder, words) {
+        (Some(BUNDLED_ENCODER), Some(w)) if w == Tokenizer::bundled().in_id_order() => None,
+        (Some(CAPTION_ENCODER), Some(w)) => Some(Tokenizer::from_id_order(w).map_err(|m| {
+            bad(
+                path,
+                "metadata `treadc.vocabulary`",
+                "the file's vocabulary cannot be read",
+                "`<pad>` then distinct lower-case words, space-separated",
+                m,
+            )
+        })?),
+        _ => return Err(refuse()),
+    };
     let [_, len, width] = context[..] else {
         return Err(bad(
             path,
@@ -410,6 +426,9 @@ fn text_encoder(
         context: width,
         pooled: pooled.and_then(|p| p.get(1).copied()),
     };
+    if let Some(words) = vocabulary {
+        return Ok(TextEncoder::with_tokenizer(words, dims));
+    }
     TextEncoder::fitting(dims).map_err(|longest| {
         bad(
             path,

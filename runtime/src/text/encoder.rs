@@ -97,7 +97,7 @@ impl TextBatch {
     }
 }
 
-/// The bundled tokenizer and the frozen embedding tables for one model's dims.
+/// A tokenizer and the frozen embedding tables drawn for it at one model's dims.
 #[derive(Debug, Clone)]
 pub struct TextEncoder {
     /// Tokens to ids.
@@ -111,9 +111,14 @@ pub struct TextEncoder {
 }
 
 impl TextEncoder {
-    /// The encoder for a model with text dims `dims`.
+    /// The bundled encoder for a model with text dims `dims`.
     pub fn new(dims: TextDims) -> Self {
-        let tokenizer = Tokenizer::bundled();
+        Self::with_tokenizer(Tokenizer::bundled(), dims)
+    }
+
+    /// The encoder of `tokenizer`'s vocabulary at `dims`: its tables follow from the vocabulary's
+    /// size and the constant seed, so the word list is all a run or an export must keep.
+    pub fn with_tokenizer(tokenizer: Tokenizer, dims: TextDims) -> Self {
         let v = tokenizer.len();
         let mut rng = ChaCha8Rng::seed_from_u64(TABLE_SEED);
         let mut context_table: Vec<f32> = (0..v * dims.context).map(|_| normal(&mut rng)).collect();
@@ -137,6 +142,16 @@ impl TextEncoder {
             return Err(longest);
         }
         Ok(enc)
+    }
+
+    /// The name an export records for this encoder: the bundled one, or one built from a
+    /// user's captions.
+    pub fn name(&self) -> &'static str {
+        if self.tokenizer.is_bundled() {
+            super::BUNDLED_ENCODER
+        } else {
+            super::CAPTION_ENCODER
+        }
     }
 
     /// The ids of `text`, padded to the context length.

@@ -1,6 +1,7 @@
-//! Text conditioning on the host: the bundled digit captions, their vocabulary and tokenizer,
-//! and the frozen encoder that turns token ids into the context, mask and pooled vectors a
-//! text-conditioned model reads (no tensor library here).
+//! Text conditioning on the host: the bundled digit captions, word tokenizers (the bundled
+//! vocabulary, or one built from a user's captions), and the frozen encoder that turns token ids
+//! into the context, mask and pooled vectors a text-conditioned model reads (no tensor library
+//! here).
 //!
 //! The encoder stands where real pipelines put a frozen T5 or CLIP: fixed word embeddings drawn
 //! from a constant seed, so a run, its samples and its checkpoints need nothing beyond the model
@@ -15,6 +16,9 @@ pub use captions::{
 };
 /// The name an export records for the bundled encoder (captions, tokenizer, seeded tables).
 pub const BUNDLED_ENCODER: &str = "bundled-digits";
+/// The name an export records for an encoder whose vocabulary was built from a user's captions
+/// (`--data captions:DIR`): the same seeded tables, drawn for that vocabulary.
+pub const CAPTION_ENCODER: &str = "caption-words";
 
 pub use encoder::{TextBatch, TextDims, TextEncoder};
 pub use vocab::{TextError, Tokenizer, PAD};

@@ -1,6 +1,8 @@
-//! The bundled vocabulary and its word-level tokenizer: lower-cased words split at whitespace,
-//! trailing punctuation dropped, id 0 the padding; an unknown word is an error, never dropped.
+//! Word-level tokenizers: lower-cased words split at whitespace, trailing punctuation dropped,
+//! id 0 the padding; an unknown word is an error, never dropped. The bundled vocabulary covers
+//! the digit captions; a vocabulary built from a user's captions covers theirs.
 
+use std::collections::HashMap;
 use std::fmt;
 
 /// The padding id: pads a caption to the model's context length; its embedding is zero and its
@@ -72,10 +74,31 @@ impl fmt::Display for TextError {
     }
 }
 
-/// The bundled word-level tokenizer.
+/// The padding's entry in a vocabulary's id order.
+const PAD_WORD: &str = "<pad>";
+
+/// The words of `text` as the tokenizer reads them: split at whitespace, trailing punctuation
+/// dropped, lower-cased, empty words skipped.
+fn words_of(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split_whitespace()
+        .map(|raw| {
+            raw.trim_end_matches(['.', ',', '!', '?', ';', ':'])
+                .to_lowercase()
+        })
+        .filter(|w| !w.is_empty())
+}
+
+/// A word-level tokenizer: its words in id order (the padding first) and their ids.
 #[derive(Debug, Clone)]
 pub struct Tokenizer {
-    words: Vec<&'static str>,
+    words: Vec<String>,
+    ids: HashMap<String, u32>,
+}
+
+impl PartialEq for Tokenizer {
+    fn eq(&self, other: &Self) -> bool {
+        self.words == other.words
+    }
 }
 
 impl Default for Tokenizer {
@@ -88,11 +111,55 @@ impl Tokenizer {
     /// The bundled vocabulary: padding, the digit words, the numerals 0–9, then the other words.
     pub fn bundled() -> Self {
         const NUMERALS: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
-        let mut words = vec!["<pad>"];
-        words.extend(DIGIT_WORDS);
-        words.extend(NUMERALS);
-        words.extend(OTHER_WORDS);
-        Tokenizer { words }
+        let words = DIGIT_WORDS.iter().chain(&NUMERALS).chain(&OTHER_WORDS);
+        Self::of_words(words.map(|w| w.to_string()))
+    }
+
+    /// The vocabulary of a set of captions: every word they use, in byte order (so the ids
+    /// follow from the captions alone, not from their order).
+    pub fn of_texts<S: AsRef<str>>(texts: &[S]) -> Self {
+        let mut words: Vec<String> = texts.iter().flat_map(|t| words_of(t.as_ref())).collect();
+        words.sort();
+        words.dedup();
+        Self::of_words(words)
+    }
+
+    /// A vocabulary as [`Tokenizer::in_id_order`] wrote it (an export's or a checkpoint's),
+    /// or what is wrong with the text.
+    pub fn from_id_order(text: &str) -> Result<Self, String> {
+        let mut words = text.split(' ');
+        if words.next() != Some(PAD_WORD) {
+            return Err(format!("the first word is not `{PAD_WORD}`"));
+        }
+        let words: Vec<String> = words.map(str::to_string).collect();
+        if let Some(w) = words
+            .iter()
+            .find(|w| w.is_empty() || words_of(w).next().as_deref() != Some(w.as_str()))
+        {
+            return Err(format!("`{w}` is not a word the tokenizer can produce"));
+        }
+        let t = Self::of_words(words);
+        if t.ids.len() + 1 != t.words.len() {
+            return Err("a word occurs twice".into());
+        }
+        Ok(t)
+    }
+
+    /// The tokenizer of `words` (ids from 1, in order).
+    fn of_words(words: impl IntoIterator<Item = String>) -> Self {
+        let words: Vec<String> = std::iter::once(PAD_WORD.to_string()).chain(words).collect();
+        let ids = words
+            .iter()
+            .enumerate()
+            .skip(1)
+            .map(|(i, w)| (w.clone(), i as u32))
+            .collect();
+        Tokenizer { words, ids }
+    }
+
+    /// Whether this is the bundled vocabulary.
+    pub fn is_bundled(&self) -> bool {
+        *self == Self::bundled()
     }
 
     /// Number of ids, padding included.
@@ -105,9 +172,19 @@ impl Tokenizer {
         self.words.is_empty()
     }
 
-    /// The words a text may use, comma-separated (for error messages and `--help`).
+    /// The words a text may use, comma-separated (for error messages); a long vocabulary is
+    /// cut after its first 60 words, with the count.
     pub fn listing(&self) -> String {
-        self.words[1..].join(", ")
+        const SHOWN: usize = 60;
+        let known = &self.words[1..];
+        if known.len() <= SHOWN {
+            return known.join(", ");
+        }
+        format!(
+            "{}, … ({} words in all)",
+            known[..SHOWN].join(", "),
+            known.len()
+        )
     }
 
     /// Every word in id order, space-separated, the padding first (the exported vocabulary).
@@ -118,18 +195,9 @@ impl Tokenizer {
     /// The ids of `text`'s words padded with [`PAD`] to `max` ids.
     pub fn encode(&self, text: &str, max: usize) -> Result<Vec<u32>, TextError> {
         let mut ids = Vec::with_capacity(max);
-        for raw in text.split_whitespace() {
-            let word = raw
-                .trim_end_matches(['.', ',', '!', '?', ';', ':'])
-                .to_lowercase();
-            if word.is_empty() {
-                continue;
-            }
-            let id = self.words[1..]
-                .iter()
-                .position(|w| *w == word)
-                .ok_or(TextError::UnknownWord { word })?;
-            ids.push(id as u32 + 1);
+        for word in words_of(text) {
+            let id = *self.ids.get(&word).ok_or(TextError::UnknownWord { word })?;
+            ids.push(id);
         }
         if ids.len() > max {
             return Err(TextError::TooLong {
@@ -143,19 +211,14 @@ impl Tokenizer {
 
     /// The number of words in `text` (what it takes of a context).
     pub fn words_in(&self, text: &str) -> usize {
-        text.split_whitespace()
-            .filter(|w| {
-                !w.trim_end_matches(['.', ',', '!', '?', ';', ':'])
-                    .is_empty()
-            })
-            .count()
+        words_of(text).count()
     }
 
     /// The words of `ids` joined by spaces, padding left out (for grid labels and logs).
     pub fn decode(&self, ids: &[u32]) -> String {
         ids.iter()
             .filter(|&&i| i != PAD)
-            .filter_map(|&i| self.words.get(i as usize).copied())
+            .filter_map(|&i| self.words.get(i as usize).map(String::as_str))
             .collect::<Vec<_>>()
             .join(" ")
     }
@@ -197,5 +260,42 @@ mod tests {
             Err(TextError::TooLong { words: 5, max: 3 })
         );
         assert_eq!(t.encode("", 2).unwrap(), vec![PAD, PAD]);
+    }
+
+    #[test]
+    fn a_vocabulary_of_captions_is_their_sorted_words_and_reads_back() {
+        let t = Tokenizer::of_texts(&["A red Fox.", "the fox, sleeping", "a red hen"]);
+        assert_eq!(t.in_id_order(), "<pad> a fox hen red sleeping the");
+        // Caption order does not change the ids.
+        assert_eq!(
+            Tokenizer::of_texts(&["a red hen", "the fox, sleeping", "A red Fox."]),
+            t
+        );
+        assert_eq!(t.encode("the red fox", 4).unwrap(), vec![6, 4, 2, PAD]);
+        assert_eq!(
+            t.encode("a seven", 4),
+            Err(TextError::UnknownWord {
+                word: "seven".into()
+            })
+        );
+        let back = Tokenizer::from_id_order(&t.in_id_order()).unwrap();
+        assert_eq!(back, t);
+        assert_eq!(back.encode("hen", 1).unwrap(), vec![3]);
+        assert!(!t.is_bundled());
+        let bundled = Tokenizer::from_id_order(&Tokenizer::bundled().in_id_order()).unwrap();
+        assert!(bundled.is_bundled());
+        for bad in [
+            "a fox",
+            "<pad> fox fox",
+            "<pad> Fox",
+            "<pad> fox  hen",
+            "<pad> fox.",
+        ] {
+            assert!(Tokenizer::from_id_order(bad).is_err(), "{bad}");
+        }
+        // A long vocabulary is listed in part, with its size.
+        let many: Vec<String> = (0..100).map(|i| format!("w{i:03}")).collect();
+        let listing = Tokenizer::of_texts(&many).listing();
+        assert!(listing.starts_with("w000, w001") && listing.ends_with("(100 words in all)"));
     }
 }
