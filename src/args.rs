@@ -113,6 +113,10 @@ pub(crate) struct ExportArgs {
     /// Seed of the fresh weights when SOURCE is a model.json.
     #[arg(long, default_value_t = 0)]
     pub(crate) seed: u64,
+    /// With a model.json: export these weights instead of fresh ones (what `train --init-from`
+    /// reads: a treadc checkpoint, a .safetensors file, or a PyTorch .pt/.pth state dict).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) init_from: Option<PathBuf>,
 }
 
 /// The class or prompt a sampling command draws for (`treadc sample` and `treadc run`).
@@ -186,6 +190,11 @@ pub(crate) struct TrainArgs {
     /// Seed of everything random (init, data order, noise, routes).
     #[arg(long, default_value_t = 0)]
     pub(crate) seed: u64,
+    /// Start from these weights instead of the seed's init: a run folder or treadc checkpoint
+    /// (its EMA weights), a .safetensors file (treadc or official DiT names) or a PyTorch
+    /// state dict (.pt/.pth; official DiT names: x_embedder.proj.weight, blocks.N.attn.qkv...).
+    #[arg(long, value_name = "FILE", conflicts_with = "resume")]
+    pub(crate) init_from: Option<PathBuf>,
     /// Write an EMA sample grid every K steps (0: at the end only).
     #[arg(long, default_value_t = 500)]
     pub(crate) sample_every: u64,

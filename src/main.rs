@@ -203,6 +203,7 @@ fn run_train(args: TrainArgs) -> Result<(), Failure> {
         eval_every: args.eval_every,
         eval_n: args.eval_n,
         cfg: args.cfg,
+        init_from: args.init_from.map(|p| p.display().to_string()),
     };
     if !at.plan.is_leader() {
         return cluster::follow(&at, args.model, args.out, args.resume, args.batch, settings);
@@ -399,6 +400,7 @@ fn run_export(args: ExportArgs) -> Result<(), Failure> {
             ExternalData::Auto
         },
         seed: args.seed,
+        init_from: args.init_from.clone(),
     };
     let src = load_source(&req).map_err(Failure::Diag)?;
     let out = export_source(&src, &req).map_err(Failure::Diag)?;

@@ -32,6 +32,7 @@ fn trained_run(model: &Path, steps: u64, dir: &Path) -> PathBuf {
         eval_every: 0,
         eval_n: 500,
         cfg: None,
+        init_from: None,
     };
     let run = dir.join("run");
     let mnist = root().join("data/mnist");
@@ -56,6 +57,7 @@ fn exported(run: &Path, out: PathBuf, precond: bool) -> Deployment {
         weights: WhichWeights::Ema,
         external: ExternalData::Auto,
         seed: 0,
+        init_from: None,
     };
     let src = load_source(&req).unwrap_or_else(|d| panic!("{d}"));
     export_source(&src, &req).unwrap_or_else(|d| panic!("{d}"));

@@ -23,6 +23,7 @@ fn request(source: &Path, output: PathBuf, opset: i64, precond: bool) -> ExportR
         weights: WhichWeights::Ema,
         external: ExternalData::Auto,
         seed: 5,
+        init_from: None,
     }
 }
 
@@ -179,4 +180,181 @@ fn a_checkpoint_of_another_model_is_refused_naming_the_tensor() {
     assert!(text.contains("tensor `ema/"), "{text}");
     assert!(text.contains("checkpoint.safetensors"), "{text}");
     assert!(!dir.join("x.onnx").exists());
+}
+
+/// `--init-from`: a run's EMA weights start a new run (0 steps: its checkpoint holds them bit
+/// for bit) and export from a model.json as the run itself exports; a PyTorch state dict under
+/// the official DiT names exports and runs on tract like burn; a weights file that does not fit
+/// is bad input naming the tensor (exit 2).
+#[test]
+fn init_from_reads_runs_and_official_state_dicts_and_names_what_does_not_fit() {
+    use common::{stderr, train_briefly, treadc};
+    let tmp = temp_dir("init-from");
+    let dir = tmp.path();
+    let path = |name: &str| dir.join(name).display().to_string();
+    let tiny = "tests/models/tiny-mnist.json";
+    let o = train_briefly(tiny, &path("a"), "2", &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = train_briefly(tiny, &path("b"), "0", &["--init-from", &path("a")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("EMA weights at step 2"),
+        "{}",
+        stderr(&o)
+    );
+    let tensors = |run: &str, prefix: &str| {
+        let bytes = std::fs::read(dir.join(run).join("checkpoint.safetensors")).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let mut all: Vec<(String, Vec<u8>)> = st
+            .tensors()
+            .into_iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix(prefix)?.to_string(), v.data().to_vec())))
+            .collect();
+        all.sort();
+        all
+    };
+    let (given, started) = (tensors("a", "ema/"), tensors("b", "model/"));
+    assert!(!given.is_empty());
+    assert!(
+        given == started,
+        "the new run did not start from the run's EMA weights"
+    );
+
+    // A model.json exported with the run's weights draws what the run's own export draws.
+    let draw = |onnx: &str| {
+        let npy = format!("{onnx}.npy");
+        let o = treadc(&[
+            "run",
+            onnx,
+            "--n",
+            "2",
+            "--steps",
+            "2",
+            "--npy",
+            &npy,
+            "-o",
+            &format!("{onnx}.png"),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        std::fs::read(npy).unwrap()
+    };
+    let o = treadc(&[
+        "export",
+        tiny,
+        "--init-from",
+        &path("a"),
+        "-o",
+        &path("x.onnx"),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = treadc(&["export", &path("a"), "-o", &path("y.onnx")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(draw(&path("x.onnx")) == draw(&path("y.onnx")));
+
+    // The official-layout fixture: mapped, its learned sigma cut, checked on tract.
+    let official = "tests/models/dit-official-tiny.json";
+    let pt = "tests/fixtures/dit-official/state_dict.pt";
+    let o = treadc(&[
+        "export",
+        official,
+        "--init-from",
+        pt,
+        "-o",
+        &path("d.onnx"),
+        "--check",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("learned sigma"), "{}", stderr(&o));
+
+    // The same tensors with one misshapen, one extra, one missing: each named, exit 2.
+    type Tensors = std::collections::BTreeMap<String, tread_runtime::checkpoint::HostTensor>;
+    let (good, _) = tread_runtime::weights::pytorch::read(&root().join(pt)).unwrap();
+    let write = |name: &str, edit: &dyn Fn(&mut Tensors)| {
+        let mut t = good.clone();
+        edit(&mut t);
+        let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = t
+            .into_iter()
+            .map(|(k, v)| {
+                (
+                    k,
+                    v.data.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                    v.shape,
+                )
+            })
+            .collect();
+        let views: Vec<(String, safetensors::tensor::TensorView)> = bytes
+            .iter()
+            .map(|(k, b, s)| {
+                let view =
+                    safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
+                        .unwrap();
+                (k.clone(), view)
+            })
+            .collect();
+        std::fs::write(dir.join(name), safetensors::serialize(views, None).unwrap()).unwrap();
+        path(name)
+    };
+    type Edit<'a> = &'a dyn Fn(&mut Tensors);
+    let cases: [(&str, Edit, &[&str]); 3] = [
+        (
+            "misshapen.safetensors",
+            &|t| {
+                let w = t.get_mut("blocks.1.mlp.fc1.weight").unwrap();
+                w.shape = vec![64, 64];
+            },
+            &["blocks.1.mlp.fc1.weight", "[64, 64]"],
+        ),
+        (
+            "extra.safetensors",
+            &|t| {
+                let w = t["blocks.0.mlp.fc2.bias"].clone();
+                t.insert("blocks.0.mlp.fc3.bias".into(), w);
+            },
+            &["blocks.0.mlp.fc3.bias", "no place in a DiT"],
+        ),
+        (
+            "missing.safetensors",
+            &|t| {
+                t.remove("final_layer.linear.bias");
+            },
+            &["final_linear.bias", "not in the file"],
+        ),
+    ];
+    for (name, edit, words) in cases {
+        let file = write(name, edit);
+        let o = treadc(&[
+            "export",
+            official,
+            "--init-from",
+            &file,
+            "-o",
+            &path("never.onnx"),
+        ]);
+        assert_eq!(o.status.code(), Some(2), "{name}: {}", stderr(&o));
+        for w in words {
+            assert!(
+                stderr(&o).contains(w),
+                "{name}: `{w}` missing from {}",
+                stderr(&o)
+            );
+        }
+        assert!(
+            !dir.join("never.onnx").exists(),
+            "nothing is written for bad input"
+        );
+    }
+    let o = treadc(&[
+        "export",
+        official,
+        "--init-from",
+        "README.md",
+        "-o",
+        &path("never.onnx"),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("unknown weights file type"),
+        "{}",
+        stderr(&o)
+    );
 }

@@ -55,6 +55,7 @@ fn onnx_checker_and_onnxruntime_agree_with_burn() {
                 weights: WhichWeights::Ema,
                 external: ExternalData::Auto,
                 seed: 9,
+                init_from: None,
             };
             let src = load_source(&req).unwrap_or_else(|d| panic!("{d}"));
             export_source(&src, &req).unwrap_or_else(|d| panic!("{d}"));

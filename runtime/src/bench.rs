@@ -171,6 +171,7 @@ fn bench_in(
                 text: text.clone(),
                 fused,
                 micro_batches: if fused { micro_batches } else { Some(1) },
+                init: None,
             };
             new_session(kind, r).map_err(RunError::Failed)
         };

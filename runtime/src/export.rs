@@ -50,6 +50,8 @@ pub struct ExportRequest {
     pub external: ExternalData,
     /// Seed of fresh weights for a bare model.json.
     pub seed: u64,
+    /// Weights for a bare model.json instead of fresh ones (see [`crate::weights`]).
+    pub init_from: Option<PathBuf>,
 }
 
 /// The dense graph and its weights, ready to export or check.
@@ -107,21 +109,46 @@ pub fn load_source(req: &ExportRequest) -> Result<ExportSource, Diagnostic> {
         let compiled = compile_model(&text, &src.display().to_string(), &[])?;
         let dense = strip_routes(&compiled.routed)?;
         let specs = param_specs(&dense);
-        let values = init_values(&specs, compiled.model.training.init, req.seed);
+        let (values, source) = match &req.init_from {
+            Some(file) => {
+                let w = crate::weights::load(file, &dense)?;
+                for n in &w.notes {
+                    eprintln!("weights: {n}");
+                }
+                (w.values, format!("{}", file.display()))
+            }
+            None => (
+                init_values(&specs, compiled.model.training.init, req.seed),
+                format!("init seed {}", req.seed),
+            ),
+        };
         let tensors = specs.iter().map(|s| s.name.clone()).zip(values).collect();
         return Ok(ExportSource {
             dense,
             compiled,
             weights: Weights {
-                source: format!("fresh init (seed {})", req.seed),
+                source: source.clone(),
                 tensors,
             },
             metadata: vec![
-                (keys::WEIGHTS.into(), format!("init seed {}", req.seed)),
+                (keys::WEIGHTS.into(), source),
                 (keys::MODEL_FILE.into(), src.display().to_string()),
             ],
             vocabulary: None,
         });
+    }
+    if let Some(file) = &req.init_from {
+        return Err(bad(
+            src,
+            "--init-from",
+            "a run or checkpoint brings its own weights",
+        )
+        .expected("--init-from with a model.json source")
+        .found(format!(
+            "{} beside the run {}",
+            file.display(),
+            src.display()
+        )));
     }
     let saved = SavedRun::open(src)?;
     let (ck, ckpt, settings) = (&saved.checkpoint, &saved.path, &saved.settings);

@@ -30,3 +30,4 @@ pub mod run_folder;
 pub mod sampler;
 pub mod start;
 pub mod text;
+pub mod weights;

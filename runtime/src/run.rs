@@ -216,6 +216,7 @@ pub fn recipe(
         text: text_encoder(c, vocabulary)?,
         fused: true,
         micro_batches: None,
+        init: None,
     })
 }
 
@@ -309,10 +310,13 @@ struct Prepared {
     recipe: Recipe,
 }
 
+/// `fresh`: the run starts at step 0 (so `--init-from` weights are read; a resumed run takes its
+/// checkpoint's).
 fn prepare(
     settings: &RunSettings,
     model_text: &str,
     at: &Placement<'_>,
+    fresh: bool,
 ) -> Result<Prepared, RunError> {
     let compiled = compile_model(model_text, &settings.model_file, &settings.routes)?;
     let (shape, classes) = model_io(&compiled)?;
@@ -355,6 +359,12 @@ fn prepare(
             recipe.text.as_ref().map_or(0, |e| e.tokenizer.len() - 1)
         ));
         data.texts = Some(stored);
+    }
+    if let Some(file) = settings.init_from.as_ref().filter(|_| fresh) {
+        let w = crate::weights::load(Path::new(file), &recipe.routed)?;
+        notes.push(format!("starting from the weights of {file}"));
+        notes.extend(w.notes);
+        recipe.init = Some(Arc::new(w.values));
     }
     recipe.micro_batches = at.plan.micro_batches;
     Ok(Prepared {
@@ -483,7 +493,7 @@ pub fn follow(
     guarded(
         at.kind,
         || {
-            let p = prepare(&settings, &model_text, at)?;
+            let p = prepare(&settings, &model_text, at, true)?;
             let (mut t, steps) = open_session(at, p.recipe, None, settings.steps, &settings.data)?;
             eprintln!(
                 "following node 0: {} on {}, steps {} → {steps}, {} peer(s) here of {}",
@@ -548,7 +558,7 @@ fn train_in(
         data,
         notes,
         recipe: r,
-    } = prepare(&settings, &model_text, at)?;
+    } = prepare(&settings, &model_text, at, resume.is_none())?;
     if let Some(saved) = resume {
         check_vocabulary(saved, r.text.as_ref())?;
     }
@@ -836,10 +846,14 @@ pub fn route_text(c: &Compiled) -> String {
 }
 
 /// `curves.png` in the run folder: the loss against the step, and with evaluations a second
-/// file `curves-fd.png` with the FD.
+/// file `curves-fd.png` with the FD (nothing before the first step).
 fn write_curves(paths: &RunFolder, with_eval: bool, routes: &str) -> Result<(), RunError> {
     use crate::plot::{plot, Line, XAxis, YAxis};
     let curves = crate::metrics::read(&paths.metrics())?;
+    if curves.loss.is_empty() {
+        // A run of 0 steps (a checkpoint of its starting weights) has nothing to plot.
+        return Ok(());
+    }
     let name = paths
         .dir
         .file_name()
@@ -952,6 +966,7 @@ mod tests {
             eval_every: 0,
             eval_n: 500,
             cfg: None,
+            init_from: None,
         };
         (s, text)
     }

@@ -62,6 +62,9 @@ pub struct RunSettings {
     /// samples).
     #[serde(default)]
     pub cfg: Option<f64>,
+    /// The weights file a fresh run started from (`--init-from`; `None`: the seed's init).
+    #[serde(default)]
+    pub init_from: Option<String>,
 }
 
 fn default_eval_n() -> usize {

@@ -73,7 +73,7 @@ pub fn load(path: &Path) -> Result<Dataset, Diagnostic> {
 type Loaded = ([usize; 4], Vec<f32>, Vec<i64>, Option<StoredTexts>);
 
 /// Parses a safetensors file's bytes, as a diagnostic naming `file` on failure.
-pub(super) fn parse<'a>(bytes: &'a [u8], file: &str) -> Result<SafeTensors<'a>, Diagnostic> {
+pub(crate) fn parse<'a>(bytes: &'a [u8], file: &str) -> Result<SafeTensors<'a>, Diagnostic> {
     SafeTensors::deserialize(bytes).map_err(|e| {
         Diagnostic::new(
             Location::Item("header".into()),
@@ -110,7 +110,7 @@ pub(super) fn tensor<'a>(
 }
 
 /// A float tensor's values as f32 (F16 and BF16 widened exactly); other dtypes are refused.
-pub(super) fn floats(
+pub(crate) fn floats(
     view: &TensorView<'_>,
     at: &Location,
     file: &str,

@@ -447,7 +447,14 @@ mod tests {
 
     #[test]
     fn parse_rejects_bad_specs() {
-        for bad in ["", "idx:", "png:", "captions:", "no/such/path/anywhere", "cifar"] {
+        for bad in [
+            "",
+            "idx:",
+            "png:",
+            "captions:",
+            "no/such/path/anywhere",
+            "cifar",
+        ] {
             let d = DataSpec::parse(bad).unwrap_err();
             assert_eq!(d.file, COMMAND_LINE, "{bad}");
             assert!(d.expected.as_deref().unwrap().contains("idx:DIR"), "{bad}");

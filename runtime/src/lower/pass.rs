@@ -237,6 +237,7 @@ mod tests {
     fn with_micro(batch: usize, n: usize) -> Recipe {
         Recipe {
             micro_batches: Some(n),
+            init: None,
             ..small_recipe(batch)
         }
     }

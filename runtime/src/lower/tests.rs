@@ -48,6 +48,7 @@ pub(crate) fn small_recipe(batch: usize) -> train::Recipe {
         text: None,
         fused: true,
         micro_batches: None,
+        init: None,
     }
 }
 

@@ -92,6 +92,8 @@ pub struct Recipe {
     /// Micro-batches per step and peer (`--micro-batches`); `None`: the backend's default
     /// ([`Engine::MICRO_BATCHES`]) for the fused engine where it divides the peer's batch, else 1.
     pub micro_batches: Option<usize>,
+    /// Starting weights in `param_specs` order (`--init-from`); `None`: drawn from the seed.
+    pub init: Option<std::sync::Arc<Vec<Vec<f32>>>>,
 }
 
 /// A run's state on backend `B` (training differentiates through `B::Ad`, `Autodiff<B>`).
@@ -208,7 +210,10 @@ impl<B: Engine> Trainer<B> {
     /// A fresh run: parameters initialised from the seed (EMA = parameters, zero moments).
     pub fn new(recipe: Recipe, device: B::Device) -> OpResult<Self> {
         let specs = param_specs(&recipe.routed);
-        let values = init_values(&specs, recipe.training.init, recipe.seed);
+        let values = match &recipe.init {
+            Some(given) => given.as_ref().clone(),
+            None => init_values(&specs, recipe.training.init, recipe.seed),
+        };
         Self::with_values(recipe, device, &values, None, None, 0)
     }
 

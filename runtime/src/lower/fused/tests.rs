@@ -301,6 +301,7 @@ fn thirty_mnist_steps_fused_and_unfused_agree() {
             text: None,
             fused,
             micro_batches: None,
+            init: None,
         };
         Trainer::<Flex>::new(r, Default::default()).unwrap()
     };
