@@ -85,6 +85,15 @@ b$ treadc train models/mnist-dit-small.json --nodes 2 --node-rank 1 \\\n       \
     Coordinator(CoordinatorArgs),
 }
 
+/// What `treadc export` writes.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ExportFormat {
+    /// The inference graph and its weights as ONNX.
+    Onnx,
+    /// The weights as .safetensors under the official DiT names.
+    SafetensorsOfficial,
+}
+
 #[derive(clap::Args)]
 pub(crate) struct ExportArgs {
     /// A run folder, a checkpoint file, or a model.json (exported with fresh weights).
@@ -92,6 +101,10 @@ pub(crate) struct ExportArgs {
     /// The ONNX file (default: model.onnx in the run folder, or <model>.onnx here).
     #[arg(short = 'o', long = "output")]
     pub(crate) output: Option<PathBuf>,
+    /// `onnx`, or `safetensors-official`: the weights alone as a state dict under the official
+    /// DiT names, which PyTorch's DiT (learn_sigma=False) loads (DiT and SiT presets).
+    #[arg(long, value_enum, default_value_t = ExportFormat::Onnx)]
+    pub(crate) format: ExportFormat,
     /// ONNX opset, 17 to 23 (23 uses the fused Attention op).
     #[arg(long, default_value_t = tread_onnx::export::DEFAULT_OPSET)]
     pub(crate) opset: i64,

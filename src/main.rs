@@ -375,6 +375,37 @@ fn run_bench(args: BenchArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// `treadc export --format safetensors-official`: the weights under the official DiT names.
+fn export_official(
+    args: &ExportArgs,
+    src: &tread_runtime::export::ExportSource,
+) -> Result<(), Failure> {
+    let Some(output) = &args.output else {
+        return Err(cli_error(
+            "-o",
+            "the .safetensors file to write",
+            "nothing".into(),
+        ));
+    };
+    if args.precond || args.check || args.external_data || args.list {
+        return Err(cli_error(
+            "--format safetensors-official",
+            "no ONNX flags (--precond, --check, --external-data, --list)",
+            "an ONNX flag".into(),
+        ));
+    }
+    let n = tread_runtime::weights::write_official(output, &src.dense, &src.weights.tensors)
+        .map_err(Failure::Diag)?;
+    eprintln!(
+        "wrote {} ({} tensors of {} under the official DiT names, from {})",
+        output.display(),
+        n,
+        src.dense.name,
+        src.weights.source
+    );
+    Ok(())
+}
+
 fn run_export(args: ExportArgs) -> Result<(), Failure> {
     use tread_onnx::export::file::ExternalData;
     use tread_onnx::export::listing::{listing, node_count, op_histogram};
@@ -403,6 +434,9 @@ fn run_export(args: ExportArgs) -> Result<(), Failure> {
         init_from: args.init_from.clone(),
     };
     let src = load_source(&req).map_err(Failure::Diag)?;
+    if args.format == ExportFormat::SafetensorsOfficial {
+        return export_official(&args, &src);
+    }
     let out = export_source(&src, &req).map_err(Failure::Diag)?;
     if args.list {
         print!("{}", listing(&out.model));

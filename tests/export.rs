@@ -266,9 +266,59 @@ fn init_from_reads_runs_and_official_state_dicts_and_names_what_does_not_fit() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("learned sigma"), "{}", stderr(&o));
 
+    // Handed back under the official names: the state dict the fixture came from, bit for bit,
+    // except the head (its learned-sigma half was dropped on the way in).
+    let back = path("back.safetensors");
+    let o = treadc(&[
+        "export",
+        official,
+        "--init-from",
+        pt,
+        "--format",
+        "safetensors-official",
+        "-o",
+        &back,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (good, _) = tread_runtime::weights::pytorch::read(&root().join(pt)).unwrap();
+    let bytes = std::fs::read(&back).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(st.len(), good.len());
+    for (name, t) in &good {
+        let v = st
+            .tensor(name)
+            .unwrap_or_else(|_| panic!("`{name}` not handed back"));
+        let values: Vec<f32> = v
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        if name.starts_with("final_layer.linear") {
+            assert_eq!(v.shape()[0] * 2, t.shape[0], "{name}");
+        } else {
+            assert_eq!((v.shape(), &values), (&t.shape[..], &t.data), "{name}");
+        }
+    }
+    // And a run's weights go out and come back unchanged.
+    let out = path("a-official.safetensors");
+    let o = treadc(&[
+        "export",
+        &path("a"),
+        "--format",
+        "safetensors-official",
+        "-o",
+        &out,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = train_briefly(tiny, &path("c"), "0", &["--init-from", &out]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        tensors("c", "model/") == given,
+        "the official round trip changed the weights"
+    );
+
     // The same tensors with one misshapen, one extra, one missing: each named, exit 2.
     type Tensors = std::collections::BTreeMap<String, tread_runtime::checkpoint::HostTensor>;
-    let (good, _) = tread_runtime::weights::pytorch::read(&root().join(pt)).unwrap();
     let write = |name: &str, edit: &dyn Fn(&mut Tensors)| {
         let mut t = good.clone();
         edit(&mut t);

@@ -93,6 +93,60 @@ pub fn load(path: &Path, g: &Graph) -> Result<InitWeights, Diagnostic> {
     Ok(InitWeights { values, notes })
 }
 
+/// Writes a DiT's weights (`tensors` by treadc name, for graph `g`) as a `.safetensors` state
+/// dict under the official DiT names (see [`official::from_treadc`]), atomically; returns the
+/// number of tensors written.
+pub fn write_official(
+    path: &Path,
+    g: &Graph,
+    tensors: &std::collections::HashMap<String, Vec<f32>>,
+) -> Result<usize, Diagnostic> {
+    let file = path.display().to_string();
+    let params: BTreeMap<String, HostTensor> = param_specs(g)
+        .into_iter()
+        .filter_map(|s| {
+            let data = tensors.get(&s.name)?.clone();
+            Some((
+                s.name,
+                HostTensor {
+                    shape: s.shape,
+                    data,
+                },
+            ))
+        })
+        .collect();
+    let official = official::from_treadc(&params, g).map_err(|m| {
+        Diagnostic::new(Location::Item("--format safetensors-official".into()), m)
+            .expected("a model with the DiT presets' parameters")
+            .in_file(&file)
+    })?;
+    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = official
+        .into_iter()
+        .map(|(k, t)| {
+            (
+                k,
+                t.data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                t.shape,
+            )
+        })
+        .collect();
+    let mut views = Vec::with_capacity(bytes.len());
+    for (name, data, shape) in &bytes {
+        let view =
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)
+                .map_err(|e| {
+                    Diagnostic::new(Location::Item(format!("tensor `{name}`")), e.to_string())
+                })?;
+        views.push((name.clone(), view));
+    }
+    let meta = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
+    let encoded = safetensors::serialize(views, Some(meta)).map_err(|e| {
+        Diagnostic::new(Location::File, "cannot encode the state dict").found(e.to_string())
+    })?;
+    crate::checkpoint::write_atomic(path, &encoded)?;
+    Ok(bytes.len())
+}
+
 /// The tensors of a weight file by name, and notes on how they were found.
 fn read(path: &Path) -> Result<(BTreeMap<String, HostTensor>, Vec<String>), Diagnostic> {
     let file = path.display().to_string();

@@ -193,6 +193,117 @@ pub fn to_treadc(
     Ok((out, notes))
 }
 
+/// The official name of a treadc DiT parameter (`None`: not a DiT parameter); the inverse of
+/// [`treadc_name`].
+fn official_name(treadc: &str) -> Option<String> {
+    let fixed = match treadc {
+        "x_embed.weight" => Some("x_embedder.proj.weight"),
+        "x_embed.bias" => Some("x_embedder.proj.bias"),
+        "y_emb.table" => Some("y_embedder.embedding_table.weight"),
+        "final_linear.weight" => Some("final_layer.linear.weight"),
+        "final_linear.bias" => Some("final_layer.linear.bias"),
+        _ => None,
+    };
+    if let Some(name) = fixed {
+        return Some(name.to_string());
+    }
+    let (module, suffix) = treadc.rsplit_once('.')?;
+    let base = match module {
+        "t_hidden" => "t_embedder.mlp.0".to_string(),
+        "t_emb" => "t_embedder.mlp.2".to_string(),
+        "final_ada" => "final_layer.adaLN_modulation.1".to_string(),
+        _ => {
+            let (index, part) = module.strip_prefix("blocks.")?.split_once('.')?;
+            let inner = match part {
+                "ada" => "adaLN_modulation.1",
+                "attn.qkv" => "attn.qkv",
+                "attn.proj" => "attn.proj",
+                "fc1" => "mlp.fc1",
+                "fc2" => "mlp.fc2",
+                _ => return None,
+            };
+            format!("blocks.{index}.{inner}")
+        }
+    };
+    let name = format!("{base}.{suffix}");
+    // Only names the import reads back to `treadc` (weights and biases).
+    (treadc_name(&name)?.0 == treadc).then_some(name)
+}
+
+/// A DiT's parameters (`params`: treadc name → tensor, for graph `g`) under the official names
+/// and layouts, with the fixed `pos_embed`: a state dict PyTorch's DiT (with `learn_sigma=False`)
+/// loads. A parameter with no official counterpart is an error naming it.
+pub fn from_treadc(
+    params: &BTreeMap<String, HostTensor>,
+    g: &Graph,
+) -> Result<BTreeMap<String, HostTensor>, String> {
+    let mut out = BTreeMap::new();
+    for (name, t) in params {
+        let official = official_name(name).ok_or_else(|| {
+            format!(
+                "the parameter `{name}` has no official DiT name (only the DiT presets' node \
+                 names map)"
+            )
+        })?;
+        let layout = treadc_name(&official).map_or(Layout::Same, |(_, l)| l);
+        let mapped = match (layout, &t.shape[..]) {
+            (Layout::Same | Layout::HeadBias, _) => t.clone(),
+            (Layout::Transposed | Layout::HeadWeight, [i, o]) => transpose(&t.data, *i, *o),
+            (Layout::PatchConv, [rows, d]) => {
+                let patch = g
+                    .node_ids()
+                    .into_iter()
+                    .find_map(|id| match g.node(id).op {
+                        Op::Patchify { patch } => Some(patch as usize),
+                        _ => None,
+                    })
+                    .ok_or("the model has no patchify node")?;
+                let c = rows / (patch * patch).max(1);
+                conv_of_patch(&t.data, *d, c, patch)
+            }
+            (_, shape) => return Err(format!("`{name}` has the unexpected shape {shape:?}")),
+        };
+        out.insert(official, mapped);
+    }
+    let table = g.node_ids().into_iter().find_map(|id| match g.node(id).op {
+        Op::PosEmbed2d { height, width, dim } => Some((
+            pos_embed_2d(height as usize, width as usize, dim as usize),
+            (height * width) as usize,
+            dim as usize,
+        )),
+        _ => None,
+    });
+    if let Some((data, tokens, dim)) = table {
+        out.insert(
+            POS_EMBED.into(),
+            HostTensor {
+                shape: vec![1, tokens, dim],
+                data,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// The patchify linear's `[(p·P + q)·C + c, d]` as a Conv2d weight `[d, c, p, q]`.
+fn conv_of_patch(data: &[f32], d: usize, c: usize, patch: usize) -> HostTensor {
+    let mut out = vec![0.0; data.len()];
+    for o in 0..d {
+        for ch in 0..c {
+            for y in 0..patch {
+                for x in 0..patch {
+                    out[((o * c + ch) * patch + y) * patch + x] =
+                        data[((y * patch + x) * c + ch) * d + o];
+                }
+            }
+        }
+    }
+    HostTensor {
+        shape: vec![d, c, patch, patch],
+        data: out,
+    }
+}
+
 /// `[rows, cols]` to `[cols, rows]`.
 fn transpose(data: &[f32], rows: usize, cols: usize) -> HostTensor {
     let mut out = vec![0.0; data.len()];
@@ -336,6 +447,30 @@ mod tests {
         ] {
             assert_eq!(treadc_name(other), None, "{other}");
         }
+    }
+
+    #[test]
+    fn official_names_are_the_inverse_of_the_import() {
+        for name in [
+            "x_embed.weight",
+            "t_hidden.bias",
+            "t_emb.weight",
+            "y_emb.table",
+            "blocks.7.ada.weight",
+            "blocks.0.attn.qkv.bias",
+            "blocks.2.attn.proj.weight",
+            "blocks.1.fc1.bias",
+            "final_ada.weight",
+            "final_linear.bias",
+        ] {
+            let official = official_name(name).unwrap();
+            assert_eq!(treadc_name(&official).unwrap().0, name, "{official}");
+        }
+        assert_eq!(official_name("blocks.0.norm1.weight"), None);
+        assert_eq!(official_name("context_embed.weight"), None);
+        let conv: Vec<f32> = (0..24).map(|v| v as f32).collect();
+        let there = patch_conv(&conv, 2, 3, 2, 2);
+        assert_eq!(conv_of_patch(&there.data, 2, 3, 2).data, conv);
     }
 
     #[test]
