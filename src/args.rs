@@ -40,6 +40,13 @@ image tokens skip blocks 2..=8), --route 0.5:2-8@text (the text tokens instead),
 treadc compile models/dit-s2.json --route 0.5:2-5 --route 0.3:7-9 --emit text -o routed.txt"
     )]
     Compile(CompileArgs),
+    /// Propose routes that bring a model's training FLOPs to a budget, ranked by the TREAD
+    /// paper's placement findings (start at block 2, end at depth − 4, rate 0.5).
+    #[command(
+        after_help = "Examples:\n  treadc plan models/dit-xl2.json --budget 0.6\n  \
+treadc plan models/mnist-mmdit-small.json --budget 0.9 --json"
+    )]
+    Plan(PlanArgs),
     /// Train a model with TREAD routing on real data (CPU by default).
     #[command(after_help = "Example (the README's main job, ~7 min on 2 cores):\n  \
 treadc train models/mnist-dit-small.json --data mnist --steps 4000 --out runs/mnist \\\n    \
@@ -83,6 +90,21 @@ b$ treadc train models/mnist-dit-small.json --nodes 2 --node-rank 1 \\\n       \
 --coordinator a:3000 --node-address b:3001"
     )]
     Coordinator(CoordinatorArgs),
+}
+
+#[derive(clap::Args)]
+pub(crate) struct PlanArgs {
+    /// The model file.
+    pub(crate) model: PathBuf,
+    /// The most training FLOPs allowed, as a fraction of the dense model's (e.g. 0.6).
+    #[arg(long)]
+    pub(crate) budget: f64,
+    /// How many proposals to list.
+    #[arg(long, default_value_t = 5)]
+    pub(crate) top: usize,
+    /// Print the proposals as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 /// What `treadc export` writes.

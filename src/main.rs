@@ -39,6 +39,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Compile(args) => run_compile(args),
+        Command::Plan(args) => run_plan(args),
         Command::Train(args) => run_train(args),
         Command::Sample(args) => run_sample(args),
         Command::Bench(args) => run_bench(args),
@@ -61,6 +62,38 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `treadc plan`: ranked single routes within a FLOPs budget.
+fn run_plan(args: PlanArgs) -> Result<(), Failure> {
+    let file = args.model.display().to_string();
+    let text = tread_runtime::start::read_model(&args.model).map_err(Failure::Diag)?;
+    let model = tread_compiler::parse::parse_model(&text, &file).map_err(Failure::Diag)?;
+    let proposals =
+        tread_compiler::plan::plan(&model, args.budget, args.top.max(1)).map_err(Failure::Diag)?;
+    if args.json {
+        let json = serde_json::to_string_pretty(&proposals)
+            .map_err(|e| Failure::Other(format!("cannot encode the plan: {e}")))?;
+        println!("{json}");
+        return Ok(());
+    }
+    println!(
+        "{} ({file}): {} blocks; single routes within {} of the dense training FLOPs, best first",
+        model.graph.name,
+        model.graph.depth(),
+        args.budget
+    );
+    for (i, p) in proposals.iter().enumerate() {
+        println!(
+            "{:>3}. --route {:<10} FLOPs {:.3} of dense (saves {:.0}%): {}",
+            i + 1,
+            p.route,
+            p.flops_ratio,
+            100.0 * (1.0 - p.flops_ratio),
+            p.why
+        );
+    }
+    Ok(())
 }
 
 fn run_compile(args: CompileArgs) -> Result<(), Failure> {

@@ -195,3 +195,60 @@ fn export_and_run_errors_name_what_and_where() {
     assert!(stderr(&o).contains("velocity"), "{}", stderr(&o));
     assert!(!out.exists());
 }
+
+/// `treadc plan`: the paper's placement leads for DiT-XL/2 at a 0.6 budget, `--json` parses
+/// with the documented fields, every proposal compiles to the FLOPs it claims, and a budget no
+/// route reaches exits 2 saying what would.
+#[test]
+fn plan_proposes_routes_that_compile_within_the_budget() {
+    let o = treadc(&[
+        "plan",
+        "models/dit-xl2.json",
+        "--budget",
+        "0.6",
+        "--top",
+        "3",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    let first = text.lines().nth(1).unwrap_or_default();
+    assert!(
+        first.contains("--route 0.5:2-24") && first.contains("paper"),
+        "{text}"
+    );
+    let o = treadc(&[
+        "plan",
+        "models/mnist-dit-small.json",
+        "--budget",
+        "0.95",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let plans: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let plans = plans.as_array().unwrap();
+    assert!(!plans.is_empty() && plans.len() <= 5);
+    assert_eq!(plans[0]["route"], "0.5:2-2");
+    for p in plans {
+        let route = p["route"].as_str().unwrap();
+        let o = treadc(&[
+            "compile",
+            "models/mnist-dit-small.json",
+            "--route",
+            route,
+            "--report",
+            "json",
+        ]);
+        assert!(o.status.success(), "{route}: {}", stderr(&o));
+        let r: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        let claimed = p["flops_ratio"].as_f64().unwrap();
+        let compiled = r["flops_ratio"].as_f64().unwrap();
+        assert!(
+            (claimed - compiled).abs() < 1e-9,
+            "{route}: {claimed} vs {compiled}"
+        );
+        assert!(compiled <= 0.95, "{route}: {compiled}");
+    }
+    let o = treadc(&["plan", "models/mnist-dit-small.json", "--budget", "0.1"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("a budget ≥"), "{}", stderr(&o));
+}

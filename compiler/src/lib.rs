@@ -18,6 +18,7 @@ pub mod ir;
 pub mod params;
 pub mod parse;
 pub mod passes;
+pub mod plan;
 pub mod report;
 pub mod route_spec;
 pub mod shape;
