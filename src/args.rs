@@ -66,6 +66,13 @@ treadc export models/dit-s2.json -o dit-s2.onnx --opset 23 --list"
     /// Sample from an exported ONNX file on tract (no burn): EDM Heun or flow Euler, CFG.
     #[command(after_help = "Example:\n  treadc run mnist.onnx --n 16 --seed 0 -o grid.png")]
     Run(RunArgs),
+    /// Read an ONNX file (torch.onnx.export's or treadc's) back into a model.json and its
+    /// weights, checked against the file on tract; then route and train it like any model.
+    #[command(
+        after_help = "Examples:\n  treadc import dit.onnx -o imported --report\n  \
+treadc train imported/model.json --init-from imported/weights.safetensors --route paper --data mnist"
+    )]
+    Import(ImportArgs),
     /// Score a digit model: Fréchet distance to held-out digits (classifier features) and the
     /// share of samples recognised as their class.
     #[command(after_help = "Example:\n  treadc eval runs/mnist --n 1000 --json")]
@@ -152,6 +159,24 @@ pub(crate) struct ExportArgs {
     /// reads: a treadc checkpoint, a .safetensors file, or a PyTorch .pt/.pth state dict).
     #[arg(long, value_name = "FILE")]
     pub(crate) init_from: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct ImportArgs {
+    /// The ONNX file (its external data, if any, beside it).
+    pub(crate) model: PathBuf,
+    /// The folder to write model.json and weights.safetensors into (created if missing).
+    #[arg(short = 'o', long = "output")]
+    pub(crate) output: PathBuf,
+    /// The model's name in model.json (default: the file's stem).
+    #[arg(long)]
+    pub(crate) name: Option<String>,
+    /// Print which ONNX nodes each treadc op was made from.
+    #[arg(long)]
+    pub(crate) report: bool,
+    /// Skip running the imported model (burn) against the file (tract) on random inputs.
+    #[arg(long)]
+    pub(crate) no_check: bool,
 }
 
 /// The class or prompt a sampling command draws for (`treadc sample` and `treadc run`).

@@ -45,6 +45,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => run_bench(args),
         Command::Export(args) => run_export(args),
         Command::Run(args) => run_onnx(args),
+        Command::Import(args) => run_import(args),
         Command::Eval(args) => quality::run_eval(args),
         Command::TrainClassifier(args) => quality::run_train_classifier(args),
         Command::Plot(args) => quality::run_plot(args),
@@ -521,6 +522,82 @@ fn run_export(args: ExportArgs) -> Result<(), Failure> {
                 r.max_abs
             )));
         }
+    }
+    Ok(())
+}
+
+fn run_import(args: ImportArgs) -> Result<(), Failure> {
+    use tread_runtime::export::{check_against_burn, load_source, ExportRequest, WhichWeights};
+    let started = std::time::Instant::now();
+    let name = args.name.clone().unwrap_or_else(|| {
+        args.model
+            .file_stem()
+            .map_or("imported".into(), |s| s.to_string_lossy().into_owned())
+    });
+    let m = tread_onnx::import::import(&args.model, &name).map_err(Failure::Diag)?;
+    if args.report {
+        for (op, kind, from) in &m.report {
+            println!("{op} ({kind}) <- {}", from.join(", "));
+        }
+    }
+    std::fs::create_dir_all(&args.output).map_err(|e| {
+        Failure::Diag(tread_compiler::diag::Diagnostic::io(
+            args.output.display().to_string(),
+            "cannot create the output folder",
+            e,
+        ))
+    })?;
+    let model_path = args.output.join("model.json");
+    let weights_path = args.output.join("weights.safetensors");
+    let text =
+        serde_json::to_string_pretty(&m.model).map_err(|e| Failure::Other(e.to_string()))? + "\n";
+    tread_runtime::weights::write_safetensors(&weights_path, &m.weights, "pt")
+        .map_err(Failure::Diag)?;
+    tread_compiler::atomic::write_atomic(&model_path, text.as_bytes()).map_err(Failure::Diag)?;
+    let params: usize = m
+        .weights
+        .iter()
+        .map(|(_, s, _)| s.iter().product::<usize>())
+        .sum();
+    eprintln!(
+        "imported {} ({} ONNX nodes) as {} ops: {} blocks ({} template{}), {} tensors, {:.2}M parameters; wrote {} and {} in {:.2} s",
+        args.model.display(),
+        m.onnx_nodes,
+        m.report.len(),
+        m.depth,
+        m.templates,
+        if m.templates == 1 { "" } else { "s" },
+        m.weights.len(),
+        params as f64 / 1e6,
+        model_path.display(),
+        weights_path.display(),
+        started.elapsed().as_secs_f64()
+    );
+    if args.no_check {
+        return Ok(());
+    }
+    let req = ExportRequest {
+        source: model_path.clone(),
+        output: args.output.join("unused.onnx"),
+        opset: tread_onnx::export::DEFAULT_OPSET,
+        precond: false,
+        weights: WhichWeights::Ema,
+        external: tread_onnx::export::file::ExternalData::Auto,
+        seed: 0,
+        init_from: Some(weights_path),
+    };
+    let src = load_source(&req).map_err(Failure::Diag)?;
+    let r = check_against_burn(&args.model, &src, false, 2).map_err(from_run)?;
+    eprintln!(
+        "check (the imported model on burn vs the file on tract, batch {}): max abs diff {:.2e}, max rel diff {:.2e} (|values| up to {:.2})",
+        r.batch, r.max_abs, r.max_rel, r.max_value
+    );
+    if !r.passes() {
+        return Err(Failure::Other(format!(
+            "the imported model computes something else than the file: max abs {:.3e} > 1e-4 \
+             (a pattern matched what it should not: please report the file)",
+            r.max_abs
+        )));
     }
     Ok(())
 }

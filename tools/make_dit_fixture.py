@@ -13,7 +13,7 @@ channel).
 
 Usage (a developer runs it once; CI never does):
   python3 -m venv /tmp/torchenv && /tmp/torchenv/bin/pip install torch numpy
-  /tmp/torchenv/bin/python tools/make_dit_fixture.py
+  /tmp/torchenv/bin/python tools/make_dit_fixture.py --onnx
   # DiT-S/2's size (models/dit-s2.json), trained-scale weights, written elsewhere:
   /tmp/torchenv/bin/python tools/make_dit_fixture.py --dims 32,4,2,384,6,12,1000 --std 0.02 \
       --out /tmp/dit-s2 --t 3,500 --y 7,1000
@@ -156,6 +156,9 @@ def main():
     ap.add_argument("--out", default=OUT)
     ap.add_argument("--t", default="0.5,17,901", help="the noise levels of the recorded pass")
     ap.add_argument("--y", default="3,10,7", help="its labels (K is the null label)")
+    ap.add_argument("--onnx", action="store_true",
+                    help="also write model.onnx: torch.onnx.export's TorchScript exporter at opset 17, "
+                    "batch dynamic (for `treadc import`)")
     a = ap.parse_args()
     if a.dims:
         S, C, P, D, HEADS, DEPTH, K = (int(v) for v in a.dims.split(","))
@@ -178,6 +181,11 @@ def main():
     os.makedirs(a.out, exist_ok=True)
     torch.save(model.float().state_dict(), f"{a.out}/state_dict.pt")
     torch.save({"x": x, "t": t, "y": y, "out": out, "out_f64": exact}, f"{a.out}/forward.pt")
+    if a.onnx:
+        # The TorchScript exporter (dynamo=False), as most released DiT ONNX files were made.
+        torch.onnx.export(model.float().eval(), (x, t, y), f"{a.out}/model.onnx", opset_version=17,
+                          dynamo=False, input_names=["x", "t", "y"], output_names=["out"],
+                          dynamic_axes={n: {0: "B"} for n in ["x", "t", "y", "out"]})
     print({k: tuple(v.shape) for k, v in model.state_dict().items()})
     print("out", tuple(out.shape), "max |out|", float(out.abs().max()))
     print("PyTorch float32 vs float64: max |difference|", float((out - exact).abs().max()))

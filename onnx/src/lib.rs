@@ -2,6 +2,7 @@
 //!
 //! - [`export`]: the dense inference graph and its weights as an ONNX `ModelProto` (opsets
 //!   17–23, EDM preconditioning optional), encoded and written atomically, read back;
+//! - [`import`]: an ONNX file (torch's or treadc's) back into a model.json and its weights;
 //! - [`keys`]: the `treadc.*` metadata keys, shared by the writer and every reader;
 //! - [`tract`]: loading an ONNX file on tract for one batch size and running it on host
 //!   buffers (`treadc export --check`, `treadc run`, `treadc bench model.onnx`).
@@ -10,6 +11,7 @@
 //! in seconds) and the runtime's burn code never sees an ONNX type.
 
 pub mod export;
+pub mod import;
 pub mod keys;
 pub mod tract;
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use tract_onnx::pb;
 use tract_onnx::prelude::*;
+use tract_onnx::tract_hir::infer::Factoid;
 
 /// One input value on the host.
 #[derive(Debug, Clone)]
@@ -84,4 +85,105 @@ impl TractModel {
         let view = out[0].to_plain_array_view::<f32>().map_err(msg)?;
         Ok(view.iter().copied().collect())
     }
+}
+
+/// One dimension as tract's analysis knows it: a number, or a symbol (the batch `B`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FactDim {
+    /// A known size or integer value.
+    Known(i64),
+    /// A symbolic one, by its expression (`B`).
+    Symbolic(String),
+}
+
+/// A value tract's analysis folded to a constant: an initialiser, or shape arithmetic.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FactValue {
+    /// Floating-point data (f16, bf16, f32 and f64 read as f32), with its shape.
+    F32(Vec<usize>, Vec<f32>),
+    /// Integer data (or shape values, which may hold the batch symbol), with its shape.
+    Ints(Vec<usize>, Vec<FactDim>),
+}
+
+/// What tract's type analysis knows about one ONNX value, for the importer's pattern matching.
+#[derive(Debug, Clone, Default)]
+pub struct ValueFacts {
+    /// Its shape, where every axis is known (sizes or symbols).
+    pub shape: Option<Vec<FactDim>>,
+    /// Its value, where the analysis folded it to a constant.
+    pub value: Option<FactValue>,
+}
+
+fn fact_dim(d: &TDim) -> FactDim {
+    match d.as_i64() {
+        Some(v) => FactDim::Known(v),
+        None => FactDim::Symbolic(d.to_string()),
+    }
+}
+
+fn fact_value(t: &Tensor) -> Option<FactValue> {
+    let shape = t.shape().to_vec();
+    if t.datum_type().is_float() {
+        let f = t.cast_to::<f32>().ok()?;
+        return Some(FactValue::F32(
+            shape,
+            f.to_plain_array_view::<f32>()
+                .ok()?
+                .iter()
+                .copied()
+                .collect(),
+        ));
+    }
+    if t.datum_type() == TDim::datum_type() {
+        let dims = t
+            .to_plain_array_view::<TDim>()
+            .ok()?
+            .iter()
+            .map(fact_dim)
+            .collect();
+        return Some(FactValue::Ints(shape, dims));
+    }
+    if t.datum_type().is_integer() || t.datum_type() == bool::datum_type() {
+        let i = t.cast_to::<i64>().ok()?;
+        let dims = i
+            .to_plain_array_view::<i64>()
+            .ok()?
+            .iter()
+            .map(|&v| FactDim::Known(v))
+            .collect();
+        return Some(FactValue::Ints(shape, dims));
+    }
+    None
+}
+
+/// Loads an ONNX file into tract's inference model and runs its type analysis, the graph
+/// inputs' symbolic dimensions kept symbolic: every ONNX value name gets its shape and, where
+/// constant, its value. The importer reads this instead of re-implementing shape inference.
+pub fn analyse(path: &Path) -> Result<HashMap<String, ValueFacts>, String> {
+    let mut model = tract_onnx::onnx().model_for_path(path).map_err(msg)?;
+    model.analyse(true).map_err(msg)?;
+    let mut facts = HashMap::new();
+    for node in model.nodes() {
+        for (ix, out) in node.outputs.iter().enumerate() {
+            let outlet = OutletId::new(node.id, ix);
+            // Graph inputs and initialisers carry no outlet label: their node has the name.
+            let label = match model.outlet_label(outlet) {
+                Some(l) => l.to_string(),
+                None if node.outputs.len() == 1 => node.name.clone(),
+                None => continue,
+            };
+            let f = &out.fact;
+            let shape = if f.shape.is_open() {
+                None
+            } else {
+                f.shape
+                    .dims()
+                    .map(|d| d.concretize().map(|d| fact_dim(&d)))
+                    .collect::<Option<Vec<_>>>()
+            };
+            let value = f.value.concretize().and_then(|t| fact_value(&t));
+            facts.insert(label, ValueFacts { shape, value });
+        }
+    }
+    Ok(facts)
 }

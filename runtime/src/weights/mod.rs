@@ -120,31 +120,44 @@ pub fn write_official(
             .expected("a model with the DiT presets' parameters")
             .in_file(&file)
     })?;
-    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = official
+    let n = official.len();
+    let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = official
         .into_iter()
-        .map(|(k, t)| {
-            (
-                k,
-                t.data.iter().flat_map(|v| v.to_le_bytes()).collect(),
-                t.shape,
-            )
-        })
+        .map(|(k, t)| (k, t.shape, t.data))
+        .collect();
+    write_safetensors(path, &tensors, "pt")?;
+    Ok(n)
+}
+
+/// Writes named f32 tensors as one `.safetensors` file (metadata `format` = `format`),
+/// atomically: the state dicts `export --format safetensors-official` and `treadc import`
+/// hand out, which `--init-from` and `safetensors.torch.load_file` read.
+pub fn write_safetensors(
+    path: &Path,
+    tensors: &[(String, Vec<usize>, Vec<f32>)],
+    format: &str,
+) -> Result<(), Diagnostic> {
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, _, d)| d.iter().flat_map(|v| v.to_le_bytes()).collect())
         .collect();
     let mut views = Vec::with_capacity(bytes.len());
-    for (name, data, shape) in &bytes {
+    for ((name, shape, _), data) in tensors.iter().zip(&bytes) {
         let view =
             safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)
                 .map_err(|e| {
                     Diagnostic::new(Location::Item(format!("tensor `{name}`")), e.to_string())
+                        .in_file(path.display().to_string())
                 })?;
         views.push((name.clone(), view));
     }
-    let meta = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
+    let meta = std::collections::HashMap::from([("format".to_string(), format.to_string())]);
     let encoded = safetensors::serialize(views, Some(meta)).map_err(|e| {
-        Diagnostic::new(Location::File, "cannot encode the state dict").found(e.to_string())
+        Diagnostic::new(Location::File, "cannot encode the tensors")
+            .found(e.to_string())
+            .in_file(path.display().to_string())
     })?;
-    crate::checkpoint::write_atomic(path, &encoded)?;
-    Ok(bytes.len())
+    crate::checkpoint::write_atomic(path, &encoded)
 }
 
 /// The tensors of a weight file by name, and notes on how they were found.
