@@ -263,7 +263,9 @@ pub fn fold(
             signature,
         });
     }
-    // Stem and head: a non-block op that depends on a block is in the head.
+    // Stem and head: a non-block op that depends on a block, or comes after the last one, is
+    // in the head.
+    let last_block_op = (0..nodes.len()).rev().find(|&i| member[i].is_some()).unwrap_or(0);
     let mut after: HashSet<String> = instances
         .iter()
         .flat_map(|b| b.nodes.iter().map(|&i| nodes[i].name.clone()))
@@ -274,7 +276,7 @@ pub fn fold(
         if member[i].is_some() {
             continue;
         }
-        if n.ins.iter().any(|v| after.contains(v)) {
+        if i > last_block_op || n.ins.iter().any(|v| after.contains(v)) {
             after.insert(n.name.clone());
             head.push(i);
         } else {
@@ -319,6 +321,18 @@ pub fn fold(
             nodes[i].ins.clone(),
         ));
     }
+    // Parameter names no block op uses.
+    let locals: HashSet<&str> = nodes
+        .iter()
+        .filter_map(|n| split_block(&n.name).map(|s| s.2))
+        .collect();
+    let param = |base: &str| -> String {
+        let mut name = base.to_string();
+        while locals.contains(name.as_str()) {
+            name.insert(0, '_');
+        }
+        name
+    };
     // Templates and trunk entries.
     let mut templates: Vec<(String, &Instance)> = vec![];
     let mut trunk: Vec<TrunkEntry> = vec![];
@@ -346,7 +360,14 @@ pub fn fold(
             .ext
             .iter()
             .enumerate()
-            .map(|(p, v)| (format!("in{p}"), v.clone()))
+            .map(|(p, v)| {
+                // A block's output is read by its scope name (`blocks.5`): U-ViT's long skips.
+                let v = instances
+                    .iter()
+                    .position(|b| b.output == *v)
+                    .map_or(v.clone(), |j| format!("blocks.{j}"));
+                (param(&format!("in{p}")), v)
+            })
             .collect();
         match trunk.last_mut() {
             Some((tn, a, r)) if *tn == t && *a == args => *r += 1,
@@ -355,8 +376,8 @@ pub fn fold(
     }
     let mut blocks_json = Map::new();
     for (tname, b) in &templates {
-        let mut params = vec!["x".to_string()];
-        params.extend((0..b.ext.len()).map(|p| format!("in{p}")));
+        let mut params = vec![param("x")];
+        params.extend((0..b.ext.len()).map(|p| param(&format!("in{p}"))));
         let mut list = vec![];
         for &i in &b.nodes {
             let local = split_block(&nodes[i].name).map_or("", |s| s.2);
@@ -365,9 +386,9 @@ pub fn fold(
                 .iter()
                 .map(|v| {
                     if *v == b.x {
-                        "x".to_string()
+                        param("x")
                     } else if let Some(p) = b.ext.iter().position(|e| e == v) {
-                        format!("in{p}")
+                        param(&format!("in{p}"))
                     } else {
                         split_block(v).map_or(v.clone(), |s| s.2.to_string())
                     }

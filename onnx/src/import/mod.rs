@@ -115,7 +115,14 @@ pub fn import(path: &Path, name: &str) -> Result<Imported, Diagnostic> {
             .found(e)
             .in_file(&file)
     })?;
-    let src = Source::new(&proto, facts);
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let inits = source::initialisers(&proto, dir).map_err(|(name, e)| {
+        Diagnostic::new(Location::Item(format!("initialiser `{name}`")), "cannot read the tensor")
+            .expected("float (f32, f16, bf16, f64) or integer data, inline or as external data beside the file")
+            .found(e)
+            .in_file(&file)
+    })?;
+    let src = Source::new(&proto, facts, inits);
     let roles = roles(&src, &file)?;
     let mut c = Ctx::new(&src, roles.clone());
     c.run(&file)?;

@@ -418,7 +418,7 @@ fn unpatchify(c: &mut Ctx, i: usize) -> bool {
 pub fn position_table(c: &Ctx, shape: &[usize], data: &[f32]) -> Option<Map<String, Value>> {
     let (h, w) = c.grid?;
     let (h, w) = (h as usize, w as usize);
-    if shape != [1, h * w, shape[2]] || !shape[2].is_multiple_of(4) {
+    if shape.len() != 3 || shape[..2] != [1, h * w] || !shape[2].is_multiple_of(4) {
         return None;
     }
     let table = tables::pos_embed_2d(h, w, shape[2]);

@@ -438,8 +438,12 @@ impl<'a> Ctx<'a> {
                         } else if let Some(s) = self.scalar(v) {
                             Operand::Scalar(s)
                         } else {
-                            let p = self.src.producer[v];
-                            Operand::Node(members.iter().position(|&x| x == p).unwrap_or(0))
+                            // An inner value: produced by another member.
+                            let p = self.src.producer.get(v).copied();
+                            match members.iter().position(|&x| Some(x) == p) {
+                                Some(k) => Operand::Node(k),
+                                None => Operand::Scalar(f64::NAN),
+                            }
                         }
                     })
                     .collect();
@@ -510,7 +514,9 @@ impl<'a> Ctx<'a> {
             } else if self.scalar(&v).is_some() {
                 return Ok(None);
             } else {
-                let p = self.src.producer[&v];
+                let Some(&p) = self.src.producer.get(&v) else {
+                    return Ok(None);
+                };
                 let (sub, sub_inputs) = self.region(p);
                 let sub: Vec<usize> = sub.into_iter().filter(|m| members.contains(m)).collect();
                 match self.region_value(p, &sub, &sub_inputs)? {

@@ -74,13 +74,110 @@ pub struct Source {
     pub consumers: HashMap<String, Vec<usize>>,
     /// The model's `metadata_props`.
     pub metadata: Vec<(String, String)>,
+    /// The initialisers' values, read from the file.
+    inits: HashMap<String, FactValue>,
+}
+
+fn decode(t: &pb::TensorProto, raw: &[u8]) -> Result<FactValue, String> {
+    let shape: Vec<usize> = t.dims.iter().map(|&d| d.max(0) as usize).collect();
+    let n: usize = shape.iter().product();
+    let le = |k: usize| raw.chunks_exact(k);
+    let floats: Vec<f32> = match t.data_type {
+        1 if !raw.is_empty() => le(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+        1 => t.float_data.clone(),
+        11 if !raw.is_empty() => le(8)
+            .map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32)
+            .collect(),
+        11 => t.double_data.iter().map(|&v| v as f32).collect(),
+        10 | 16 => {
+            let bits: Vec<u16> = if raw.is_empty() {
+                t.int32_data.iter().map(|&v| v as u16).collect()
+            } else {
+                le(2).map(|b| u16::from_le_bytes([b[0], b[1]])).collect()
+            };
+            bits.into_iter()
+                .map(|h| {
+                    if t.data_type == 16 {
+                        f32::from_bits((h as u32) << 16)
+                    } else {
+                        half_to_f32(h)
+                    }
+                })
+                .collect()
+        }
+        6 | 7 => {
+            let ints: Vec<i64> = match (t.data_type, raw.is_empty()) {
+                (7, false) => le(8).map(|b| i64::from_le_bytes(b.try_into().unwrap_or([0; 8]))).collect(),
+                (6, false) => le(4).map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64).collect(),
+                (7, true) => t.int64_data.clone(),
+                _ => t.int32_data.iter().map(|&v| v as i64).collect(),
+            };
+            if ints.len() != n {
+                return Err(format!("{} values for shape {shape:?}", ints.len()));
+            }
+            return Ok(FactValue::Ints(shape, ints.into_iter().map(FactDim::Known).collect()));
+        }
+        other => return Err(format!("element type {other}")),
+    };
+    if floats.len() != n {
+        return Err(format!("{} values for shape {shape:?}", floats.len()));
+    }
+    Ok(FactValue::F32(shape, floats))
+}
+
+/// IEEE half precision to f32.
+fn half_to_f32(h: u16) -> f32 {
+    let sign = if h & 0x8000 != 0 { -1.0 } else { 1.0 };
+    let exp = ((h >> 10) & 0x1f) as i32;
+    let frac = (h & 0x3ff) as f32;
+    match exp {
+        0 => sign * frac * 2f32.powi(-24),
+        31 if frac == 0.0 => sign * f32::INFINITY,
+        31 => f32::NAN,
+        _ => sign * (1.0 + frac / 1024.0) * 2f32.powi(exp - 15),
+    }
+}
+
+/// Every initialiser's value, external data read from beside the file (`dir`); an unreadable
+/// one is `(name, why)`.
+pub fn initialisers(
+    model: &pb::ModelProto,
+    dir: &std::path::Path,
+) -> Result<HashMap<String, FactValue>, (String, String)> {
+    let mut out = HashMap::new();
+    let mut files: HashMap<String, Vec<u8>> = HashMap::new();
+    for t in model.graph.as_ref().map_or(&[][..], |g| &g.initializer[..]) {
+        let raw: Vec<u8> = if t.data_location == Some(pb::tensor_proto::DataLocation::External as i32) {
+            let get = |k: &str| t.external_data.iter().find(|e| e.key == k).map(|e| e.value.clone());
+            let location = get("location").ok_or((t.name.clone(), "external data without a location".to_string()))?;
+            if !files.contains_key(&location) {
+                let bytes = std::fs::read(dir.join(&location))
+                    .map_err(|e| (t.name.clone(), format!("{location}: {e}")))?;
+                files.insert(location.clone(), bytes);
+            }
+            let data = &files[&location];
+            let offset: usize = get("offset").and_then(|v| v.parse().ok()).unwrap_or(0);
+            let length: usize = get("length").and_then(|v| v.parse().ok()).unwrap_or(data.len().saturating_sub(offset));
+            data.get(offset..offset + length)
+                .ok_or((t.name.clone(), format!("{location} has no bytes {offset}..{}", offset + length)))?
+                .to_vec()
+        } else {
+            t.raw_data.clone()
+        };
+        out.insert(t.name.clone(), decode(t, &raw).map_err(|e| (t.name.clone(), e))?);
+    }
+    Ok(out)
 }
 
 impl Source {
     /// Builds the view of `model` with tract's `facts` about it.
-    pub fn new(model: &pb::ModelProto, facts: HashMap<String, ValueFacts>) -> Self {
+    pub fn new(
+        model: &pb::ModelProto,
+        facts: HashMap<String, ValueFacts>,
+        inits: HashMap<String, FactValue>,
+    ) -> Self {
         let g = model.graph.as_ref();
-        let inits: std::collections::HashSet<&str> = g
+        let init_names: std::collections::HashSet<&str> = g
             .map(|g| g.initializer.iter().map(|t| t.name.as_str()).collect())
             .unwrap_or_default();
         let mut nodes = vec![];
@@ -111,7 +208,7 @@ impl Source {
         let inputs = g
             .map_or(&[][..], |g| &g.input[..])
             .iter()
-            .filter(|vi| !inits.contains(vi.name.as_str()))
+            .filter(|vi| !init_names.contains(vi.name.as_str()))
             .map(|vi| {
                 let elem = match vi.r#type.as_ref().and_then(|t| t.value.as_ref()) {
                     Some(pb::type_proto::Value::TensorType(t)) => t.elem_type,
@@ -142,12 +239,15 @@ impl Source {
             producer,
             consumers,
             metadata,
+            inits,
         }
     }
 
     /// The value `v` folded to a constant, if it is one.
     pub fn constant(&self, v: &str) -> Option<&FactValue> {
-        self.facts.get(v).and_then(|f| f.value.as_ref())
+        self.inits
+            .get(v)
+            .or_else(|| self.facts.get(v).and_then(|f| f.value.as_ref()))
     }
 
     /// Whether `v` is a constant (an initialiser, a `Constant`, folded shape arithmetic).
@@ -179,6 +279,9 @@ impl Source {
 
     /// `v`'s shape, with symbolic axes as `None`.
     pub fn shape(&self, v: &str) -> Option<Vec<Option<i64>>> {
+        if let Some(FactValue::F32(s, _) | FactValue::Ints(s, _)) = self.inits.get(v) {
+            return Some(s.iter().map(|&d| Some(d as i64)).collect());
+        }
         self.facts.get(v)?.shape.as_ref().map(|s| {
             s.iter()
                 .map(|d| match d {
@@ -191,7 +294,7 @@ impl Source {
 
     /// `v`'s rank, if known.
     pub fn rank(&self, v: &str) -> Option<usize> {
-        self.facts.get(v)?.shape.as_ref().map(Vec::len)
+        self.shape(v).map(|s| s.len())
     }
 
     /// The size of `v`'s axis `axis` (negative from the end), if known and not symbolic.
