@@ -265,7 +265,10 @@ pub fn fold(
     }
     // Stem and head: a non-block op that depends on a block, or comes after the last one, is
     // in the head.
-    let last_block_op = (0..nodes.len()).rev().find(|&i| member[i].is_some()).unwrap_or(0);
+    let last_block_op = (0..nodes.len())
+        .rev()
+        .find(|&i| member[i].is_some())
+        .unwrap_or(0);
     let mut after: HashSet<String> = instances
         .iter()
         .flat_map(|b| b.nodes.iter().map(|&i| nodes[i].name.clone()))

@@ -83,7 +83,9 @@ fn decode(t: &pb::TensorProto, raw: &[u8]) -> Result<FactValue, String> {
     let n: usize = shape.iter().product();
     let le = |k: usize| raw.chunks_exact(k);
     let floats: Vec<f32> = match t.data_type {
-        1 if !raw.is_empty() => le(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+        1 if !raw.is_empty() => le(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
         1 => t.float_data.clone(),
         11 if !raw.is_empty() => le(8)
             .map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32)
@@ -107,15 +109,22 @@ fn decode(t: &pb::TensorProto, raw: &[u8]) -> Result<FactValue, String> {
         }
         6 | 7 => {
             let ints: Vec<i64> = match (t.data_type, raw.is_empty()) {
-                (7, false) => le(8).map(|b| i64::from_le_bytes(b.try_into().unwrap_or([0; 8]))).collect(),
-                (6, false) => le(4).map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64).collect(),
+                (7, false) => le(8)
+                    .map(|b| i64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+                    .collect(),
+                (6, false) => le(4)
+                    .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64)
+                    .collect(),
                 (7, true) => t.int64_data.clone(),
                 _ => t.int32_data.iter().map(|&v| v as i64).collect(),
             };
             if ints.len() != n {
                 return Err(format!("{} values for shape {shape:?}", ints.len()));
             }
-            return Ok(FactValue::Ints(shape, ints.into_iter().map(FactDim::Known).collect()));
+            return Ok(FactValue::Ints(
+                shape,
+                ints.into_iter().map(FactDim::Known).collect(),
+            ));
         }
         other => return Err(format!("element type {other}")),
     };
@@ -147,24 +156,41 @@ pub fn initialisers(
     let mut out = HashMap::new();
     let mut files: HashMap<String, Vec<u8>> = HashMap::new();
     for t in model.graph.as_ref().map_or(&[][..], |g| &g.initializer[..]) {
-        let raw: Vec<u8> = if t.data_location == Some(pb::tensor_proto::DataLocation::External as i32) {
-            let get = |k: &str| t.external_data.iter().find(|e| e.key == k).map(|e| e.value.clone());
-            let location = get("location").ok_or((t.name.clone(), "external data without a location".to_string()))?;
-            if !files.contains_key(&location) {
-                let bytes = std::fs::read(dir.join(&location))
-                    .map_err(|e| (t.name.clone(), format!("{location}: {e}")))?;
-                files.insert(location.clone(), bytes);
-            }
-            let data = &files[&location];
-            let offset: usize = get("offset").and_then(|v| v.parse().ok()).unwrap_or(0);
-            let length: usize = get("length").and_then(|v| v.parse().ok()).unwrap_or(data.len().saturating_sub(offset));
-            data.get(offset..offset + length)
-                .ok_or((t.name.clone(), format!("{location} has no bytes {offset}..{}", offset + length)))?
-                .to_vec()
-        } else {
-            t.raw_data.clone()
-        };
-        out.insert(t.name.clone(), decode(t, &raw).map_err(|e| (t.name.clone(), e))?);
+        let raw: Vec<u8> =
+            if t.data_location == Some(pb::tensor_proto::DataLocation::External as i32) {
+                let get = |k: &str| {
+                    t.external_data
+                        .iter()
+                        .find(|e| e.key == k)
+                        .map(|e| e.value.clone())
+                };
+                let location = get("location").ok_or((
+                    t.name.clone(),
+                    "external data without a location".to_string(),
+                ))?;
+                if !files.contains_key(&location) {
+                    let bytes = std::fs::read(dir.join(&location))
+                        .map_err(|e| (t.name.clone(), format!("{location}: {e}")))?;
+                    files.insert(location.clone(), bytes);
+                }
+                let data = &files[&location];
+                let offset: usize = get("offset").and_then(|v| v.parse().ok()).unwrap_or(0);
+                let length: usize = get("length")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(data.len().saturating_sub(offset));
+                data.get(offset..offset + length)
+                    .ok_or((
+                        t.name.clone(),
+                        format!("{location} has no bytes {offset}..{}", offset + length),
+                    ))?
+                    .to_vec()
+            } else {
+                t.raw_data.clone()
+            };
+        out.insert(
+            t.name.clone(),
+            decode(t, &raw).map_err(|e| (t.name.clone(), e))?,
+        );
     }
     Ok(out)
 }
@@ -248,6 +274,11 @@ impl Source {
         self.inits
             .get(v)
             .or_else(|| self.facts.get(v).and_then(|f| f.value.as_ref()))
+    }
+
+    /// Whether `v` is one of the file's initialisers.
+    pub fn is_initialiser(&self, v: &str) -> bool {
+        self.inits.contains_key(v)
     }
 
     /// Whether `v` is a constant (an initialiser, a `Constant`, folded shape arithmetic).
