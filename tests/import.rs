@@ -60,45 +60,58 @@ fn initialisers(onnx: &Path) -> BTreeMap<String, Vec<u8>> {
 }
 
 #[test]
-fn a_torch_export_imports_checked_against_the_file_and_routes() {
+fn torchs_exports_import_checked_against_the_file_and_route() {
     let tmp = temp_dir("import-torch");
-    let out = tmp.path().join("dit");
-    let o = treadc(&[
-        "import",
-        "tests/fixtures/dit-official/model.onnx",
-        "-o",
-        &out.display().to_string(),
-        "--report",
-    ]);
-    let err = stderr(&o);
-    assert!(o.status.success(), "{err}");
-    assert!(err.contains("2 blocks (1 template)"), "{err}");
-    assert!(
-        err.contains("check (the imported model on burn vs the file on tract"),
-        "{err}"
-    );
-    let report = common::stdout(&o);
-    // The attention op was made from torch's decomposition, the qkv and output projections in it.
-    assert!(
-        report.contains("blocks.0.attn (attention) <- /blocks.0/attn/qkv/MatMul"),
-        "{report}"
-    );
-    assert!(report.contains("/blocks.0/attn/Softmax"), "{report}");
-    let model: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("model.json")).unwrap()).unwrap();
-    assert_eq!(model["trunk"]["blocks"][0]["repeat"], 2);
-    assert_eq!(
-        model["stem"][2]["op"], "pos_embed_2d",
-        "the fixed sin-cos table is recognised"
-    );
-    // Routed like any model: half the tokens skip block 1.
-    let o = treadc(&[
-        "compile",
-        &out.join("model.json").display().to_string(),
-        "--route",
-        "0.5:1-1",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    // The TorchScript exporter's node paths and the dynamo exporter's node metadata.
+    for (file, attention_from) in [
+        ("model.onnx", "/blocks.0/attn/qkv/MatMul"),
+        ("model-dynamo.onnx", "/blocks.0/attn/qkv/linear_3"),
+    ] {
+        let out = tmp.path().join(file);
+        let o = treadc(&[
+            "import",
+            &format!("tests/fixtures/dit-official/{file}"),
+            "-o",
+            &out.display().to_string(),
+            "--report",
+        ]);
+        let err = stderr(&o);
+        assert!(o.status.success(), "{file}: {err}");
+        assert!(err.contains("2 blocks (1 template)"), "{file}: {err}");
+        assert!(
+            err.contains("check (the imported model on burn vs the file on tract"),
+            "{file}: {err}"
+        );
+        let report = common::stdout(&o);
+        // The attention op was made from torch's decomposition, the projections in it.
+        assert!(
+            report.contains(&format!("blocks.0.attn (attention) <- {attention_from}")),
+            "{file}: {report}"
+        );
+        let model: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("model.json")).unwrap())
+                .unwrap();
+        assert_eq!(model["trunk"]["blocks"][0]["repeat"], 2, "{file}");
+        let ops: Vec<&str> = model["stem"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|n| n["op"].as_str())
+            .collect();
+        assert!(
+            ops.contains(&"pos_embed_2d"),
+            "{file}: the sin-cos table is recognised: {ops:?}"
+        );
+        assert!(ops.contains(&"timestep_embed"), "{file}: {ops:?}");
+        // Routed like any model: half the tokens skip block 1.
+        let o = treadc(&[
+            "compile",
+            &out.join("model.json").display().to_string(),
+            "--route",
+            "0.5:1-1",
+        ]);
+        assert!(o.status.success(), "{file}: {}", stderr(&o));
+    }
 }
 
 #[test]
@@ -162,6 +175,39 @@ fn export_then_import_gives_the_same_graph_and_weights_for_every_importable_pres
         assert!(
             imported.iter().any(|n| n == family),
             "{family} did not import: {refused:?}"
+        );
+    }
+}
+
+/// Below opset 23 treadc writes attention decomposed, below 20 GELU too: the same graph
+/// comes back.
+#[test]
+fn decomposed_attention_and_gelu_import_as_the_ops() {
+    let tmp = temp_dir("import-opsets");
+    let small = reduced_preset(&common::root().join("models/dit-s2.json"), tmp.path());
+    for opset in ["17", "20"] {
+        let onnx = tmp.path().join(format!("s2-{opset}.onnx"));
+        let o = treadc(&[
+            "export",
+            &small.display().to_string(),
+            "--opset",
+            opset,
+            "-o",
+            &onnx.display().to_string(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let back = tmp.path().join(format!("back-{opset}"));
+        let o = treadc(&[
+            "import",
+            &onnx.display().to_string(),
+            "-o",
+            &back.display().to_string(),
+        ]);
+        assert!(o.status.success(), "opset {opset}: {}", stderr(&o));
+        assert_eq!(
+            dump(&small),
+            dump(&back.join("model.json")),
+            "opset {opset}"
         );
     }
 }

@@ -157,8 +157,9 @@ def main():
     ap.add_argument("--t", default="0.5,17,901", help="the noise levels of the recorded pass")
     ap.add_argument("--y", default="3,10,7", help="its labels (K is the null label)")
     ap.add_argument("--onnx", action="store_true",
-                    help="also write model.onnx: torch.onnx.export's TorchScript exporter at opset 17, "
-                    "batch dynamic (for `treadc import`)")
+                    help="also write model.onnx (torch.onnx.export's TorchScript exporter, opset 17) "
+                    "and model-dynamo.onnx (its dynamo exporter, opset 18), batch dynamic, for "
+                    "`treadc import`")
     a = ap.parse_args()
     if a.dims:
         S, C, P, D, HEADS, DEPTH, K = (int(v) for v in a.dims.split(","))
@@ -186,6 +187,13 @@ def main():
         torch.onnx.export(model.float().eval(), (x, t, y), f"{a.out}/model.onnx", opset_version=17,
                           dynamo=False, input_names=["x", "t", "y"], output_names=["out"],
                           dynamic_axes={n: {0: "B"} for n in ["x", "t", "y", "out"]})
+        # The dynamo exporter (torch.export, the default since PyTorch 2.9; needs onnxscript):
+        # node names after aten ops, module paths in node metadata.
+        batch = torch.export.Dim("B", min=1, max=4096)
+        prog = torch.onnx.export(model.float().eval(), (x, t, y), dynamo=True, opset_version=18,
+                                 input_names=["x", "t", "y"], output_names=["out"],
+                                 dynamic_shapes={"x": {0: batch}, "t": {0: batch}, "y": {0: batch}})
+        prog.save(f"{a.out}/model-dynamo.onnx")
     print({k: tuple(v.shape) for k, v in model.state_dict().items()})
     print("out", tuple(out.shape), "max |out|", float(out.abs().max()))
     print("PyTorch float32 vs float64: max |difference|", float((out - exact).abs().max()))

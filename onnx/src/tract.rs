@@ -156,6 +156,10 @@ fn fact_value(t: &Tensor) -> Option<FactValue> {
     None
 }
 
+/// The largest folded value [`analyse`] copies out (elements): shape arithmetic and tables, not
+/// weights.
+const FOLDED_LIMIT: usize = 1 << 16;
+
 /// Loads an ONNX file into tract's inference model and runs its type analysis, the graph
 /// inputs' symbolic dimensions kept symbolic: every ONNX value name gets its shape and, where
 /// constant, its value. The importer reads this instead of re-implementing shape inference.
@@ -181,7 +185,12 @@ pub fn analyse(path: &Path) -> Result<HashMap<String, ValueFacts>, String> {
                     .map(|d| d.concretize().map(|d| fact_dim(&d)))
                     .collect::<Option<Vec<_>>>()
             };
-            let value = f.value.concretize().and_then(|t| fact_value(&t));
+            // Weights are read from the file by the importer: only small folded values here.
+            let value = f
+                .value
+                .concretize()
+                .filter(|t| t.len() <= FOLDED_LIMIT)
+                .and_then(|t| fact_value(&t));
             facts.insert(label, ValueFacts { shape, value });
         }
     }

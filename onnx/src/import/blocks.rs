@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::{json, Map, Value};
 
-use super::recognise::{IrNode, Recognised};
+use super::recognise::Recognised;
 use tread_compiler::diag::{Diagnostic, Location};
 
 /// A model.json document and its weights under the names the model gives them.
@@ -60,8 +60,8 @@ fn err(file: &str, node: &str, msg: String, expected: &str, found: String) -> Di
 /// does not depend on the image and is read outside block k (torch's exporter computes the
 /// `SiLU(c)` every DiT block applies to its conditioning once, in block 0). Renamed without the
 /// block prefix.
-fn hoist_shared(r: &Recognised) -> Vec<IrNode> {
-    let mut nodes = r.nodes.clone();
+fn hoist_shared(r: &mut Recognised) {
+    let nodes = &mut r.nodes;
     let images: HashSet<&str> = r
         .inputs
         .iter()
@@ -69,7 +69,7 @@ fn hoist_shared(r: &Recognised) -> Vec<IrNode> {
         .map(|i| i.name.as_str())
         .collect();
     let mut on_image: HashSet<String> = images.iter().map(|s| s.to_string()).collect();
-    for n in &nodes {
+    for n in nodes.iter() {
         if n.ins.iter().any(|v| on_image.contains(v)) {
             on_image.insert(n.name.clone());
         }
@@ -77,7 +77,7 @@ fn hoist_shared(r: &Recognised) -> Vec<IrNode> {
     let mut taken: HashSet<String> = nodes.iter().map(|n| n.name.clone()).collect();
     loop {
         let mut renamed: Option<(String, String)> = None;
-        for n in &nodes {
+        for n in nodes.iter() {
             let Some((list, k, local)) = split_block(&n.name) else {
                 continue;
             };
@@ -100,7 +100,7 @@ fn hoist_shared(r: &Recognised) -> Vec<IrNode> {
             }
         }
         let Some((old, new)) = renamed else {
-            return nodes;
+            return;
         };
         taken.insert(new.clone());
         for n in nodes.iter_mut() {
@@ -131,13 +131,14 @@ struct Instance {
 
 /// Folds `r` (ops in topological order, `shapes` by value) into a model.json named `name`.
 pub fn fold(
-    r: &Recognised,
+    mut r: Recognised,
     shapes: &HashMap<String, Vec<Option<i64>>>,
     name: &str,
     description: &str,
     file: &str,
 ) -> Result<Folded, Diagnostic> {
-    let nodes = &hoist_shared(r);
+    hoist_shared(&mut r);
+    let nodes = &r.nodes;
     let producer: HashMap<&str, usize> = nodes
         .iter()
         .enumerate()
@@ -174,7 +175,6 @@ pub fn fold(
     let mut instances: Vec<Instance> = vec![];
     for (b, (list, k)) in keys.iter().enumerate() {
         let inside: Vec<usize> = (0..nodes.len()).filter(|&i| member[i] == Some(b)).collect();
-        let local = |i: usize| split_block(&nodes[i].name).map_or("", |s| s.2).to_string();
         let mut ext: Vec<String> = vec![];
         for &i in &inside {
             for v in &nodes[i].ins {
@@ -243,18 +243,21 @@ pub fn fold(
             } else if let Some(p) = ext.iter().position(|e| e == v) {
                 format!("${p}")
             } else {
-                split_block(v).map_or(v.to_string(), |s| s.2.to_string())
+                // By position: exporters that number ops globally (dynamo's `linear_3`,
+                // `linear_8`) give equal blocks different names.
+                let p = inside.iter().position(|&j| nodes[j].name == v);
+                format!("#{}", p.map_or(-1, |p| p as i64))
             }
         };
         let signature = inside
             .iter()
             .map(|&i| {
                 let ins: Vec<String> = nodes[i].ins.iter().map(|v| sig_of(v)).collect();
-                format!("{}={:?}({})", local(i), nodes[i].op, ins.join(","))
+                format!("{:?}({})", nodes[i].op, ins.join(","))
             })
             .collect::<Vec<_>>()
             .join(";")
-            + &format!("->{}", local(out));
+            + &format!("->#{}", inside.iter().position(|&j| j == out).unwrap_or(0));
         instances.push(Instance {
             nodes: inside,
             x,
@@ -309,15 +312,12 @@ pub fn fold(
             Ok(v.to_string())
         }
     };
-    let mut weights = vec![];
-    let mut push_weights = |n: &IrNode, name: &str| {
-        for (s, shape, d) in &n.tensors {
-            weights.push((format!("{name}.{s}"), shape.clone(), d.clone()));
-        }
-    };
+    // Which op's tensors go under which name, in file order; moved out at the end.
+    let mut weight_order: Vec<(usize, String)> = vec![];
+    let mut push_weights = |i: usize, name: &str| weight_order.push((i, name.to_string()));
     let mut stem_json = vec![];
     for &i in &stem {
-        push_weights(&nodes[i], &nodes[i].name);
+        push_weights(i, &nodes[i].name);
         stem_json.push(node_json(
             &nodes[i].name,
             &nodes[i].op,
@@ -344,21 +344,24 @@ pub fn fold(
             .iter()
             .position(|(_, t)| t.signature == b.signature)
         {
-            Some(t) => templates[t].0.clone(),
+            Some(t) => t,
             None => {
                 let name = if templates.is_empty() {
                     "block".to_string()
                 } else {
                     format!("block_{}", templates.len() + 1)
                 };
-                templates.push((name.clone(), b));
-                name
+                templates.push((name, b));
+                templates.len() - 1
             }
         };
-        for &i in &b.nodes {
-            let local = split_block(&nodes[i].name).map_or("", |s| s.2);
-            push_weights(&nodes[i], &format!("blocks.{k}.{local}"));
+        // The template's op names (its first instance's), position by position.
+        let first = templates[t].1;
+        for (&i, &f) in b.nodes.iter().zip(&first.nodes) {
+            let local = split_block(&nodes[f].name).map_or("", |s| s.2);
+            push_weights(i, &format!("blocks.{k}.{local}"));
         }
+        let t = templates[t].0.clone();
         let args: Vec<(String, String)> = b
             .ext
             .iter()
@@ -407,7 +410,7 @@ pub fn fold(
     }
     let mut head_json = vec![];
     for &i in &head {
-        push_weights(&nodes[i], &nodes[i].name);
+        push_weights(i, &nodes[i].name);
         let ins = nodes[i]
             .ins
             .iter()
@@ -456,10 +459,18 @@ pub fn fold(
         "head": head_json,
         "outputs": outputs,
     });
+    let (depth, templates) = (instances.len(), templates.len());
+    drop(instances);
+    let mut weights = vec![];
+    for (i, name) in weight_order {
+        for (s, shape, d) in std::mem::take(&mut r.nodes[i].tensors) {
+            weights.push((format!("{name}.{s}"), shape, d));
+        }
+    }
     Ok(Folded {
         model,
         weights,
-        depth: instances.len(),
-        templates: templates.len(),
+        depth,
+        templates,
     })
 }

@@ -122,7 +122,10 @@ pub fn import(path: &Path, name: &str) -> Result<Imported, Diagnostic> {
             .found(e)
             .in_file(&file)
     })?;
-    let src = Source::new(&proto, facts, inits);
+    let paths = std::fs::read(path)
+        .map(|b| source::dynamo_paths(&b))
+        .unwrap_or_default();
+    let src = Source::new(&proto, facts, inits, &paths);
     let roles = roles(&src, &file)?;
     let mut c = Ctx::new(&src, roles.clone());
     c.run(&file)?;
@@ -174,12 +177,12 @@ pub fn import(path: &Path, name: &str) -> Result<Imported, Diagnostic> {
             shapes.insert(input_name(&inp.name), s);
         }
     }
-    let nodes: Vec<_> = c
-        .nodes
-        .iter()
+    let dropped = std::mem::take(&mut c.dropped);
+    let nodes: Vec<_> = std::mem::take(&mut c.nodes)
+        .into_iter()
         .enumerate()
-        .filter(|(i, _)| !c.dropped.contains(i))
-        .map(|(_, n)| n.clone())
+        .filter(|(i, _)| !dropped.contains(i))
+        .map(|(_, n)| n)
         .collect();
     let report = nodes
         .iter()
@@ -208,7 +211,7 @@ pub fn import(path: &Path, name: &str) -> Result<Imported, Diagnostic> {
             .find(|o| o.domain.is_empty())
             .map_or(String::new(), |o| format!(", opset {}", o.version))
     );
-    let folded = blocks::fold(&r, &shapes, name, &description, &file)?;
+    let folded = blocks::fold(r, &shapes, name, &description, &file)?;
     Ok(Imported {
         model: folded.model,
         weights: folded.weights,

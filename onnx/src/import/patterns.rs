@@ -200,10 +200,11 @@ fn layer_norm(c: &mut Ctx, i: usize) -> bool {
         return false;
     };
     let bias = c.src.floats(&input(c, i, 2)).map(|(_, b)| b.to_vec());
-    // Learned when the scale is a named initialiser (torch writes `Constant`s for a norm without
-    // affine parameters, treadc `const.*` initialisers), or when it is not the identity.
+    // Learned when the scale is a parameter (an initialiser named `<module>.weight`, as torch
+    // and treadc name them; constants are `Constant`s, `val_N` or `const.*`), or when it is not
+    // the identity.
     let scale_name = input(c, i, 1);
-    let learned = c.src.is_initialiser(&scale_name) && !scale_name.starts_with("const.");
+    let learned = c.src.is_initialiser(&scale_name) && scale_name.ends_with(".weight");
     let affine = learned
         || scale.iter().any(|&s| s != 1.0)
         || bias.as_ref().is_some_and(|b| b.iter().any(|&v| v != 0.0));

@@ -212,10 +212,10 @@ impl<'a> Ctx<'a> {
             .collect()
     }
 
-    /// A unique op name: `value` itself when it is already a treadc name, else one made from
-    /// node `node`'s path.
+    /// A unique op name: `value` itself in a file treadc wrote, else one made from node
+    /// `node`'s module path.
     pub fn name_for(&mut self, value: &str, node: usize, module: bool, kind: &str) -> String {
-        let base = if ir_like(value) {
+        let base = if self.src.written_by_treadc() && ir_like(value) {
             value.to_string()
         } else {
             scoped_name(&self.src.nodes[node].name, module, kind, &self.lists)

@@ -7,6 +7,67 @@ use std::collections::HashMap;
 use crate::pb;
 use crate::tract::{FactDim, FactValue, ValueFacts};
 
+/// A node's name and metadata, decoded apart from tract's schema, which predates
+/// `NodeProto.metadata_props` (ONNX IR 10): torch's dynamo exporter keeps the module path
+/// there (`pkg.torch.onnx.name_scopes`) and names the nodes after aten ops.
+#[derive(Clone, PartialEq, prost::Message)]
+struct ScopedNode {
+    #[prost(string, tag = "3")]
+    name: String,
+    #[prost(message, repeated, tag = "9")]
+    metadata_props: Vec<pb::StringStringEntryProto>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct ScopedGraph {
+    #[prost(message, repeated, tag = "1")]
+    node: Vec<ScopedNode>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct ScopedModel {
+    #[prost(message, optional, tag = "7")]
+    graph: Option<ScopedGraph>,
+}
+
+/// `['', 'blocks.0', 'blocks.0.attn', 'view_1']` → `/blocks.0/attn/view_1`: the dynamo
+/// exporter's module scopes as the TorchScript exporter's node path.
+pub fn scopes_to_path(scopes: &str) -> Option<String> {
+    let inner = scopes.trim().strip_prefix('[')?.strip_suffix(']')?;
+    let items: Vec<&str> = inner
+        .split(',')
+        .map(|s| s.trim().trim_matches('\'').trim_matches('"'))
+        .collect();
+    let (op, modules) = items.split_last()?;
+    let mut segs = vec![];
+    let mut prev = "";
+    for m in modules.iter().filter(|m| !m.is_empty()) {
+        segs.push(m.strip_prefix(&format!("{prev}.")).unwrap_or(m).to_string());
+        prev = m;
+    }
+    segs.push(op.to_string());
+    Some(format!("/{}", segs.join("/")))
+}
+
+/// Each node's module path from torch's dynamo metadata (in node order), where present.
+pub fn dynamo_paths(bytes: &[u8]) -> Vec<Option<String>> {
+    use prost::Message;
+    let Ok(m) = ScopedModel::decode(bytes) else {
+        return vec![];
+    };
+    m.graph
+        .map(|g| g.node)
+        .unwrap_or_default()
+        .iter()
+        .map(|n| {
+            n.metadata_props
+                .iter()
+                .find(|e| e.key == "pkg.torch.onnx.name_scopes")
+                .and_then(|e| scopes_to_path(&e.value))
+        })
+        .collect()
+}
+
 /// One ONNX node.
 #[derive(Debug, Clone)]
 pub struct OnnxNode {
@@ -153,40 +214,44 @@ pub fn initialisers(
     model: &pb::ModelProto,
     dir: &std::path::Path,
 ) -> Result<HashMap<String, FactValue>, (String, String)> {
+    use std::io::{Read, Seek, SeekFrom};
     let mut out = HashMap::new();
-    let mut files: HashMap<String, Vec<u8>> = HashMap::new();
     for t in model.graph.as_ref().map_or(&[][..], |g| &g.initializer[..]) {
-        let raw: Vec<u8> =
-            if t.data_location == Some(pb::tensor_proto::DataLocation::External as i32) {
-                let get = |k: &str| {
-                    t.external_data
-                        .iter()
-                        .find(|e| e.key == k)
-                        .map(|e| e.value.clone())
-                };
-                let location = get("location").ok_or((
-                    t.name.clone(),
-                    "external data without a location".to_string(),
-                ))?;
-                if !files.contains_key(&location) {
-                    let bytes = std::fs::read(dir.join(&location))
-                        .map_err(|e| (t.name.clone(), format!("{location}: {e}")))?;
-                    files.insert(location.clone(), bytes);
-                }
-                let data = &files[&location];
-                let offset: usize = get("offset").and_then(|v| v.parse().ok()).unwrap_or(0);
-                let length: usize = get("length")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(data.len().saturating_sub(offset));
-                data.get(offset..offset + length)
-                    .ok_or((
-                        t.name.clone(),
-                        format!("{location} has no bytes {offset}..{}", offset + length),
-                    ))?
-                    .to_vec()
-            } else {
-                t.raw_data.clone()
+        let external = t.data_location == Some(pb::tensor_proto::DataLocation::External as i32);
+        let raw: Vec<u8> = if external {
+            let get = |k: &str| {
+                t.external_data
+                    .iter()
+                    .find(|e| e.key == k)
+                    .map(|e| e.value.clone())
             };
+            let location = get("location").ok_or((
+                t.name.clone(),
+                "external data without a location".to_string(),
+            ))?;
+            let fail = |e: std::io::Error| (t.name.clone(), format!("{location}: {e}"));
+            let mut file = std::fs::File::open(dir.join(&location)).map_err(fail)?;
+            let offset: u64 = get("offset").and_then(|v| v.parse().ok()).unwrap_or(0);
+            let size = file.metadata().map_err(fail)?.len();
+            let length: u64 = get("length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(size.saturating_sub(offset));
+            if offset.saturating_add(length) > size {
+                return Err((
+                    t.name.clone(),
+                    format!(
+                        "{location} has {size} bytes, the tensor needs {}",
+                        offset + length
+                    ),
+                ));
+            }
+            let mut buf = vec![0u8; length as usize];
+            file.seek(SeekFrom::Start(offset)).map_err(fail)?;
+            file.read_exact(&mut buf).map_err(fail)?;
+            buf
+        } else {
+            t.raw_data.clone()
+        };
         out.insert(
             t.name.clone(),
             decode(t, &raw).map_err(|e| (t.name.clone(), e))?,
@@ -201,14 +266,35 @@ impl Source {
         model: &pb::ModelProto,
         facts: HashMap<String, ValueFacts>,
         inits: HashMap<String, FactValue>,
+        paths: &[Option<String>],
     ) -> Self {
         let g = model.graph.as_ref();
         let init_names: std::collections::HashSet<&str> = g
             .map(|g| g.initializer.iter().map(|t| t.name.as_str()).collect())
             .unwrap_or_default();
         let mut nodes = vec![];
-        for n in g.map_or(&[][..], |g| &g.node[..]) {
-            let name = if n.name.is_empty() {
+        // Module paths by value, for nodes an optimiser made without metadata (onnxscript
+        // fuses a DiT block's six `Slice`s into one `Split`): they take their input's module.
+        let mut module_of: HashMap<&str, String> = HashMap::new();
+        for (k, n) in g.map_or(&[][..], |g| &g.node[..]).iter().enumerate() {
+            let inherited = || {
+                let from = n.input.iter().find_map(|v| module_of.get(v.as_str()))?;
+                Some(format!("{from}/{}", n.name.trim_start_matches('/')))
+            };
+            let path = match paths.get(k) {
+                Some(Some(p)) => Some(p.clone()),
+                _ if !paths.is_empty() => inherited(),
+                _ => None,
+            };
+            if let Some(p) = &path {
+                let module = p.rsplit_once('/').map_or("", |m| m.0).to_string();
+                for o in &n.output {
+                    module_of.insert(o.as_str(), module.clone());
+                }
+            }
+            let name = if let Some(path) = path {
+                path
+            } else if n.name.is_empty() {
                 n.output.first().cloned().unwrap_or_default()
             } else {
                 n.name.clone()
@@ -352,6 +438,14 @@ impl Source {
         }
     }
 
+    /// Whether treadc wrote the file (it has `treadc.*` metadata): its value names are the
+    /// model's op names.
+    pub fn written_by_treadc(&self) -> bool {
+        self.metadata
+            .iter()
+            .any(|(k, _)| k.starts_with(crate::keys::PREFIX))
+    }
+
     /// A `treadc.*` metadata value.
     pub fn meta(&self, key: &str) -> Option<&str> {
         let key = crate::keys::full(key);
@@ -359,5 +453,26 @@ impl Source {
             .iter()
             .find(|(k, _)| *k == key)
             .map(|(_, v)| v.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dynamo_scopes_read_as_torchscript_paths() {
+        assert_eq!(
+            scopes_to_path("['', 'blocks.0', 'blocks.0.attn', 'blocks.0.attn.qkv', 'linear_3']")
+                .as_deref(),
+            Some("/blocks.0/attn/qkv/linear_3")
+        );
+        assert_eq!(
+            scopes_to_path("['', 't_embedder', 't_embedder.mlp', 't_embedder.mlp.0', 'linear']")
+                .as_deref(),
+            Some("/t_embedder/mlp/0/linear")
+        );
+        assert_eq!(scopes_to_path("['', 'add_1']").as_deref(), Some("/add_1"));
+        assert_eq!(scopes_to_path("not a list"), None);
     }
 }

@@ -305,54 +305,60 @@ mod tests {
         assert!(ours < 1e-5, "treadc's output differs by {ours:e}");
     }
 
-    /// `treadc import` of torch's ONNX export of the same DiT: the imported model (learned
-    /// sigma kept, 2C channels) computes PyTorch's function on all 8 channels.
+    /// `treadc import` of torch's ONNX exports of the same DiT (TorchScript and dynamo): the
+    /// imported model (learned sigma kept, 2C channels) computes PyTorch's function on all 8
+    /// channels.
     #[test]
-    fn an_imported_torch_export_computes_pytorchs_function() {
+    fn imported_torch_exports_compute_pytorchs_function() {
         let fixture = root().join("tests/fixtures/dit-official");
-        let m = tread_onnx::import::import(&fixture.join("model.onnx"), "dit").unwrap();
-        let tmp = tempfile::tempdir().unwrap();
-        let weights = tmp.path().join("weights.safetensors");
-        write_safetensors(&weights, &m.weights, "pt").unwrap();
-        let text = serde_json::to_string(&m.model).unwrap();
-        let c = crate::run::compile_model(&text, "model.json", &[]).unwrap();
-        let dense = strip_routes(&c.routed).unwrap();
-        let w = load(&weights, &dense).unwrap();
-        let (io, _) = pytorch::read(&fixture.join("forward.pt")).unwrap();
-        let f32s = |k: &str| io[k].data.clone();
-        let inputs = [
-            (
-                InputRole::Image,
-                tread_onnx::tract::HostValue::F32(f32s("x"), vec![3, 4, 8, 8]),
-            ),
-            (
-                InputRole::NoiseLevel,
-                tread_onnx::tract::HostValue::F32(f32s("t"), vec![3]),
-            ),
-            (
-                InputRole::Label,
-                tread_onnx::tract::HostValue::I64(
-                    io["y"].data.iter().map(|&v| v as i64).collect(),
-                    vec![3],
+        for file in ["model.onnx", "model-dynamo.onnx"] {
+            let m = tread_onnx::import::import(&fixture.join(file), "dit").unwrap();
+            let tmp = tempfile::tempdir().unwrap();
+            let weights = tmp.path().join("weights.safetensors");
+            write_safetensors(&weights, &m.weights, "pt").unwrap();
+            let text = serde_json::to_string(&m.model).unwrap();
+            let c = crate::run::compile_model(&text, "model.json", &[]).unwrap();
+            let dense = strip_routes(&c.routed).unwrap();
+            let w = load(&weights, &dense).unwrap();
+            let (io, _) = pytorch::read(&fixture.join("forward.pt")).unwrap();
+            let f32s = |k: &str| io[k].data.clone();
+            let inputs = [
+                (
+                    InputRole::Image,
+                    tread_onnx::tract::HostValue::F32(f32s("x"), vec![3, 4, 8, 8]),
                 ),
-            ),
-        ];
-        let got = dense_output(
-            &dense,
-            c.model.training.objective,
-            &w.values,
-            &inputs,
-            false,
-        )
-        .unwrap();
-        let exact = &io["out_f64"].data;
-        assert_eq!(got.len(), exact.len());
-        let worst = got
-            .iter()
-            .zip(exact)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
-        eprintln!("imported torch export vs PyTorch float64: max |difference| {worst:e}");
-        assert!(worst < 1e-5, "the imported model differs by {worst:e}");
+                (
+                    InputRole::NoiseLevel,
+                    tread_onnx::tract::HostValue::F32(f32s("t"), vec![3]),
+                ),
+                (
+                    InputRole::Label,
+                    tread_onnx::tract::HostValue::I64(
+                        io["y"].data.iter().map(|&v| v as i64).collect(),
+                        vec![3],
+                    ),
+                ),
+            ];
+            let got = dense_output(
+                &dense,
+                c.model.training.objective,
+                &w.values,
+                &inputs,
+                false,
+            )
+            .unwrap();
+            let exact = &io["out_f64"].data;
+            assert_eq!(got.len(), exact.len());
+            let worst = got
+                .iter()
+                .zip(exact)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            eprintln!("{file} imported vs PyTorch float64: max |difference| {worst:e}");
+            assert!(
+                worst < 1e-5,
+                "{file}: the imported model differs by {worst:e}"
+            );
+        }
     }
 }
