@@ -9,6 +9,18 @@ use crate::diag::Diagnostic;
 
 /// Writes `bytes` to `path` atomically; the error names the file and the OS's reason.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Diagnostic> {
+    write_atomic_with(path, |tmp| {
+        let mut f = std::fs::File::create(tmp)?;
+        f.write_all(bytes)
+    })
+}
+
+/// Like [`write_atomic`] for writers that stream the file themselves (a 2.7 GB state dict is
+/// never one buffer): `write` creates the temporary path given; it is then synced and renamed.
+pub fn write_atomic_with(
+    path: &Path,
+    write: impl FnOnce(&Path) -> std::io::Result<()>,
+) -> Result<(), Diagnostic> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -19,16 +31,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Diagnostic> {
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let fail = |e: std::io::Error| {
+        let _ = std::fs::remove_file(&tmp);
         Diagnostic::io(path.display().to_string(), "cannot write", e)
             .expected("a writable location with free space")
     };
-    let mut f = std::fs::File::create(&tmp).map_err(fail)?;
-    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        fail(e)
-    })?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        fail(e)
-    })
+    write(&tmp)
+        .and_then(|_| std::fs::File::options().write(true).open(&tmp)?.sync_all())
+        .map_err(fail)?;
+    std::fs::rename(&tmp, path).map_err(fail)
 }

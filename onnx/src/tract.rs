@@ -158,13 +158,21 @@ fn fact_value(t: &Tensor) -> Option<FactValue> {
 
 /// The largest folded value [`analyse`] copies out (elements): shape arithmetic and tables, not
 /// weights.
-const FOLDED_LIMIT: usize = 1 << 16;
+pub const FOLDED_LIMIT: usize = 1 << 16;
 
-/// Loads an ONNX file into tract's inference model and runs its type analysis, the graph
-/// inputs' symbolic dimensions kept symbolic: every ONNX value name gets its shape and, where
-/// constant, its value. The importer reads this instead of re-implementing shape inference.
-pub fn analyse(path: &Path) -> Result<HashMap<String, ValueFacts>, String> {
-    let mut model = tract_onnx::onnx().model_for_path(path).map_err(msg)?;
+/// Parses an ONNX model (external data relative to `dir`) into tract's inference model and runs
+/// its type analysis, the graph inputs' symbolic dimensions kept symbolic: every ONNX value name
+/// gets its shape and, where constant, its value. The importer reads this instead of
+/// re-implementing shape inference.
+pub fn analyse(proto: &pb::ModelProto, dir: &Path) -> Result<HashMap<String, ValueFacts>, String> {
+    let parsed = tract_onnx::onnx().parse(proto, dir.to_str()).map_err(msg)?;
+    if !parsed.unresolved_inputs.is_empty() {
+        return Err(format!(
+            "inputs never defined: {:?}",
+            parsed.unresolved_inputs
+        ));
+    }
+    let mut model = parsed.model;
     model.analyse(true).map_err(msg)?;
     let mut facts = HashMap::new();
     for node in model.nodes() {

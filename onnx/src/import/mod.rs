@@ -108,20 +108,25 @@ fn roles(src: &Source, file: &str) -> Result<HashMap<String, InputRole>, Diagnos
 /// Imports the ONNX file at `path` (see the module doc). The model is named `name`.
 pub fn import(path: &Path, name: &str) -> Result<Imported, Diagnostic> {
     let file = path.display().to_string();
-    let proto = crate::export::file::read_model(path)?;
-    let facts = crate::tract::analyse(path).map_err(|e| {
+    let mut proto = crate::export::file::read_model(path)?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let inits = source::initialisers(&proto, dir).map_err(|(name, e)| {
+        Diagnostic::new(
+            Location::Item(format!("initialiser `{name}`")),
+            "cannot read the tensor",
+        )
+        .expected("float (f32, f16, bf16, f64) or integer data, inline or as external data beside the file")
+        .found(e)
+        .in_file(&file)
+    })?;
+    let light = source::without_weights(&mut proto, crate::tract::FOLDED_LIMIT);
+    let facts = crate::tract::analyse(&light, dir).map_err(|e| {
         Diagnostic::new(Location::File, "tract cannot load or type the ONNX graph")
             .expected("an ONNX model of standard operators (opsets 13 to 23)")
             .found(e)
             .in_file(&file)
     })?;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let inits = source::initialisers(&proto, dir).map_err(|(name, e)| {
-        Diagnostic::new(Location::Item(format!("initialiser `{name}`")), "cannot read the tensor")
-            .expected("float (f32, f16, bf16, f64) or integer data, inline or as external data beside the file")
-            .found(e)
-            .in_file(&file)
-    })?;
+    drop(light);
     let paths = std::fs::read(path)
         .map(|b| source::dynamo_paths(&b))
         .unwrap_or_default();

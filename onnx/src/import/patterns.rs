@@ -105,10 +105,16 @@ fn linear_parts(c: &Ctx, i: usize) -> Option<LinearParts> {
         (shape[0], shape[1])
     };
     let weight = if trans {
+        // In tiles: a DiT-XL/2 adaLN weight is 1152 × 6912.
+        const TILE: usize = 32;
         let mut t = vec![0.0; w.len()];
-        for o in 0..out {
-            for k in 0..fan_in {
-                t[k * out + o] = w[o * fan_in + k];
+        for o0 in (0..out).step_by(TILE) {
+            for k0 in (0..fan_in).step_by(TILE) {
+                for o in o0..(o0 + TILE).min(out) {
+                    for k in k0..(k0 + TILE).min(fan_in) {
+                        t[k * out + o] = w[o * fan_in + k];
+                    }
+                }
             }
         }
         t
@@ -149,20 +155,18 @@ fn linear_parts(c: &Ctx, i: usize) -> Option<LinearParts> {
     })
 }
 
-fn linear_tensors(p: &LinearParts, prefix: &str) -> Vec<(String, Vec<usize>, Vec<f32>)> {
-    let mut t = vec![(
-        format!("{prefix}weight"),
-        vec![p.fan_in, p.out],
-        p.weight.clone(),
-    )];
-    if let Some(b) = &p.bias {
-        t.push((format!("{prefix}bias"), vec![p.out], b.clone()));
+/// The tensors of a linear, moved out of `p`.
+fn linear_tensors(p: &mut LinearParts, prefix: &str) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    let weight = std::mem::take(&mut p.weight);
+    let mut t = vec![(format!("{prefix}weight"), vec![p.fan_in, p.out], weight)];
+    if let Some(b) = p.bias.take() {
+        t.push((format!("{prefix}bias"), vec![p.out], b));
     }
     t
 }
 
 fn linear(c: &mut Ctx, i: usize) -> bool {
-    let Some(p) = linear_parts(c, i) else {
+    let Some(mut p) = linear_parts(c, i) else {
         return false;
     };
     let Some(x) = value(c, &p.x) else {
@@ -174,11 +178,12 @@ fn linear(c: &mut Ctx, i: usize) -> bool {
         .iter()
         .map(|&k| c.src.nodes[k].name.clone())
         .collect();
+    let op = op_json("linear", json!({"out": p.out, "bias": p.bias.is_some()}));
     let node = IrNode {
         name,
-        op: op_json("linear", json!({"out": p.out, "bias": p.bias.is_some()})),
+        op,
         ins: vec![x],
-        tensors: linear_tensors(&p, ""),
+        tensors: linear_tensors(&mut p, ""),
         matched,
     };
     c.emit(node, &p.value, &p.claimed);
@@ -750,26 +755,27 @@ fn fuse_attention(
     heads: i64,
     anchor: usize,
 ) -> bool {
-    let Some(p) = linear_parts(c, proj) else {
+    let Some(mut p) = linear_parts(c, proj) else {
         return false;
     };
-    let q = c.nodes[qkv].clone();
+    let q = &c.nodes[qkv];
     let d = p.out;
     if q.op.get("out") != Some(&json!(3 * d)) || p.fan_in != d || d as i64 % heads != 0 {
         return false;
     }
     let qkv_bias = q.op.get("bias") == Some(&json!(true));
-    let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = q
-        .tensors
-        .iter()
-        .map(|(s, sh, v)| (format!("qkv.{s}"), sh.clone(), v.clone()))
-        .collect();
-    tensors.extend(linear_tensors(&p, "proj."));
-    if p.bias.is_none() {
+    let (q_ins, mut matched) = (q.ins.clone(), q.matched.clone());
+    let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> =
+        std::mem::take(&mut c.nodes[qkv].tensors)
+            .into_iter()
+            .map(|(s, sh, v)| (format!("qkv.{s}"), sh, v))
+            .collect();
+    let proj_bias = p.bias.is_some();
+    tensors.extend(linear_tensors(&mut p, "proj."));
+    if !proj_bias {
         tensors.push(("proj.bias".into(), vec![d], vec![0.0; d]));
     }
     let name = c.name_for(&p.value, anchor, true, "attention");
-    let mut matched = q.matched.clone();
     matched.extend(
         region
             .iter()
@@ -783,7 +789,7 @@ fn fuse_attention(
         IrNode {
             name,
             op: op_json("attention", json!({"heads": heads, "qkv_bias": qkv_bias})),
-            ins: q.ins.clone(),
+            ins: q_ins,
             tensors,
             matched,
         },

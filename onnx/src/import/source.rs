@@ -144,9 +144,7 @@ fn decode(t: &pb::TensorProto, raw: &[u8]) -> Result<FactValue, String> {
     let n: usize = shape.iter().product();
     let le = |k: usize| raw.chunks_exact(k);
     let floats: Vec<f32> = match t.data_type {
-        1 if !raw.is_empty() => le(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect(),
+        1 if !raw.is_empty() && raw.len().is_multiple_of(4) => bytemuck::pod_collect_to_vec(raw),
         1 => t.float_data.clone(),
         11 if !raw.is_empty() => le(8)
             .map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32)
@@ -208,6 +206,51 @@ fn half_to_f32(h: u16) -> f32 {
     }
 }
 
+/// A copy of `model` for tract's analysis without its weights: every initialiser of more than
+/// `limit` elements becomes a graph input of its type and shape, so tract types the graph
+/// without loading (and copying) gigabytes it never needs.
+pub fn without_weights(model: &mut pb::ModelProto, limit: usize) -> pb::ModelProto {
+    let Some(graph) = model.graph.as_mut() else {
+        return model.clone();
+    };
+    let inits = std::mem::take(&mut graph.initializer);
+    let mut light = model.clone();
+    if let Some(g) = model.graph.as_mut() {
+        g.initializer = inits;
+    }
+    let (Some(lg), Some(g)) = (light.graph.as_mut(), model.graph.as_ref()) else {
+        return light;
+    };
+    for t in &g.initializer {
+        let n: i64 = t.dims.iter().product();
+        if n as usize <= limit {
+            lg.initializer.push(t.clone());
+            continue;
+        }
+        let dims = t
+            .dims
+            .iter()
+            .map(|&d| pb::tensor_shape_proto::Dimension {
+                value: Some(pb::tensor_shape_proto::dimension::Value::DimValue(d)),
+                ..Default::default()
+            })
+            .collect();
+        lg.input.retain(|i| i.name != t.name);
+        lg.input.push(pb::ValueInfoProto {
+            name: t.name.clone(),
+            r#type: Some(pb::TypeProto {
+                value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                    elem_type: t.data_type,
+                    shape: Some(pb::TensorShapeProto { dim: dims }),
+                })),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
+    light
+}
+
 /// Every initialiser's value, external data read from beside the file (`dir`); an unreadable
 /// one is `(name, why)`.
 pub fn initialisers(
@@ -245,8 +288,23 @@ pub fn initialisers(
                     ),
                 ));
             }
-            let mut buf = vec![0u8; length as usize];
             file.seek(SeekFrom::Start(offset)).map_err(fail)?;
+            if t.data_type == 1 && length.is_multiple_of(4) {
+                // f32 straight into its vector: no byte copy of a 2.7 GB model.
+                let mut v = vec![0f32; length as usize / 4];
+                file.read_exact(bytemuck::cast_slice_mut(&mut v))
+                    .map_err(fail)?;
+                let shape: Vec<usize> = t.dims.iter().map(|&d| d.max(0) as usize).collect();
+                if shape.iter().product::<usize>() != v.len() {
+                    return Err((
+                        t.name.clone(),
+                        format!("{} values for shape {shape:?}", v.len()),
+                    ));
+                }
+                out.insert(t.name.clone(), FactValue::F32(shape, v));
+                continue;
+            }
+            let mut buf = vec![0u8; length as usize];
             file.read_exact(&mut buf).map_err(fail)?;
             buf
         } else {

@@ -137,14 +137,12 @@ pub fn write_safetensors(
     tensors: &[(String, Vec<usize>, Vec<f32>)],
     format: &str,
 ) -> Result<(), Diagnostic> {
-    let bytes: Vec<Vec<u8>> = tensors
-        .iter()
-        .map(|(_, _, d)| d.iter().flat_map(|v| v.to_le_bytes()).collect())
-        .collect();
-    let mut views = Vec::with_capacity(bytes.len());
-    for ((name, shape, _), data) in tensors.iter().zip(&bytes) {
+    let mut views = Vec::with_capacity(tensors.len());
+    for (name, shape, data) in tensors {
+        // f32 is stored little-endian, as on every target treadc builds for.
+        let bytes: &[u8] = bytemuck::cast_slice(data);
         let view =
-            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
                 .map_err(|e| {
                     Diagnostic::new(Location::Item(format!("tensor `{name}`")), e.to_string())
                         .in_file(path.display().to_string())
@@ -152,12 +150,9 @@ pub fn write_safetensors(
         views.push((name.clone(), view));
     }
     let meta = std::collections::HashMap::from([("format".to_string(), format.to_string())]);
-    let encoded = safetensors::serialize(views, Some(meta)).map_err(|e| {
-        Diagnostic::new(Location::File, "cannot encode the tensors")
-            .found(e.to_string())
-            .in_file(path.display().to_string())
-    })?;
-    crate::checkpoint::write_atomic(path, &encoded)
+    tread_compiler::atomic::write_atomic_with(path, |tmp| {
+        safetensors::serialize_to_file(views, Some(meta), tmp).map_err(std::io::Error::other)
+    })
 }
 
 /// The tensors of a weight file by name, and notes on how they were found.
