@@ -256,3 +256,55 @@ fn files_it_cannot_read_or_explain_exit_2_naming_what() {
         "nothing is written on failure"
     );
 }
+
+/// Fine-tuning an imported model is fine-tuning the original: a run exported, imported and
+/// trained from the imported weights (with the original's training settings, which ONNX does
+/// not carry, and the same route) gives the original's losses step for step.
+#[test]
+fn an_imported_model_trains_exactly_like_the_original() {
+    use common::train_briefly;
+    let tmp = temp_dir("import-train");
+    let dir = tmp.path();
+    let path = |name: &str| dir.join(name).display().to_string();
+    let tiny = "tests/models/tiny-mnist.json";
+    let o = train_briefly(tiny, &path("a"), "2", &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = treadc(&["export", &path("a"), "-o", &path("a.onnx")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = treadc(&["import", &path("a.onnx"), "-o", &path("back")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let original: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tiny).unwrap()).unwrap();
+    let back = dir.join("back/model.json");
+    let mut imported: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&back).unwrap()).unwrap();
+    imported["training"] = original["training"].clone();
+    std::fs::write(&back, serde_json::to_string_pretty(&imported).unwrap()).unwrap();
+    let route = ["--route", "0.5:1-1"];
+    let o = train_briefly(
+        tiny,
+        &path("b"),
+        "3",
+        &[&["--init-from", &path("a")][..], &route].concat(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let weights = path("back/weights.safetensors");
+    let o = train_briefly(
+        &back.display().to_string(),
+        &path("c"),
+        "3",
+        &[&["--init-from", weights.as_str()][..], &route].concat(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let losses = |run: &str| -> Vec<f64> {
+        std::fs::read_to_string(dir.join(run).join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| v.get("loss").and_then(|l| l.as_f64()))
+            .collect()
+    };
+    let (b, c) = (losses("b"), losses("c"));
+    assert_eq!(b.len(), 3);
+    assert_eq!(b, c, "the imported model trains differently");
+}
