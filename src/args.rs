@@ -275,7 +275,7 @@ pub(crate) struct TrainArgs {
     /// (class-conditional models trained with class dropout). Default: plain conditional samples.
     #[arg(long, value_name = "S")]
     pub(crate) cfg: Option<f64>,
-    /// burn backend (cuda needs a build with --features cuda).
+    /// burn backend (cuda and wgpu need builds with --features cuda or wgpu).
     #[arg(long, value_enum, default_value = "flex")]
     pub(crate) backend: Backend,
     /// No progress bar.
@@ -359,7 +359,7 @@ pub(crate) struct SampleArgs {
     /// Also write the samples as a float32 .npy [n, C, H, W] (clips: [n, C, F, H, W]).
     #[arg(long)]
     pub(crate) npy: Option<PathBuf>,
-    /// burn backend (cuda needs a build with --features cuda).
+    /// burn backend (cuda and wgpu need builds with --features cuda or wgpu).
     #[arg(long, value_enum, default_value = "flex")]
     pub(crate) backend: Backend,
 }
@@ -386,7 +386,7 @@ pub(crate) struct BenchArgs {
     /// Micro-batches per step, as `train --micro-batches` (default: the engine's; see there).
     #[arg(long, value_name = "N")]
     pub(crate) micro_batches: Option<usize>,
-    /// burn backend (cuda needs a build with --features cuda).
+    /// burn backend (cuda and wgpu need builds with --features cuda or wgpu).
     #[arg(long, value_enum, default_value = "flex")]
     pub(crate) backend: Backend,
     /// Also time the unfused engine (burn's decompositions, no fusion pass), interleaved with
@@ -407,6 +407,8 @@ pub(crate) enum Backend {
     Ndarray,
     /// burn-cuda on an NVIDIA GPU (a build with --features cuda).
     Cuda,
+    /// burn-wgpu on a Vulkan, Metal or DX12 GPU (a build with --features wgpu).
+    Wgpu,
 }
 
 impl Backend {
@@ -416,6 +418,7 @@ impl Backend {
             Backend::Flex => "flex",
             Backend::Ndarray => "ndarray",
             Backend::Cuda => "cuda",
+            Backend::Wgpu => "wgpu",
         }
     }
 }

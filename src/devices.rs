@@ -1,14 +1,16 @@
-//! `treadc devices`: what this binary can run on — its backends, the CPU, and CUDA (driver,
-//! NVRTC, GPUs) or why CUDA is not usable. The probe itself is `tread_runtime::devices`.
+//! `treadc devices`: what this binary can run on — its backends, the CPU, CUDA (driver,
+//! NVRTC, GPUs) or why CUDA is not usable, and the adapters wgpu sees. The probes themselves
+//! are `tread_runtime::devices` and `tread_runtime::wgpu_adapters`.
 
 use tread_runtime::devices::{cpu, cuda};
+use tread_runtime::wgpu_adapters::adapters;
 
 use crate::Failure;
 
 /// Arguments of `treadc devices`.
 #[derive(clap::Args)]
 pub struct DevicesArgs {
-    /// One JSON object on stdout (keys: backends, cpu, cuda).
+    /// One JSON object on stdout (keys: backends, cpu, cuda, wgpu).
     #[arg(long)]
     json: bool,
 }
@@ -19,7 +21,10 @@ pub fn run_devices(args: DevicesArgs) -> Result<(), Failure> {
     if cfg!(feature = "cuda") {
         backends.push("cuda");
     }
-    let (c, g) = (cpu(), cuda());
+    if cfg!(feature = "wgpu") {
+        backends.push("wgpu");
+    }
+    let (c, g, w) = (cpu(), cuda(), adapters());
     if args.json {
         let gpus: Vec<_> = g
             .gpus
@@ -38,13 +43,24 @@ pub fn run_devices(args: DevicesArgs) -> Result<(), Failure> {
                 "gpus": gpus,
                 "problem": g.problem,
             },
+            "wgpu": {
+                "in_build": cfg!(feature = "wgpu"),
+                "adapters": w.iter().map(|a| serde_json::json!({
+                    "name": a.name, "api": a.api, "kind": a.kind, "driver": a.driver,
+                })).collect::<Vec<_>>(),
+            },
         });
         println!("{v}");
         return Ok(());
     }
     println!("backends: {} (default flex)", backends.join(", "));
-    if !cfg!(feature = "cuda") {
-        println!("  cuda: not in this build (cargo build --release --features cuda)");
+    for (name, built) in [
+        ("cuda", cfg!(feature = "cuda")),
+        ("wgpu", cfg!(feature = "wgpu")),
+    ] {
+        if !built {
+            println!("  {name}: not in this build (cargo build --release --features {name})");
+        }
     }
     println!(
         "cpu: {} cores, SIMD {} (the GEMM and the fused kernels dispatch to it)",
@@ -64,6 +80,17 @@ pub fn run_devices(args: DevicesArgs) -> Result<(), Failure> {
     match &g.problem {
         None => println!("cuda: usable"),
         Some(p) => println!("cuda: not usable: {p}"),
+    }
+    if cfg!(feature = "wgpu") {
+        if w.is_empty() {
+            println!("wgpu: no adapter (no Vulkan, Metal or DX12 driver; Linux without a GPU: apt install mesa-vulkan-drivers)");
+        }
+        for (i, a) in w.iter().enumerate() {
+            println!(
+                "wgpu adapter {i}: {} ({}, {}; {})",
+                a.name, a.api, a.kind, a.driver
+            );
+        }
     }
     Ok(())
 }

@@ -32,7 +32,7 @@ pub struct EvalArgs {
     /// Score the raw weights instead of the EMA.
     #[arg(long)]
     raw: bool,
-    /// burn backend (cuda needs a build with --features cuda).
+    /// burn backend (cuda and wgpu need builds with --features cuda or wgpu).
     #[arg(long, value_enum, default_value = "flex")]
     backend: crate::args::Backend,
     /// One JSON object on stdout.

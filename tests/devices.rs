@@ -1,5 +1,5 @@
 //! `treadc devices` on a machine without a usable GPU (CI's), with the probe pointed at a CUDA
-//! driver that is not there, and `--backend cuda` in a build without the feature.
+//! driver that is not there, and `--backend cuda` or `wgpu` in a build without the feature.
 
 mod common;
 
@@ -58,5 +58,25 @@ fn backend_cuda_without_the_feature_is_a_clear_error_and_writes_nothing() {
     ]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("--features cuda"), "{}", stderr(&o));
+    assert!(!out.exists());
+}
+
+#[cfg(not(feature = "wgpu"))]
+#[test]
+fn backend_wgpu_without_the_feature_is_a_clear_error_and_writes_nothing() {
+    let tmp = temp_dir("devices-wgpu");
+    let out = tmp.path().join("run");
+    let o = treadc(&[
+        "train",
+        "tests/models/tiny-mnist.json",
+        "--steps",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+        "--backend",
+        "wgpu",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--features wgpu"), "{}", stderr(&o));
     assert!(!out.exists());
 }

@@ -31,3 +31,4 @@ pub mod sampler;
 pub mod start;
 pub mod text;
 pub mod weights;
+pub mod wgpu_adapters;

@@ -1,6 +1,6 @@
 //! The burn backends treadc can run on, and the one place that names them. CPU: `flex` (the
 //! default: burn's recommended CPU backend, measured faster than `ndarray` here) and `ndarray`;
-//! GPU: `cuda` behind the crate feature of the same name.
+//! GPU: `cuda` and `wgpu` (Vulkan, Metal, DX12) behind the crate features of the same names.
 
 use tread_compiler::diag::{Diagnostic, Location};
 
@@ -20,27 +20,47 @@ pub enum BackendKind {
     NdArray,
     /// burn-cuda (NVIDIA GPU), with the `cuda` feature.
     Cuda,
+    /// burn-wgpu (any Vulkan, Metal or DX12 GPU; lavapipe in CI), with the `wgpu` feature.
+    Wgpu,
 }
 
 impl BackendKind {
-    /// Parses `flex`, `ndarray` or `cuda`.
+    /// Parses `flex`, `ndarray`, `cuda` or `wgpu` (the GPU ones only in builds with them).
     pub fn parse(s: &str) -> Result<Self, Diagnostic> {
         match s {
             "flex" => Ok(BackendKind::Flex),
             "ndarray" => Ok(BackendKind::NdArray),
             "cuda" if cfg!(feature = "cuda") => Ok(BackendKind::Cuda),
+            "wgpu" if cfg!(feature = "wgpu") => Ok(BackendKind::Wgpu),
             other => Err(Diagnostic::new(
                 Location::Item("--backend".into()),
                 "unknown or unavailable backend",
             )
-            .expected(if cfg!(feature = "cuda") {
-                "flex, ndarray or cuda"
-            } else {
-                "flex or ndarray (cuda needs a build with --features cuda)"
-            })
+            .expected(Self::available())
             .found(other.to_string())
             .in_file("<command line>")),
         }
+    }
+
+    /// The backends of this build, and how to build the missing GPU ones.
+    fn available() -> String {
+        let mut have = vec!["flex", "ndarray"];
+        let mut missing = vec![];
+        for (name, built) in [
+            ("cuda", cfg!(feature = "cuda")),
+            ("wgpu", cfg!(feature = "wgpu")),
+        ] {
+            if built {
+                have.push(name);
+            } else {
+                missing.push(name);
+            }
+        }
+        let mut s = have.join(", ");
+        for m in missing {
+            s.push_str(&format!("; {m} needs a build with --features {m}"));
+        }
+        s
     }
 }
 
@@ -52,17 +72,19 @@ impl BackendKind {
         match self {
             BackendKind::Flex | BackendKind::NdArray => Ok(()),
             BackendKind::Cuda => crate::devices::require_cuda().map(|_| ()),
+            BackendKind::Wgpu => crate::wgpu_adapters::require_adapter().map(|_| ()),
         }
     }
 }
 
-/// Runs a burn-cuda call, turning a panic into `fail(message)` instead of
-/// a backtrace. Why: burn-cuda (cubecl, cudarc) panics on its device thread when the driver or
-/// NVRTC misbehaves at start-up (the probe of [`BackendKind::check_ready`] catches the missing
-/// ones first); the caller's thread then panics on a closed channel. The first message, usually
-/// the device thread's, is the one reported.
-#[cfg(feature = "cuda")]
-fn guard_cuda<T, E>(
+/// Runs a burn GPU call (cubecl: cuda or wgpu), turning a panic into `fail(message)` instead of
+/// a backtrace. Why: cubecl panics on its device thread when the driver, NVRTC or the adapter
+/// misbehaves at start-up (the probe of [`BackendKind::check_ready`] catches the missing ones
+/// first); the caller's thread then panics on a closed channel. The first message, usually the
+/// device thread's, is the one reported.
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+fn guard_gpu<T, E>(
+    name: &str,
     f: impl FnOnce() -> Result<T, E>,
     fail: impl FnOnce(String) -> E,
 ) -> Result<T, E> {
@@ -84,8 +106,8 @@ fn guard_cuda<T, E>(
             .and_then(|m| m.clone())
             .unwrap_or_else(|| "a panic without a message".into());
         Err(fail(format!(
-            "the cuda backend failed: {what}; `treadc devices` shows what the driver and NVRTC \
-             report; --backend flex runs on the CPU"
+            "the {name} backend failed: {what}; `treadc devices` shows what the drivers and \
+             adapters report; --backend flex runs on the CPU"
         )))
     })
 }
@@ -99,6 +121,10 @@ macro_rules! dispatch {
             BackendKind::Cuda => $f::<burn::backend::Cuda>($($arg,)* Default::default()),
             #[cfg(not(feature = "cuda"))]
             BackendKind::Cuda => unreachable!("parse refuses cuda without the feature"),
+            #[cfg(feature = "wgpu")]
+            BackendKind::Wgpu => $f::<burn::backend::Wgpu>($($arg,)* Default::default()),
+            #[cfg(not(feature = "wgpu"))]
+            BackendKind::Wgpu => unreachable!("parse refuses wgpu without the feature"),
         }
     };
 }
@@ -182,11 +208,16 @@ fn peer_devices<B: Engine>(
                 })
                 .collect())
         }
+        BackendKind::Wgpu if n > 1 => Err(format!(
+            "--devices {n}: data-parallel training on wgpu is not supported (one adapter per \
+             process); use --devices 1, or cuda"
+        )),
+        BackendKind::Wgpu => Ok(vec![first]),
     }
 }
 
-/// Runs `f`, which drives sessions of backend `kind`. On cuda a panic of burn-cuda (see
-/// `guard_cuda`) becomes `fail(message)` instead of a backtrace; the CPU backends run `f` as is.
+/// Runs `f`, which drives sessions of backend `kind`. On a GPU backend a panic of cubecl (see
+/// `guard_gpu`) becomes `fail(message)` instead of a backtrace; the CPU backends run `f` as is.
 pub fn guarded<T, E>(
     kind: BackendKind,
     f: impl FnOnce() -> Result<T, E>,
@@ -195,10 +226,16 @@ pub fn guarded<T, E>(
     match kind {
         BackendKind::Flex | BackendKind::NdArray => f(),
         #[cfg(feature = "cuda")]
-        BackendKind::Cuda => guard_cuda(f, fail),
+        BackendKind::Cuda => guard_gpu("cuda", f, fail),
         #[cfg(not(feature = "cuda"))]
         BackendKind::Cuda => Err(fail(
             "this build has no cuda backend (cargo build --release --features cuda)".into(),
+        )),
+        #[cfg(feature = "wgpu")]
+        BackendKind::Wgpu => guard_gpu("wgpu", f, fail),
+        #[cfg(not(feature = "wgpu"))]
+        BackendKind::Wgpu => Err(fail(
+            "this build has no wgpu backend (cargo build --release --features wgpu)".into(),
         )),
     }
 }

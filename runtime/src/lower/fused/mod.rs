@@ -160,5 +160,14 @@ impl Engine for burn::backend::Cuda {
     type Ad = burn::backend::Autodiff<burn::backend::Cuda>;
 }
 
+#[cfg(feature = "wgpu")]
+impl FusedOps for burn::backend::Wgpu {}
+#[cfg(feature = "wgpu")]
+impl FusedOps for burn::backend::Autodiff<burn::backend::Wgpu> {}
+#[cfg(feature = "wgpu")]
+impl Engine for burn::backend::Wgpu {
+    type Ad = burn::backend::Autodiff<burn::backend::Wgpu>;
+}
+
 #[cfg(test)]
 mod tests;
