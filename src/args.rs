@@ -407,7 +407,7 @@ pub(crate) enum Backend {
     Ndarray,
     /// burn-cuda on an NVIDIA GPU (a build with --features cuda).
     Cuda,
-    /// burn-wgpu on a Vulkan, Metal or DX12 GPU (a build with --features wgpu).
+    /// burn-wgpu on a Vulkan GPU, Metal on macOS (a build with --features wgpu).
     Wgpu,
 }
 

@@ -3,7 +3,7 @@
 //! are `tread_runtime::devices` and `tread_runtime::wgpu_adapters`.
 
 use tread_runtime::devices::{cpu, cuda};
-use tread_runtime::wgpu_adapters::adapters;
+use tread_runtime::wgpu_adapters::{adapters, require_adapter};
 
 use crate::Failure;
 
@@ -82,14 +82,18 @@ pub fn run_devices(args: DevicesArgs) -> Result<(), Failure> {
         Some(p) => println!("cuda: not usable: {p}"),
     }
     if cfg!(feature = "wgpu") {
-        if w.is_empty() {
-            println!("wgpu: no adapter (no Vulkan, Metal or DX12 driver; Linux without a GPU: apt install mesa-vulkan-drivers)");
-        }
         for (i, a) in w.iter().enumerate() {
             println!(
                 "wgpu adapter {i}: {} ({}, {}; {})",
                 a.name, a.api, a.kind, a.driver
             );
+        }
+        match require_adapter() {
+            Ok(a) => println!(
+                "wgpu: usable, --backend wgpu runs on {} ({})",
+                a.name, a.api
+            ),
+            Err(p) => println!("wgpu: not usable: {p}"),
         }
     }
     Ok(())

@@ -17,11 +17,8 @@ fn skip() -> bool {
         eprintln!("TREADC_SKIP_WGPU is set: the wgpu tests are skipped");
         return true;
     }
-    if tread_runtime::wgpu_adapters::adapters().is_empty() {
-        panic!(
-            "wgpu finds no adapter: install a Vulkan driver (Debian: apt install \
-             mesa-vulkan-drivers, the CPU driver lavapipe) or set TREADC_SKIP_WGPU=1"
-        );
+    if let Err(why) = tread_runtime::wgpu_adapters::require_adapter() {
+        panic!("{why}; or set TREADC_SKIP_WGPU=1 to skip the wgpu tests");
     }
     false
 }
@@ -152,6 +149,41 @@ fn wgpu_trains_the_text_conditioned_mmdit_like_the_cpu_engine() {
     let gpu = train(model, "wgpu", "3", "8", tmp.path());
     let cpu = train(model, "flex", "3", "8", tmp.path());
     assert_same_losses(&losses(&gpu), &losses(&cpu), 3, 1e-3);
+}
+
+#[test]
+fn wgpu_without_a_vulkan_driver_is_one_message_and_writes_nothing() {
+    if skip() {
+        return;
+    }
+    let tmp = temp_dir("wgpu-none");
+    let out = tmp.path().join("run");
+    // The Vulkan loader reads only the drivers named here: none.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_treadc"))
+        .args([
+            "train",
+            "tests/models/tiny-mnist.json",
+            "--steps",
+            "1",
+            "--backend",
+            "wgpu",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .current_dir(root())
+        .env("VK_ICD_FILENAMES", "/nonexistent/treadc-test/icd.json")
+        .env("VK_DRIVER_FILES", "/nonexistent/treadc-test/icd.json")
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .output()
+        .expect("treadc runs");
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("no Vulkan adapter") && err.contains("mesa-vulkan-drivers"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!out.exists());
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! The GPUs wgpu sees (Vulkan, Metal, DX12, GL): the one module that calls the wgpu crate
-//! directly. burn-wgpu picks an adapter itself and panics on a device thread when there is
-//! none; treadc asks wgpu first, so `--backend wgpu` on a machine without one is one message.
+//! directly. burn-wgpu picks an adapter itself (Vulkan, or Metal on macOS) and panics on a
+//! device thread when there is none; treadc asks wgpu first, so `--backend wgpu` on a machine
+//! without one is one message.
 
 /// One adapter as wgpu reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,16 +40,25 @@ pub fn adapters() -> Vec<Adapter> {
     }
 }
 
-/// The adapter burn-wgpu will most likely pick (a discrete GPU first, a CPU rasteriser last),
-/// or why `--backend wgpu` cannot start here.
+/// The graphics API burn-wgpu runs on here (cubecl's automatic choice): Metal on macOS,
+/// Vulkan elsewhere.
+pub const BURN_API: &str = if cfg!(target_os = "macos") {
+    "Metal"
+} else {
+    "Vulkan"
+};
+
+/// The adapter burn-wgpu will most likely pick (of [`BURN_API`]; a discrete GPU first, a CPU
+/// rasteriser last), or why `--backend wgpu` cannot start here.
 pub fn require_adapter() -> Result<Adapter, String> {
     if !cfg!(feature = "wgpu") {
         return Err(
             "--backend wgpu: this build has no wgpu backend (cargo build --release \
-                    --features wgpu)"
+             --features wgpu)"
                 .into(),
         );
     }
+    let all = adapters();
     let rank = |a: &Adapter| match a.kind.as_str() {
         "DiscreteGpu" => 0,
         "IntegratedGpu" => 1,
@@ -56,9 +66,24 @@ pub fn require_adapter() -> Result<Adapter, String> {
         "Cpu" => 3,
         _ => 4,
     };
-    adapters().into_iter().min_by_key(rank).ok_or_else(|| {
-        "--backend wgpu: wgpu finds no adapter (no Vulkan, Metal or DX12 driver); on Linux \
-         without a GPU, Mesa's lavapipe provides one (Debian: apt install mesa-vulkan-drivers)"
-            .to_string()
-    })
+    let others: Vec<String> = all
+        .iter()
+        .filter(|a| a.api != BURN_API)
+        .map(|a| format!("{} ({})", a.name, a.api))
+        .collect();
+    all.into_iter()
+        .filter(|a| a.api == BURN_API)
+        .min_by_key(rank)
+        .ok_or_else(|| {
+            format!(
+                "--backend wgpu: wgpu finds no {BURN_API} adapter, which burn-wgpu needs here \
+                 (found: {}); on Linux without a GPU, Mesa's lavapipe is one (Debian: apt \
+                 install mesa-vulkan-drivers); --backend flex runs on the CPU",
+                if others.is_empty() {
+                    "none".to_string()
+                } else {
+                    others.join(", ")
+                }
+            )
+        })
 }

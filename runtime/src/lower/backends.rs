@@ -20,7 +20,7 @@ pub enum BackendKind {
     NdArray,
     /// burn-cuda (NVIDIA GPU), with the `cuda` feature.
     Cuda,
-    /// burn-wgpu (any Vulkan, Metal or DX12 GPU; lavapipe in CI), with the `wgpu` feature.
+    /// burn-wgpu (any Vulkan GPU, Metal on macOS; lavapipe in CI), with the `wgpu` feature.
     Wgpu,
 }
 
