@@ -121,6 +121,8 @@ pub(crate) enum ExportFormat {
     Onnx,
     /// The weights as .safetensors under the official DiT names.
     SafetensorsOfficial,
+    /// The weights as a PyTorch .pt state dict under the official DiT names.
+    PtOfficial,
 }
 
 #[derive(clap::Args)]
@@ -130,8 +132,9 @@ pub(crate) struct ExportArgs {
     /// The ONNX file (default: model.onnx in the run folder, or <model>.onnx here).
     #[arg(short = 'o', long = "output")]
     pub(crate) output: Option<PathBuf>,
-    /// `onnx`, or `safetensors-official`: the weights alone as a state dict under the official
-    /// DiT names, which PyTorch's DiT (learn_sigma=False) loads (DiT and SiT presets).
+    /// `onnx`, or `safetensors-official` / `pt-official`: the weights alone as a state dict
+    /// under the official DiT names (.safetensors, or a .pt for `torch.load`), which PyTorch's
+    /// DiT (learn_sigma=False) loads with `load_state_dict` (DiT and SiT presets).
     #[arg(long, value_enum, default_value_t = ExportFormat::Onnx)]
     pub(crate) format: ExportFormat,
     /// ONNX opset, 17 to 23 (23 uses the fused Attention op).

@@ -409,27 +409,36 @@ fn run_bench(args: BenchArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `treadc export --format safetensors-official`: the weights under the official DiT names.
+/// `treadc export --format safetensors-official|pt-official`: the weights under the official
+/// DiT names.
 fn export_official(
     args: &ExportArgs,
+    kind: tread_runtime::weights::StateDictFile,
     src: &tread_runtime::export::ExportSource,
 ) -> Result<(), Failure> {
+    let flag = format!("--format {}", kind.format_flag());
     let Some(output) = &args.output else {
         return Err(cli_error(
             "-o",
-            "the .safetensors file to write",
+            "the state-dict file to write",
             "nothing".into(),
         ));
     };
     if args.precond || args.check || args.external_data || args.list {
         return Err(cli_error(
-            "--format safetensors-official",
+            &flag,
             "no ONNX flags (--precond, --check, --external-data, --list)",
             "an ONNX flag".into(),
         ));
     }
-    let n = tread_runtime::weights::write_official(output, &src.dense, &src.weights.tensors)
-        .map_err(Failure::Diag)?;
+    let n = tread_runtime::weights::write_official(
+        output,
+        kind,
+        &args.source.display().to_string(),
+        &src.dense,
+        &src.weights.tensors,
+    )
+    .map_err(Failure::Diag)?;
     eprintln!(
         "wrote {} ({} tensors of {} under the official DiT names, from {})",
         output.display(),
@@ -468,8 +477,18 @@ fn run_export(args: ExportArgs) -> Result<(), Failure> {
         init_from: args.init_from.clone(),
     };
     let src = load_source(&req).map_err(Failure::Diag)?;
-    if args.format == ExportFormat::SafetensorsOfficial {
-        return export_official(&args, &src);
+    match args.format {
+        ExportFormat::Onnx => {}
+        ExportFormat::SafetensorsOfficial => {
+            return export_official(
+                &args,
+                tread_runtime::weights::StateDictFile::Safetensors,
+                &src,
+            )
+        }
+        ExportFormat::PtOfficial => {
+            return export_official(&args, tread_runtime::weights::StateDictFile::Pt, &src)
+        }
     }
     let out = export_source(&src, &req).map_err(Failure::Diag)?;
     if args.list {

@@ -316,6 +316,16 @@ fn init_from_reads_runs_and_official_state_dicts_and_names_what_does_not_fit() {
         tensors("c", "model/") == given,
         "the official round trip changed the weights"
     );
+    // As a PyTorch .pt (written by treadc, read by burn-store's reader): unchanged too.
+    let out = path("a-official.pt");
+    let o = treadc(&["export", &path("a"), "--format", "pt-official", "-o", &out]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = train_briefly(tiny, &path("c-pt"), "0", &["--init-from", &out]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        tensors("c-pt", "model/") == given,
+        "the official .pt round trip changed the weights"
+    );
 
     // The same tensors with one misshapen, one extra, one missing: each named, exit 2.
     type Tensors = std::collections::BTreeMap<String, tread_runtime::checkpoint::HostTensor>;

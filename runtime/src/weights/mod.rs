@@ -7,6 +7,7 @@
 //! never a silent partial load.
 
 pub mod official;
+pub mod pt_writer;
 pub mod pytorch;
 
 use std::collections::BTreeMap;
@@ -93,15 +94,36 @@ pub fn load(path: &Path, g: &Graph) -> Result<InitWeights, Diagnostic> {
     Ok(InitWeights { values, notes })
 }
 
-/// Writes a DiT's weights (`tensors` by treadc name, for graph `g`) as a `.safetensors` state
-/// dict under the official DiT names (see [`official::from_treadc`]), atomically; returns the
-/// number of tensors written.
+/// The kind of state-dict file `write_official` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateDictFile {
+    /// `.safetensors` (`safetensors.torch.load_file`).
+    Safetensors,
+    /// PyTorch's zip `.pt` (`torch.load`, `weights_only=True` allowed).
+    Pt,
+}
+
+impl StateDictFile {
+    /// The `--format` value that asks for it.
+    pub fn format_flag(self) -> &'static str {
+        match self {
+            StateDictFile::Safetensors => "safetensors-official",
+            StateDictFile::Pt => "pt-official",
+        }
+    }
+}
+
+/// Writes a DiT's weights (`tensors` by treadc name, for graph `g`, read from `source`) as a
+/// state dict under the official DiT names (see [`official::from_treadc`]), atomically; returns
+/// the number of tensors written. A model without the DiT presets' parameters is bad input
+/// naming `source`.
 pub fn write_official(
     path: &Path,
+    kind: StateDictFile,
+    source: &str,
     g: &Graph,
     tensors: &std::collections::HashMap<String, Vec<f32>>,
 ) -> Result<usize, Diagnostic> {
-    let file = path.display().to_string();
     let params: BTreeMap<String, HostTensor> = param_specs(g)
         .into_iter()
         .filter_map(|s| {
@@ -116,16 +138,22 @@ pub fn write_official(
         })
         .collect();
     let official = official::from_treadc(&params, g).map_err(|m| {
-        Diagnostic::new(Location::Item("--format safetensors-official".into()), m)
-            .expected("a model with the DiT presets' parameters")
-            .in_file(&file)
+        Diagnostic::new(
+            Location::Item(format!("--format {}", kind.format_flag())),
+            m,
+        )
+        .expected("a model with the DiT presets' parameters")
+        .in_file(source)
     })?;
     let n = official.len();
     let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = official
         .into_iter()
         .map(|(k, t)| (k, t.shape, t.data))
         .collect();
-    write_safetensors(path, &tensors, "pt")?;
+    match kind {
+        StateDictFile::Safetensors => write_safetensors(path, &tensors, "pt")?,
+        StateDictFile::Pt => pt_writer::write_pt(path, &tensors)?,
+    }
     Ok(n)
 }
 
