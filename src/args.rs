@@ -97,21 +97,62 @@ b$ treadc train models/mnist-dit-small.json --nodes 2 --node-rank 1 \\\n       \
 --coordinator a:3000 --node-address b:3001"
     )]
     Coordinator(CoordinatorArgs),
+    /// Print a shell completion script for treadc to stdout.
+    #[command(
+        after_help = "Examples:\n  treadc completions bash > ~/.local/share/bash-completion/completions/treadc\n  \
+treadc completions zsh > ~/.zfunc/_treadc\n  treadc completions fish > ~/.config/fish/completions/treadc.fish"
+    )]
+    Completions(CompletionsArgs),
+    /// Print treadc's man page (roff) to stdout, or write one page per subcommand to a folder.
+    #[command(
+        after_help = "Examples:\n  treadc man | man -l -\n  treadc man -o ~/.local/share/man/man1"
+    )]
+    Man(ManArgs),
+}
+
+/// `treadc completions`: the shell to complete in.
+#[derive(clap::Args)]
+pub(crate) struct CompletionsArgs {
+    /// The shell the script is for.
+    #[arg(value_enum)]
+    pub(crate) shell: clap_complete::Shell,
+}
+
+/// `treadc man`: where the pages go.
+#[derive(clap::Args)]
+pub(crate) struct ManArgs {
+    /// Write treadc.1 and treadc-SUBCOMMAND.1 into this folder (created if missing) instead of
+    /// printing treadc.1.
+    #[arg(short = 'o', long = "out-dir", value_name = "DIR")]
+    pub(crate) out_dir: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
 pub(crate) struct PlanArgs {
     /// The model file.
     pub(crate) model: PathBuf,
-    /// The most training FLOPs allowed, as a fraction of the dense model's (e.g. 0.6).
+    /// The most training cost allowed, as a fraction of the dense model's (e.g. 0.6): FLOPs, or
+    /// step time with --measure.
     #[arg(long)]
     pub(crate) budget: f64,
     /// How many proposals to list.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = count(1), allow_negative_numbers = true)]
     pub(crate) top: usize,
     /// Print the proposals as JSON.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Rank by measured training step time instead of FLOPs: each candidate route is timed
+    /// against dense on --backend (the `treadc bench` machinery), dense and routed interleaved.
+    #[arg(long)]
+    pub(crate) measure: bool,
+    /// Batch size of the measured steps (default: the model file's `training.batch`).
+    #[arg(long, requires = "measure", value_parser = count(1), allow_negative_numbers = true)]
+    pub(crate) batch: Option<usize>,
+    /// Timed steps of each kind per candidate.
+    #[arg(long, default_value_t = 3, requires = "measure", value_parser = count(1), allow_negative_numbers = true)]
+    pub(crate) steps: usize,
+    #[command(flatten)]
+    pub(crate) backend: BackendFlag,
 }
 
 /// What `treadc export` writes.
@@ -156,7 +197,7 @@ pub(crate) struct ExportArgs {
     #[arg(long)]
     pub(crate) list: bool,
     /// Seed of the fresh weights when SOURCE is a model.json.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub(crate) seed: u64,
     /// With a model.json: export these weights instead of fresh ones (what `train --init-from`
     /// reads: a treadc checkpoint, a .safetensors file, or a PyTorch .pt/.pth state dict).
@@ -204,16 +245,16 @@ pub(crate) struct RunArgs {
     /// An ONNX file written by `treadc export`.
     pub(crate) model: PathBuf,
     /// Number of images.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = count(1), allow_negative_numbers = true)]
     pub(crate) n: usize,
     /// Classifier-free guidance scale.
     #[arg(long)]
     pub(crate) cfg: Option<f64>,
     /// Sampler steps (EDM Heun; Euler for flow models).
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = 40, value_parser = count(1), allow_negative_numbers = true)]
     pub(crate) steps: usize,
     /// Seed of the initial noise (the same draw as `treadc sample --seed`).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub(crate) seed: u64,
     /// What the images are drawn for.
     #[command(flatten)]
@@ -238,11 +279,11 @@ pub(crate) struct TrainArgs {
     /// (.safetensors or .npy).
     #[arg(long, default_value = "mnist")]
     pub(crate) data: String,
-    /// Total training steps.
-    #[arg(long, default_value_t = 1000)]
+    /// Total training steps (0 with --init-from: a run that holds those weights).
+    #[arg(long, default_value_t = 1000, allow_negative_numbers = true)]
     pub(crate) steps: u64,
     /// Batch size (default: the model file's `training.batch`).
-    #[arg(long)]
+    #[arg(long, value_parser = count(1), allow_negative_numbers = true)]
     pub(crate) batch: Option<usize>,
     /// The run folder (checkpoint, metrics.jsonl, samples/).
     #[arg(long, value_name = "RUN_DIR")]
@@ -251,7 +292,7 @@ pub(crate) struct TrainArgs {
     #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["out", "routes", "batch"])]
     pub(crate) resume: Option<PathBuf>,
     /// Seed of everything random (init, data order, noise, routes).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub(crate) seed: u64,
     /// Start from these weights instead of the seed's init: a run folder or treadc checkpoint
     /// (its EMA weights), a .safetensors file (treadc or official DiT names) or a PyTorch
@@ -265,22 +306,21 @@ pub(crate) struct TrainArgs {
     #[arg(long, default_value_t = 500)]
     pub(crate) ckpt_every: u64,
     /// Sampler steps for the grids and evaluations.
-    #[arg(long, default_value_t = 18)]
+    #[arg(long, default_value_t = 18, value_parser = count(1), allow_negative_numbers = true)]
     pub(crate) sample_steps: usize,
     /// Score EMA samples with the digit metric (FD, class accuracy; see `treadc eval`) every K
     /// steps and at the end, into metrics.jsonl (0: never). Digit models only.
     #[arg(long, default_value_t = 0, value_name = "K")]
     pub(crate) eval_every: u64,
-    /// Samples per evaluation during training.
-    #[arg(long, default_value_t = 500)]
+    /// Samples per evaluation during training (at least 2: FD fits a Gaussian).
+    #[arg(long, default_value_t = 500, value_parser = count(2), allow_negative_numbers = true)]
     pub(crate) eval_n: usize,
     /// Classifier-free guidance scale for the sample grids and the evaluations during training
     /// (class-conditional models trained with class dropout). Default: plain conditional samples.
     #[arg(long, value_name = "S")]
     pub(crate) cfg: Option<f64>,
-    /// burn backend (cuda and wgpu need builds with --features cuda or wgpu).
-    #[arg(long, value_enum, default_value = "flex")]
-    pub(crate) backend: Backend,
+    #[command(flatten)]
+    pub(crate) backend: BackendFlag,
     /// No progress bar.
     #[arg(long)]
     pub(crate) quiet: bool,
@@ -335,7 +375,7 @@ pub(crate) struct SampleArgs {
     /// A run folder or a checkpoint file.
     pub(crate) run: PathBuf,
     /// Number of images.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = count(1), allow_negative_numbers = true)]
     pub(crate) n: usize,
     /// Classifier-free guidance scale.
     #[arg(long, conflicts_with = "sparse_guidance")]
@@ -345,10 +385,10 @@ pub(crate) struct SampleArgs {
     #[arg(long, value_name = "STRONG,WEAK,SCALE")]
     pub(crate) sparse_guidance: Option<String>,
     /// Sampler steps (EDM Heun default 40; Euler for flow models).
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = 40, value_parser = count(1), allow_negative_numbers = true)]
     pub(crate) steps: usize,
     /// Seed of the initial noise.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub(crate) seed: u64,
     /// What the images are drawn for.
     #[command(flatten)]
@@ -362,9 +402,8 @@ pub(crate) struct SampleArgs {
     /// Also write the samples as a float32 .npy [n, C, H, W] (clips: [n, C, F, H, W]).
     #[arg(long)]
     pub(crate) npy: Option<PathBuf>,
-    /// burn backend (cuda and wgpu need builds with --features cuda or wgpu).
-    #[arg(long, value_enum, default_value = "flex")]
-    pub(crate) backend: Backend,
+    #[command(flatten)]
+    pub(crate) backend: BackendFlag,
 }
 
 #[derive(clap::Args)]
@@ -375,10 +414,10 @@ pub(crate) struct BenchArgs {
     #[arg(long = "route", value_name = "RATE:START-END[@STREAM]|paper")]
     pub(crate) routes: Vec<String>,
     /// Batch size.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = count(1), allow_negative_numbers = true)]
     pub(crate) batch: usize,
     /// Timed steps of each kind.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = count(1), allow_negative_numbers = true)]
     pub(crate) steps: usize,
     /// Untimed warm-up steps of each kind.
     #[arg(long, default_value_t = 1)]
@@ -389,9 +428,8 @@ pub(crate) struct BenchArgs {
     /// Micro-batches per step, as `train --micro-batches` (default: the engine's; see there).
     #[arg(long, value_name = "N")]
     pub(crate) micro_batches: Option<usize>,
-    /// burn backend (cuda and wgpu need builds with --features cuda or wgpu).
-    #[arg(long, value_enum, default_value = "flex")]
-    pub(crate) backend: Backend,
+    #[command(flatten)]
+    pub(crate) backend: BackendFlag,
     /// Also time the unfused engine (burn's decompositions, no fusion pass), interleaved with
     /// the fused one in this run, and report both.
     #[arg(long)]
@@ -472,4 +510,30 @@ pub(crate) enum EmitKind {
 pub(crate) enum ReportKind {
     Text,
     Json,
+}
+
+/// A count flag's parser: a value below `min` is bad input, reported by clap (exit 2, naming
+/// the flag) before anything is read or written.
+pub(crate) fn count(min: u64) -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::new().range(min..)
+}
+
+/// The `--backend` flag of every command that runs burn.
+#[derive(clap::Args, Clone, Copy)]
+pub(crate) struct BackendFlag {
+    /// burn backend (cuda and wgpu need builds with --features cuda or wgpu).
+    #[arg(
+        long = "backend",
+        value_name = "BACKEND",
+        value_enum,
+        default_value = "flex"
+    )]
+    pub(crate) kind: Backend,
+}
+
+impl BackendFlag {
+    /// The backend's name, as `--backend` spells it.
+    pub(crate) fn name(self) -> &'static str {
+        self.kind.name()
+    }
 }

@@ -3,15 +3,18 @@
 //! 0 success, 2 bad input (model file, flags, routes, data), 1 anything else (I/O, internal).
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser;
 
 mod args;
+mod bundled;
 mod cluster;
 mod devices;
+mod plan;
 mod quality;
+mod shell;
 use args::*;
 use tread_compiler::compile::{compile_file, CompileOptions};
 use tread_compiler::diag::{Diagnostic, Location};
@@ -37,9 +40,14 @@ fn main() -> ExitCode {
         tread_runtime::alloc::tune_for_training();
     }
     let cli = Cli::parse();
+    // Not for the commands that talk to peers: a dead peer's socket must be an error, not a
+    // silent SIGPIPE.
+    if !matches!(cli.command, Command::Train(_) | Command::Coordinator(_)) {
+        quiet_on_closed_pipe();
+    }
     let result = match cli.command {
         Command::Compile(args) => run_compile(args),
-        Command::Plan(args) => run_plan(args),
+        Command::Plan(args) => plan::run_plan(args),
         Command::Train(args) => run_train(args),
         Command::Sample(args) => run_sample(args),
         Command::Bench(args) => run_bench(args),
@@ -51,6 +59,8 @@ fn main() -> ExitCode {
         Command::Plot(args) => quality::run_plot(args),
         Command::Devices(args) => devices::run_devices(args),
         Command::Coordinator(args) => cluster::run_coordinator(args),
+        Command::Completions(args) => shell::run_completions(args),
+        Command::Man(args) => shell::run_man(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -65,36 +75,14 @@ fn main() -> ExitCode {
     }
 }
 
-/// `treadc plan`: ranked single routes within a FLOPs budget.
-fn run_plan(args: PlanArgs) -> Result<(), Failure> {
-    let file = args.model.display().to_string();
-    let text = tread_runtime::start::read_model(&args.model).map_err(Failure::Diag)?;
-    let model = tread_compiler::parse::parse_model(&text, &file).map_err(Failure::Diag)?;
-    let proposals =
-        tread_compiler::plan::plan(&model, args.budget, args.top.max(1)).map_err(Failure::Diag)?;
-    if args.json {
-        let json = serde_json::to_string_pretty(&proposals)
-            .map_err(|e| Failure::Other(format!("cannot encode the plan: {e}")))?;
-        println!("{json}");
-        return Ok(());
+/// Restores the default SIGPIPE action (Rust ignores it, so a write to a closed pipe fails and
+/// `println!` panics): `treadc … | head` then ends treadc quietly, as it does other Unix tools.
+fn quiet_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: called in main before any thread is started; SIG_DFL is a valid action.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    println!(
-        "{} ({file}): {} blocks; single routes within {} of the dense training FLOPs, best first",
-        model.graph.name,
-        model.graph.depth(),
-        args.budget
-    );
-    for (i, p) in proposals.iter().enumerate() {
-        println!(
-            "{:>3}. --route {:<10} FLOPs {:.3} of dense (saves {:.0}%): {}",
-            i + 1,
-            p.route,
-            p.flops_ratio,
-            100.0 * (1.0 - p.flops_ratio),
-            p.why
-        );
-    }
-    Ok(())
 }
 
 fn run_compile(args: CompileArgs) -> Result<(), Failure> {
@@ -175,7 +163,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
 /// The `--backend` flag: cuda in a build without it is bad input (exit 2); a backend that
 /// cannot start here (cuda without a usable driver, NVRTC or GPU) fails before anything is
 /// written (exit 1).
-pub(crate) fn backend(b: Backend) -> Result<BackendKind, Failure> {
+pub(crate) fn backend(b: BackendFlag) -> Result<BackendKind, Failure> {
     let kind = BackendKind::parse(b.name()).map_err(Failure::Diag)?;
     kind.check_ready().map_err(Failure::Other)?;
     Ok(kind)
@@ -197,27 +185,12 @@ pub(crate) fn cli_error(what: &str, expected: &str, found: String) -> Failure {
     )
 }
 
-/// The bundled data folder (`mnist/`, `classifier/`): `data` under the working directory if it
-/// holds the digits, else the source tree's.
-pub(crate) fn bundled_data() -> PathBuf {
-    let local = PathBuf::from("data");
-    if local.join("mnist").is_dir() {
-        local
-    } else {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("data")
-    }
-}
-
-/// The bundled MNIST folder.
-fn bundled_mnist() -> PathBuf {
-    bundled_data().join("mnist")
-}
-
 fn run_train(args: TrainArgs) -> Result<(), Failure> {
     use tread_runtime::start::{start, NewRun, TrainStart};
     let kind = backend(args.backend)?;
     let plan = cluster::plan(&args.parallel)?;
-    let mnist = bundled_mnist();
+    let data = bundled::BundledData::unpack()?;
+    let mnist = data.mnist();
     let at = tread_runtime::run::Placement {
         kind,
         plan,
@@ -293,13 +266,6 @@ fn run_sample(args: SampleArgs) -> Result<(), Failure> {
         .map(tread_runtime::sampler::parse_sparse_guidance)
         .transpose()
         .map_err(Failure::Diag)?;
-    if args.n == 0 || args.steps == 0 {
-        return Err(cli_error(
-            "--n/--steps",
-            "at least 1",
-            format!("n {} steps {}", args.n, args.steps),
-        ));
-    }
     let req = SampleRequest {
         n: args.n,
         steps: args.steps,
@@ -339,13 +305,6 @@ fn run_bench(args: BenchArgs) -> Result<(), Failure> {
     let compiled =
         tread_runtime::run::compile_model(&text, &args.model.display().to_string(), &args.routes)
             .map_err(Failure::Diag)?;
-    if args.batch == 0 || args.steps == 0 {
-        return Err(cli_error(
-            "--batch/--steps",
-            "at least 1",
-            format!("batch {} steps {}", args.batch, args.steps),
-        ));
-    }
     if let Some(n) = args.micro_batches {
         if n == 0 || !args.batch.is_multiple_of(n) {
             return Err(cli_error(
@@ -628,13 +587,6 @@ fn run_import(args: ImportArgs) -> Result<(), Failure> {
 
 fn run_onnx(args: RunArgs) -> Result<(), Failure> {
     use tread_runtime::deploy::Deployment;
-    if args.n == 0 || args.steps == 0 {
-        return Err(cli_error(
-            "--n/--steps",
-            "at least 1",
-            format!("n {} steps {}", args.n, args.steps),
-        ));
-    }
     let d = Deployment::open(&args.model).map_err(Failure::Diag)?;
     let req = SampleRequest {
         n: args.n,
@@ -674,13 +626,6 @@ fn run_onnx(args: RunArgs) -> Result<(), Failure> {
 
 /// `treadc bench model.onnx`: tract forward passes at `--batch`.
 fn bench_onnx(args: &BenchArgs) -> Result<(), Failure> {
-    if args.batch == 0 || args.steps == 0 {
-        return Err(cli_error(
-            "--batch/--steps",
-            "at least 1",
-            format!("batch {} steps {}", args.batch, args.steps),
-        ));
-    }
     let d = tread_runtime::deploy::Deployment::open(&args.model).map_err(Failure::Diag)?;
     let t = d
         .time_forward(args.batch, args.warmup, args.steps)

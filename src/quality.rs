@@ -10,18 +10,19 @@ use tread_runtime::lower::classifier::{self, TrainPlan};
 use tread_runtime::run_folder::{RunFolder, METRICS_FILE, RUN_JSON_FILE};
 use tread_runtime::sampler::SampleRequest;
 
-use crate::{bundled_data, cli_error, from_run, Failure};
+use crate::bundled::BundledData;
+use crate::{cli_error, from_run, Failure};
 
 /// `treadc eval`'s arguments.
 #[derive(clap::Args)]
 pub struct EvalArgs {
     /// A run folder or a checkpoint file of a digit model (1×32×32 images, 10 classes).
     run: PathBuf,
-    /// Number of samples (classes cycled 0, 1, …, 9, 0, …).
-    #[arg(long, default_value_t = 1000)]
+    /// Number of samples (classes cycled 0, 1, …, 9, 0, …; at least 2: FD fits a Gaussian).
+    #[arg(long, default_value_t = 1000, value_parser = crate::args::count(2), allow_negative_numbers = true)]
     n: usize,
     /// Sampler steps (EDM Heun; Euler for flow models).
-    #[arg(long, default_value_t = 18)]
+    #[arg(long, default_value_t = 18, value_parser = crate::args::count(1), allow_negative_numbers = true)]
     sampler_steps: usize,
     /// Seed of the initial noise.
     #[arg(long, default_value_t = 0)]
@@ -32,9 +33,8 @@ pub struct EvalArgs {
     /// Score the raw weights instead of the EMA.
     #[arg(long)]
     raw: bool,
-    /// burn backend (cuda and wgpu need builds with --features cuda or wgpu).
-    #[arg(long, value_enum, default_value = "flex")]
-    backend: crate::args::Backend,
+    #[command(flatten)]
+    backend: crate::args::BackendFlag,
     /// One JSON object on stdout.
     #[arg(long)]
     json: bool,
@@ -43,13 +43,6 @@ pub struct EvalArgs {
 /// Samples `n` digits from a checkpoint and scores them.
 pub fn run_eval(args: EvalArgs) -> Result<(), Failure> {
     let kind = crate::backend(args.backend)?;
-    if args.n < 2 || args.sampler_steps == 0 {
-        return Err(cli_error(
-            "--n/--sampler-steps",
-            "n ≥ 2 (a Gaussian fit) and at least 1 sampler step",
-            format!("n {} sampler steps {}", args.n, args.sampler_steps),
-        ));
-    }
     let ckpt = RunFolder::checkpoint_of(&args.run);
     let start = Instant::now();
     let req = SampleRequest {
@@ -67,7 +60,8 @@ pub fn run_eval(args: EvalArgs) -> Result<(), Failure> {
     check_digit_model(s.shape, s.clip, s.classes)
         .map_err(|d| Failure::Diag(d.in_file(ckpt.display().to_string())))?;
     let sampled_s = start.elapsed().as_secs_f64();
-    let evaluator = Evaluator::for_model(&bundled_data(), s.clip).map_err(Failure::Diag)?;
+    let data = BundledData::unpack()?;
+    let evaluator = Evaluator::for_model(data.path(), s.clip).map_err(Failure::Diag)?;
     let start = Instant::now();
     let labels = s.labels.unwrap_or_default();
     let scores = evaluator
@@ -126,10 +120,10 @@ pub struct TrainClassifierArgs {
     )]
     output: PathBuf,
     /// Optimiser steps.
-    #[arg(long, default_value_t = 1500)]
+    #[arg(long, default_value_t = 1500, value_parser = crate::args::count(1), allow_negative_numbers = true)]
     steps: usize,
     /// Batch size.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = crate::args::count(1), allow_negative_numbers = true)]
     batch: usize,
     /// Adam learning rate.
     #[arg(long, default_value_t = 2e-3)]
@@ -142,14 +136,8 @@ pub struct TrainClassifierArgs {
 /// Trains the digit classifier on the bundled digits 0..9000 and reports its accuracy on the
 /// held-out 9000..10000.
 pub fn run_train_classifier(args: TrainClassifierArgs) -> Result<(), Failure> {
-    if args.steps == 0 || args.batch == 0 {
-        return Err(cli_error(
-            "--steps/--batch",
-            "at least 1",
-            format!("steps {} batch {}", args.steps, args.batch),
-        ));
-    }
-    let digits = bundled_digits(&bundled_data().join("mnist")).map_err(Failure::Diag)?;
+    let data = BundledData::unpack()?;
+    let digits = bundled_digits(&data.mnist()).map_err(Failure::Diag)?;
     let (images, labels) = slice(&digits, 0..HELD_OUT.start);
     let plan = TrainPlan {
         steps: args.steps,

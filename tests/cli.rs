@@ -252,3 +252,159 @@ fn plan_proposes_routes_that_compile_within_the_budget() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("a budget ≥"), "{}", stderr(&o));
 }
+
+/// `plan --measure` times each candidate against dense (bench's machinery) and keeps those
+/// whose measured step fits the budget; which ones do depends on this machine's timings, so
+/// both outcomes are checked for what they must say.
+#[test]
+fn plan_measure_reports_measured_step_ratios_within_the_budget() {
+    let dir = temp_dir("plan-measure");
+    let text = std::fs::read_to_string(root().join("tests/models/tiny-mnist.json")).unwrap();
+    assert!(text.contains("\"repeat\": 2"));
+    let model = dir.path().join("tiny-4.json");
+    std::fs::write(&model, text.replace("\"repeat\": 2", "\"repeat\": 4")).unwrap();
+    let model = model.to_str().unwrap();
+    let o = treadc(&[
+        "plan",
+        model,
+        "--budget",
+        "1.0",
+        "--measure",
+        "--batch",
+        "4",
+        "--steps",
+        "1",
+        "--top",
+        "2",
+        "--json",
+    ]);
+    let err = stderr(&o);
+    match o.status.code() {
+        Some(0) => {
+            let plans: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+            let plans = plans.as_array().unwrap();
+            assert!(!plans.is_empty() && plans.len() <= 2, "{plans:?}");
+            for p in plans {
+                let m = p["measured_ratio"].as_f64().expect("a measured ratio");
+                assert!(m > 0.0 && m <= 1.0, "{p}");
+                assert!(p["flops_ratio"].as_f64().unwrap() < 1.0, "{p}");
+            }
+        }
+        Some(2) => assert!(err.contains("measured") && err.contains("--route"), "{err}"),
+        other => panic!("exit {other:?}: {err}"),
+    }
+    let o = treadc(&["plan", model, "--budget", "0.8", "--steps", "2"]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "--steps needs --measure: {}",
+        stderr(&o)
+    );
+}
+
+/// Every count flag below its least value (0, 1 where FD needs 2, negative) is bad input:
+/// exit 2 naming the flag, before any file is read or written (the run folders and files the
+/// commands name are never created).
+#[test]
+fn count_flags_below_their_least_value_exit_2_before_anything_is_written() {
+    let dir = temp_dir("count-flags");
+    let out = dir.path().join("out");
+    let out = out.to_str().unwrap();
+    let train = [
+        "train",
+        "models/mnist-dit-small.json",
+        "--data",
+        "mnist",
+        "--eval-every",
+        "1",
+        "--out",
+        out,
+    ];
+    let cases: &[(&[&str], &str, &[&str])] = &[
+        (
+            &["plan", "models/dit-xl2.json", "--budget", "0.6"],
+            "--top",
+            &["0", "-1"],
+        ),
+        (&["sample", out, "-o", out], "--n", &["0", "-2"]),
+        (&["sample", out, "-o", out], "--steps", &["0", "-1"]),
+        (&["run", out, "-o", out], "--n", &["0", "-1"]),
+        (&["run", out, "-o", out], "--steps", &["0"]),
+        (&train, "--steps", &["-5"]),
+        (&train, "--batch", &["0", "-1"]),
+        (&train, "--sample-steps", &["0"]),
+        (&train, "--eval-n", &["0", "1", "-1"]),
+        (&train, "--seed", &["-1"]),
+        (&["bench", "models/mnist-dit-small.json"], "--batch", &["0"]),
+        (
+            &["bench", "models/mnist-dit-small.json"],
+            "--steps",
+            &["0", "-1"],
+        ),
+        (&["eval", out], "--n", &["0", "1"]),
+        (&["eval", out], "--sampler-steps", &["0"]),
+        (&["train-classifier", "-o", out], "--steps", &["0"]),
+        (&["train-classifier", "-o", out], "--batch", &["0", "-4"]),
+    ];
+    for (base, flag, values) in cases {
+        for v in *values {
+            let mut args = base.to_vec();
+            args.extend([*flag, v]);
+            let o = treadc(&args);
+            let err = stderr(&o);
+            assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+            assert!(err.contains(flag), "{args:?} names the flag: {err}");
+            assert!(!err.contains("panicked"), "{args:?}: {err}");
+            assert!(!std::path::Path::new(out).exists(), "{args:?} wrote {out}");
+        }
+    }
+}
+
+#[test]
+fn completions_and_man_pages_come_from_the_flags() {
+    let o = treadc(&["completions", "bash"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let bash = stdout(&o);
+    for word in ["_treadc", "train", "--eval-n", "--route"] {
+        assert!(bash.contains(word), "the bash script knows {word}");
+    }
+    for shell in ["zsh", "fish"] {
+        let o = treadc(&["completions", shell]);
+        assert!(
+            o.status.success() && stdout(&o).contains("sample-steps"),
+            "{shell}"
+        );
+    }
+    let o = treadc(&["completions", "tcsh"]);
+    assert_eq!(o.status.code(), Some(2), "an unknown shell is bad input");
+
+    let o = treadc(&["man"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains(".TH treadc") && stdout(&o).contains("compile"));
+    let dir = temp_dir("man");
+    let pages = dir.path().join("man1");
+    let o = treadc(&["man", "-o", pages.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let train = std::fs::read_to_string(pages.join("treadc-train.1")).expect("a page per command");
+    assert!(train.contains("eval\\-n"), "{train}");
+}
+
+/// `treadc … | head` closes the pipe early: treadc stops quietly, as Unix tools do, instead of
+/// panicking on the failed write.
+#[cfg(unix)]
+#[test]
+fn a_closed_stdout_pipe_is_no_panic() {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_treadc"))
+        .args(["completions", "zsh"])
+        .current_dir(root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("treadc starts");
+    // The reader goes away before treadc writes, as `| head -0` would.
+    drop(child.stdout.take());
+    let o = child.wait_with_output().expect("treadc ends");
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+    assert_ne!(o.status.code(), Some(101), "no panic exit");
+}

@@ -104,6 +104,42 @@ fn tract_samples_equal_burn_samples() {
             assert_same_samples(&ckpt, &d, &req, &format!("precond {precond} cfg {cfg:?}"));
         }
     }
+    refuses_a_mutated_axis(&dir.join("m-false.onnx"), dir);
+}
+
+/// `file` with its first LayerNormalization's axis flipped to -536870913 (one bit of the
+/// varint: a one-byte mutation) is refused at once by `treadc run`, naming the node, instead of
+/// tract spinning on it for minutes; nothing is written.
+fn refuses_a_mutated_axis(file: &Path, dir: &Path) {
+    use prost::Message;
+    let bytes = std::fs::read(file).unwrap();
+    let mut proto = tread_onnx::pb::ModelProto::decode(bytes.as_slice()).unwrap();
+    let graph = proto.graph.as_mut().expect("a graph");
+    let ln = graph
+        .node
+        .iter_mut()
+        .find(|n| n.op_type == "LayerNormalization")
+        .expect("a LayerNormalization node");
+    let node = ln.name.clone();
+    let axis = ln.attribute.iter_mut().find(|a| a.name == "axis");
+    axis.expect("its axis attribute").i = -536870913;
+    let bad = dir.join("mutated.onnx");
+    std::fs::write(&bad, proto.encode_to_vec()).unwrap();
+    let grid = dir.join("never.png");
+    let o = common::treadc(&[
+        "run",
+        bad.to_str().unwrap(),
+        "--n",
+        "1",
+        "--steps",
+        "1",
+        "-o",
+        grid.to_str().unwrap(),
+    ]);
+    let err = common::stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains(&node) && err.contains("-536870913"), "{err}");
+    assert!(!grid.exists(), "nothing written");
 }
 
 /// A text model's file carries its encoder's name and vocabulary; `treadc run` rebuilds the

@@ -1,5 +1,5 @@
-//! The digit metric end to end through the binary: `train --eval-every`, `eval`, `plot`, and
-//! their bad inputs (exit 2, no panic).
+//! The digit metric end to end through the binary: `train --eval-every` (from an installed copy
+//! of the binary, elsewhere), `eval`, `plot`, and their bad inputs (exit 2, no panic).
 
 mod common;
 
@@ -11,25 +11,39 @@ fn train_with_evaluations_then_eval_and_plot() {
     let dir = tmp.path();
     let run = dir.join("tiny");
     let run_s = run.to_str().unwrap();
-    let o = treadc(&[
-        "train",
-        "tests/models/tiny-mnist.json",
-        "--steps",
-        "4",
-        "--batch",
-        "8",
-        "--out",
-        run_s,
-        "--sample-steps",
-        "2",
-        "--eval-every",
-        "2",
-        "--eval-n",
-        "20",
-        "--cfg",
-        "1.5",
-        "--quiet",
-    ]);
+    // As installed: the binary copied out of the build tree and run from another folder, so the
+    // bundled digits and classifier the evaluations need travel inside it.
+    std::fs::create_dir_all(dir.join("bin")).unwrap();
+    let installed = dir.join("bin/treadc");
+    std::fs::copy(env!("CARGO_BIN_EXE_treadc"), &installed).unwrap();
+    std::fs::copy(
+        root().join("tests/models/tiny-mnist.json"),
+        dir.join("tiny.json"),
+    )
+    .unwrap();
+    let o = std::process::Command::new(&installed)
+        .current_dir(dir)
+        .args([
+            "train",
+            "tiny.json",
+            "--steps",
+            "4",
+            "--batch",
+            "8",
+            "--out",
+            run_s,
+            "--sample-steps",
+            "2",
+            "--eval-every",
+            "2",
+            "--eval-n",
+            "20",
+            "--cfg",
+            "1.5",
+            "--quiet",
+        ])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
     let evals: Vec<serde_json::Value> = metrics

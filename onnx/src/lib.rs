@@ -4,6 +4,7 @@
 //!   17–23, EDM preconditioning optional), encoded and written atomically, read back;
 //! - [`import`]: an ONNX file (torch's or treadc's) back into a model.json and its weights;
 //! - [`keys`]: the `treadc.*` metadata keys, shared by the writer and every reader;
+//! - [`sanity`]: attribute bounds checked before tract sees a file;
 //! - [`tract`]: loading an ONNX file on tract for one batch size and running it on host
 //!   buffers (`treadc export --check`, `treadc run`, `treadc bench model.onnx`).
 //!
@@ -13,6 +14,7 @@
 pub mod export;
 pub mod import;
 pub mod keys;
+pub mod sanity;
 pub mod tract;
 
 /// The protobuf types of ONNX (tract-onnx's prost-generated schema), re-exported so callers

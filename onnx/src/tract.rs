@@ -46,6 +46,7 @@ impl TractModel {
     /// typing keeps the file's intermediate shape annotations consistent for tract's analysis.
     pub fn load(path: &Path, proto: &pb::ModelProto, batch: usize) -> Result<Self, String> {
         use_all_cores();
+        crate::sanity::check_attributes(proto)?;
         let typed = tract_onnx::onnx()
             .model_for_path(path)
             .and_then(|m| m.into_typed())
@@ -165,6 +166,7 @@ pub const FOLDED_LIMIT: usize = 1 << 16;
 /// gets its shape and, where constant, its value. The importer reads this instead of
 /// re-implementing shape inference.
 pub fn analyse(proto: &pb::ModelProto, dir: &Path) -> Result<HashMap<String, ValueFacts>, String> {
+    crate::sanity::check_attributes(proto)?;
     let parsed = tract_onnx::onnx().parse(proto, dir.to_str()).map_err(msg)?;
     if !parsed.unresolved_inputs.is_empty() {
         return Err(format!(

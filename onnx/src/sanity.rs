@@ -1,0 +1,114 @@
+//! Attribute bounds checked before tract sees a file. tract trusts them: a mutated axis such as
+//! -536870913 on a LayerNormalization makes its analysis spin for minutes instead of failing.
+
+use crate::pb;
+
+/// The largest tensor rank an axis attribute may address (ONNX files in practice stay ≤ 8).
+pub const MAX_RANK: i64 = 32;
+/// The largest value a count attribute (groups, heads, block sizes) may take.
+pub const MAX_COUNT: i64 = 1 << 20;
+
+/// Attributes holding axes: each value in -MAX_RANK..MAX_RANK.
+const AXIS_ATTRIBUTES: [&str; 3] = ["axis", "axes", "perm"];
+/// Attributes holding counts: each value in 1..=MAX_COUNT.
+const COUNT_ATTRIBUTES: [&str; 6] = [
+    "group",
+    "num_heads",
+    "q_num_heads",
+    "kv_num_heads",
+    "blocksize",
+    "num_outputs",
+];
+
+/// Checks every node's axis and count attributes, in subgraphs too. The error names the node,
+/// its op, the attribute, the value found and the range expected.
+pub fn check_attributes(proto: &pb::ModelProto) -> Result<(), String> {
+    proto.graph.as_ref().map_or(Ok(()), check_graph)
+}
+
+fn check_graph(g: &pb::GraphProto) -> Result<(), String> {
+    for node in &g.node {
+        for a in &node.attribute {
+            let mut values = std::iter::once(a.i).chain(a.ints.iter().copied());
+            let bound = if AXIS_ATTRIBUTES.contains(&a.name.as_str()) {
+                Some((-MAX_RANK, MAX_RANK - 1))
+            } else if COUNT_ATTRIBUTES.contains(&a.name.as_str()) && (a.i != 0 || a.ints.is_empty())
+            {
+                Some((1, MAX_COUNT))
+            } else {
+                None
+            };
+            if let Some((lo, hi)) = bound {
+                // An ints attribute leaves `i` at 0, which every axis range holds.
+                if let Some(v) = values.find(|v| !(lo..=hi).contains(v)) {
+                    return Err(format!(
+                        "node `{}` ({}): attribute `{}` is {v}, expected a value in {lo}..={hi}",
+                        node.name, node.op_type, a.name
+                    ));
+                }
+            }
+            for sub in a.g.iter().chain(&a.graphs) {
+                check_graph(sub)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model(op: &str, attribute: pb::AttributeProto) -> pb::ModelProto {
+        pb::ModelProto {
+            graph: Some(pb::GraphProto {
+                node: vec![pb::NodeProto {
+                    name: "ln".into(),
+                    op_type: op.into(),
+                    attribute: vec![attribute],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn int(name: &str, i: i64) -> pb::AttributeProto {
+        pb::AttributeProto {
+            name: name.into(),
+            i,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_mutated_axis_is_named_with_its_node() {
+        let e = check_attributes(&model("LayerNormalization", int("axis", -536870913)))
+            .expect_err("out of range");
+        assert!(
+            e.contains("`ln` (LayerNormalization)") && e.contains("-536870913"),
+            "{e}"
+        );
+        assert!(check_attributes(&model("LayerNormalization", int("axis", -1))).is_ok());
+        assert!(check_attributes(&model("Softmax", int("axis", 3))).is_ok());
+    }
+
+    #[test]
+    fn axis_lists_counts_and_subgraphs_are_checked() {
+        let perm = pb::AttributeProto {
+            name: "perm".into(),
+            ints: vec![0, 2, 1, 184549377],
+            ..Default::default()
+        };
+        assert!(check_attributes(&model("Transpose", perm)).is_err());
+        assert!(check_attributes(&model("Attention", int("q_num_heads", 0))).is_err());
+        assert!(check_attributes(&model("Attention", int("q_num_heads", 4))).is_ok());
+        let nested = pb::AttributeProto {
+            name: "then_branch".into(),
+            g: model("Concat", int("axis", 1 << 40)).graph,
+            ..Default::default()
+        };
+        assert!(check_attributes(&model("If", nested)).is_err());
+    }
+}
