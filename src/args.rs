@@ -141,8 +141,9 @@ pub(crate) struct PlanArgs {
     /// Print the proposals as JSON.
     #[arg(long)]
     pub(crate) json: bool,
-    /// Rank by measured training step time instead of FLOPs: each candidate route is timed
-    /// against dense on --backend (the `treadc bench` machinery), dense and routed interleaved.
+    /// Hold the budget to measured training step time instead of FLOPs: each candidate route is
+    /// timed against dense on --backend (the `treadc bench` machinery, interleaved) and kept,
+    /// in the same order, when its step fits.
     #[arg(long)]
     pub(crate) measure: bool,
     /// Batch size of the measured steps (default: the model file's `training.batch`).
