@@ -58,7 +58,7 @@ fn cli_reference_is_current() {
     );
 }
 
-/// README.md and every Markdown file under docs/.
+/// README.md, ARCHITECTURE.md and every Markdown file under docs/.
 fn markdown_files() -> Vec<PathBuf> {
     let mut files = vec![root().join("README.md"), root().join("ARCHITECTURE.md")];
     let mut dirs = vec![root().join("docs")];

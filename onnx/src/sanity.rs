@@ -29,23 +29,21 @@ pub fn check_attributes(proto: &pb::ModelProto) -> Result<(), String> {
 fn check_graph(g: &pb::GraphProto) -> Result<(), String> {
     for node in &g.node {
         for a in &node.attribute {
-            let mut values = std::iter::once(a.i).chain(a.ints.iter().copied());
-            let bound = if AXIS_ATTRIBUTES.contains(&a.name.as_str()) {
-                Some((-MAX_RANK, MAX_RANK - 1))
-            } else if COUNT_ATTRIBUTES.contains(&a.name.as_str()) && (a.i != 0 || a.ints.is_empty())
-            {
-                Some((1, MAX_COUNT))
+            let name = a.name.as_str();
+            // Axes may be one value (`i`) or a list (`ints`, where `i` stays 0); counts are one.
+            let (values, lo, hi): (Vec<i64>, i64, i64) = if AXIS_ATTRIBUTES.contains(&name) {
+                let all = std::iter::once(a.i).chain(a.ints.iter().copied());
+                (all.collect(), -MAX_RANK, MAX_RANK - 1)
+            } else if COUNT_ATTRIBUTES.contains(&name) {
+                (vec![a.i], 1, MAX_COUNT)
             } else {
-                None
+                (vec![], 0, 0)
             };
-            if let Some((lo, hi)) = bound {
-                // An ints attribute leaves `i` at 0, which every axis range holds.
-                if let Some(v) = values.find(|v| !(lo..=hi).contains(v)) {
-                    return Err(format!(
-                        "node `{}` ({}): attribute `{}` is {v}, expected a value in {lo}..={hi}",
-                        node.name, node.op_type, a.name
-                    ));
-                }
+            if let Some(v) = values.iter().find(|v| !(lo..=hi).contains(*v)) {
+                return Err(format!(
+                    "node `{}` ({}): attribute `{name}` is {v}, expected a value in {lo}..={hi}",
+                    node.name, node.op_type
+                ));
             }
             for sub in a.g.iter().chain(&a.graphs) {
                 check_graph(sub)?;
