@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::{devices, quality};
+use tread_runtime::lower::backends::BackendKind;
+
+use crate::failure::Failure;
 
 pub(crate) const ROUTE_HELP: &str = "A route RATE:START-END[@STREAM]: the fraction RATE of the stream's \
 tokens (chosen at random per sample, per step) skips blocks START..=END (END inclusive) and \
@@ -76,17 +78,17 @@ treadc train imported/model.json --init-from imported/weights.safetensors --rout
     /// Score a digit model: Fréchet distance to held-out digits (classifier features) and the
     /// share of samples recognised as their class.
     #[command(after_help = "Example:\n  treadc eval runs/mnist --n 1000 --json")]
-    Eval(quality::EvalArgs),
+    Eval(EvalArgs),
     /// Train the digit classifier `treadc eval` uses (its weights ship in data/classifier/).
-    TrainClassifier(quality::TrainClassifierArgs),
+    TrainClassifier(TrainClassifierArgs),
     /// Plot runs' curves (loss, FD or accuracy against step or training wall time), PNG or SVG.
     #[command(
         after_help = "Example:\n  treadc plot runs/dense runs/routed --x wall --y fd -o fd.png"
     )]
-    Plot(quality::PlotArgs),
+    Plot(PlotArgs),
     /// What this binary can run on: backends, CPU cores and SIMD, CUDA driver, NVRTC and GPUs.
     #[command(after_help = "Example:\n  treadc devices --json")]
-    Devices(devices::DevicesArgs),
+    Devices(DevicesArgs),
     /// Coordinate a data-parallel run over several machines (burn-collective's orchestrator):
     /// the nodes' `train --nodes K --coordinator HOST:PORT` join here. Runs until interrupted.
     #[command(
@@ -108,6 +110,38 @@ treadc completions zsh > ~/.zfunc/_treadc\n  treadc completions fish > ~/.config
         after_help = "Examples:\n  treadc man | man -l -\n  treadc man -o ~/.local/share/man/man1"
     )]
     Man(ManArgs),
+}
+
+/// `--route`, shared by compile, train and bench.
+#[derive(clap::Args)]
+pub(crate) struct RouteFlags {
+    /// A route RATE:START-END[@STREAM] or `paper` (repeatable; default: the file's routes).
+    #[arg(long = "route", value_name = "RATE:START-END[@STREAM]|paper", long_help = ROUTE_HELP)]
+    pub(crate) routes: Vec<String>,
+}
+
+/// What `sample` (a run, on burn) and `run` (an exported file, on tract) share: guidance,
+/// sampler steps, the noise, what to draw for and where the samples go.
+#[derive(clap::Args)]
+pub(crate) struct DrawFlags {
+    /// Classifier-free guidance scale.
+    #[arg(long)]
+    pub(crate) cfg: Option<f64>,
+    /// Sampler steps (EDM Heun; Euler for flow models).
+    #[arg(long, default_value_t = 40, value_parser = count(1), allow_negative_numbers = true)]
+    pub(crate) steps: usize,
+    /// Seed of the initial noise (`sample` and `run` draw the same noise for a seed).
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub(crate) seed: u64,
+    /// What the images are drawn for.
+    #[command(flatten)]
+    pub(crate) what: DrawFor,
+    /// Output PNG grid (a video model: frame strips, and an animated `NAME.anim.png` beside it).
+    #[arg(short = 'o', long = "output", default_value = "samples.png")]
+    pub(crate) output: PathBuf,
+    /// Also write the samples as a float32 .npy [n, C, H, W] (clips: [n, C, F, H, W]).
+    #[arg(long)]
+    pub(crate) npy: Option<PathBuf>,
 }
 
 /// `treadc completions`: the shell to complete in.
@@ -248,33 +282,16 @@ pub(crate) struct RunArgs {
     /// Number of images.
     #[arg(long, default_value_t = 16, value_parser = count(1), allow_negative_numbers = true)]
     pub(crate) n: usize,
-    /// Classifier-free guidance scale.
-    #[arg(long)]
-    pub(crate) cfg: Option<f64>,
-    /// Sampler steps (EDM Heun; Euler for flow models).
-    #[arg(long, default_value_t = 40, value_parser = count(1), allow_negative_numbers = true)]
-    pub(crate) steps: usize,
-    /// Seed of the initial noise (the same draw as `treadc sample --seed`).
-    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
-    pub(crate) seed: u64,
-    /// What the images are drawn for.
     #[command(flatten)]
-    pub(crate) what: DrawFor,
-    /// Output PNG grid (a video model: frame strips, and an animated `NAME.anim.png` beside it).
-    #[arg(short = 'o', long = "output", default_value = "samples.png")]
-    pub(crate) output: PathBuf,
-    /// Also write the samples as a float32 .npy [n, C, H, W] (clips: [n, C, F, H, W]).
-    #[arg(long)]
-    pub(crate) npy: Option<PathBuf>,
+    pub(crate) draw: DrawFlags,
 }
 
 #[derive(clap::Args)]
 pub(crate) struct TrainArgs {
     /// The model file (with --resume: optional, and it must be the run's model).
     pub(crate) model: Option<PathBuf>,
-    /// A route RATE:START-END[@STREAM] or `paper` (repeatable; default: the file's routes).
-    #[arg(long = "route", value_name = "RATE:START-END[@STREAM]|paper", long_help = ROUTE_HELP)]
-    pub(crate) routes: Vec<String>,
+    #[command(flatten)]
+    pub(crate) route: RouteFlags,
     /// Training data: `mnist` (bundled), `idx:DIR`, `png:DIR` (one folder per class),
     /// `captions:DIR` (PNGs listed with their captions in DIR/metadata.jsonl) or `latents:FILE`
     /// (.safetensors or .npy).
@@ -378,31 +395,15 @@ pub(crate) struct SampleArgs {
     /// Number of images.
     #[arg(long, default_value_t = 64, value_parser = count(1), allow_negative_numbers = true)]
     pub(crate) n: usize,
-    /// Classifier-free guidance scale.
-    #[arg(long, conflicts_with = "sparse_guidance")]
-    pub(crate) cfg: Option<f64>,
     /// Sparse guidance STRONG,WEAK,SCALE: two conditional routed passes at routing rates STRONG
     /// (e.g. 0.3) and WEAK (e.g. 0.7), combined as weak + SCALE·(strong − weak).
-    #[arg(long, value_name = "STRONG,WEAK,SCALE")]
+    #[arg(long, value_name = "STRONG,WEAK,SCALE", conflicts_with = "cfg")]
     pub(crate) sparse_guidance: Option<String>,
-    /// Sampler steps (EDM Heun default 40; Euler for flow models).
-    #[arg(long, default_value_t = 40, value_parser = count(1), allow_negative_numbers = true)]
-    pub(crate) steps: usize,
-    /// Seed of the initial noise.
-    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
-    pub(crate) seed: u64,
-    /// What the images are drawn for.
     #[command(flatten)]
-    pub(crate) what: DrawFor,
+    pub(crate) draw: DrawFlags,
     /// Use the raw weights instead of the EMA.
     #[arg(long)]
     pub(crate) raw: bool,
-    /// Output PNG grid (a video model: frame strips, and an animated `NAME.anim.png` beside it).
-    #[arg(short = 'o', long = "output", default_value = "samples.png")]
-    pub(crate) output: PathBuf,
-    /// Also write the samples as a float32 .npy [n, C, H, W] (clips: [n, C, F, H, W]).
-    #[arg(long)]
-    pub(crate) npy: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) backend: BackendFlag,
 }
@@ -411,9 +412,8 @@ pub(crate) struct SampleArgs {
 pub(crate) struct BenchArgs {
     /// The model file, or an exported .onnx file (times tract forward passes instead).
     pub(crate) model: PathBuf,
-    /// A route RATE:START-END[@STREAM] or `paper` (repeatable; default: the file's routes).
-    #[arg(long = "route", value_name = "RATE:START-END[@STREAM]|paper")]
-    pub(crate) routes: Vec<String>,
+    #[command(flatten)]
+    pub(crate) route: RouteFlags,
     /// Batch size.
     #[arg(long, default_value_t = 8, value_parser = count(1), allow_negative_numbers = true)]
     pub(crate) batch: usize,
@@ -476,9 +476,8 @@ pub(crate) enum BenchOnly {
 pub(crate) struct CompileArgs {
     /// The model file (see docs/model-format.md; presets in models/).
     pub(crate) model: PathBuf,
-    /// A route RATE:START-END[@STREAM] or `paper` (repeatable).
-    #[arg(long = "route", value_name = "RATE:START-END[@STREAM]|paper", long_help = ROUTE_HELP)]
-    pub(crate) routes: Vec<String>,
+    #[command(flatten)]
+    pub(crate) route: RouteFlags,
     /// Ignore all routes (the file's and --route): compile the dense graph.
     #[arg(long, conflicts_with = "routes")]
     pub(crate) dense: bool,
@@ -537,4 +536,109 @@ impl BackendFlag {
     pub(crate) fn name(self) -> &'static str {
         self.kind.name()
     }
+}
+
+/// `treadc eval`'s arguments.
+#[derive(clap::Args)]
+pub struct EvalArgs {
+    /// A run folder or a checkpoint file of a digit model (1×32×32 images, 10 classes).
+    pub(crate) run: PathBuf,
+    /// Number of samples (classes cycled 0, 1, …, 9, 0, …; at least 2: FD fits a Gaussian).
+    #[arg(long, default_value_t = 1000, value_parser = count(2), allow_negative_numbers = true)]
+    pub(crate) n: usize,
+    /// Sampler steps (EDM Heun; Euler for flow models).
+    #[arg(long, default_value_t = 18, value_parser = count(1), allow_negative_numbers = true)]
+    pub(crate) sampler_steps: usize,
+    /// Seed of the initial noise.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) seed: u64,
+    /// Classifier-free guidance scale (default: plain conditional samples).
+    #[arg(long)]
+    pub(crate) cfg: Option<f64>,
+    /// Score the raw weights instead of the EMA.
+    #[arg(long)]
+    pub(crate) raw: bool,
+    #[command(flatten)]
+    pub(crate) backend: BackendFlag,
+    /// One JSON object on stdout.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// `treadc train-classifier`'s arguments.
+#[derive(clap::Args)]
+pub struct TrainClassifierArgs {
+    /// Where to write the weights.
+    #[arg(
+        short = 'o',
+        long = "output",
+        default_value = "data/classifier/digits-cnn.safetensors"
+    )]
+    pub(crate) output: PathBuf,
+    /// Optimiser steps.
+    #[arg(long, default_value_t = 1500, value_parser = count(1), allow_negative_numbers = true)]
+    pub(crate) steps: usize,
+    /// Batch size.
+    #[arg(long, default_value_t = 128, value_parser = count(1), allow_negative_numbers = true)]
+    pub(crate) batch: usize,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 2e-3)]
+    pub(crate) lr: f64,
+    /// Seed of the initialisation, batch order and shifts.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) seed: u64,
+}
+
+/// The x axis of `treadc plot`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum XArg {
+    /// Training step.
+    Step,
+    /// Training wall time (evaluation, grids and checkpoints excluded).
+    Wall,
+}
+
+/// The y axis of `treadc plot`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum YArg {
+    /// Training loss (moving mean of 25 steps).
+    Loss,
+    /// Fréchet distance to held-out digits (`--eval-every` runs).
+    Fd,
+    /// Class accuracy (`--eval-every` runs).
+    Accuracy,
+}
+
+/// `treadc plot`'s arguments.
+#[derive(clap::Args)]
+pub struct PlotArgs {
+    /// Run folders (each with a metrics.jsonl).
+    #[arg(required = true)]
+    pub(crate) runs: Vec<PathBuf>,
+    /// The x axis.
+    #[arg(long, value_enum, default_value = "step")]
+    pub(crate) x: XArg,
+    /// The y axis.
+    #[arg(long, value_enum, default_value = "loss")]
+    pub(crate) y: YArg,
+    /// Output file: .png or .svg.
+    #[arg(short = 'o', long = "output", default_value = "curves.png")]
+    pub(crate) output: PathBuf,
+}
+
+/// Arguments of `treadc devices`.
+#[derive(clap::Args)]
+pub struct DevicesArgs {
+    /// One JSON object on stdout (keys: backends, cpu, cuda, wgpu).
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// The `--backend` flag: cuda in a build without it is bad input (exit 2); a backend that
+/// cannot start here (cuda without a usable driver, NVRTC or GPU) fails before anything is
+/// written (exit 1).
+pub(crate) fn backend(b: BackendFlag) -> Result<BackendKind, Failure> {
+    let kind = BackendKind::parse(b.name()).map_err(Failure::Diag)?;
+    kind.check_ready().map_err(Failure::Other)?;
+    Ok(kind)
 }

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::Failure;
+use crate::failure::Failure;
 
 /// The bundled files, by their path under the data folder.
 const FILES: [(&str, &[u8]); 6] = [

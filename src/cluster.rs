@@ -9,7 +9,7 @@ use tread_runtime::run::Placement;
 use tread_runtime::run_folder::RunSettings;
 
 use crate::args::{CoordinatorArgs, ParallelArgs};
-use crate::{cli_error, from_run, Failure};
+use crate::failure::{cli_error, from_run, Failure};
 
 /// The peers the flags ask for (checked against the batch later, where it is known).
 pub(crate) fn plan(a: &ParallelArgs) -> Result<Parallel, Failure> {
@@ -66,8 +66,8 @@ pub(crate) fn follow(
     };
     let text = tread_runtime::start::read_model(&model).map_err(Failure::Diag)?;
     let file = model.display().to_string();
-    let compiled =
-        tread_runtime::run::compile_model(&text, &file, &settings.routes).map_err(Failure::Diag)?;
+    let compiled = tread_runtime::model::compile_model(&text, &file, &settings.routes)
+        .map_err(Failure::Diag)?;
     let batch = batch.unwrap_or(compiled.model.training.batch as usize);
     let settings = RunSettings {
         model_file: file,

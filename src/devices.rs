@@ -5,15 +5,8 @@
 use tread_runtime::devices::{cpu, cuda};
 use tread_runtime::wgpu_adapters::{adapters, require_adapter};
 
-use crate::Failure;
-
-/// Arguments of `treadc devices`.
-#[derive(clap::Args)]
-pub struct DevicesArgs {
-    /// One JSON object on stdout (keys: backends, cpu, cuda, wgpu).
-    #[arg(long)]
-    json: bool,
-}
+use crate::args::DevicesArgs;
+use crate::failure::Failure;
 
 /// Prints the report; never fails on a missing GPU (that is a finding, not an error).
 pub fn run_devices(args: DevicesArgs) -> Result<(), Failure> {

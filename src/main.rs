@@ -12,28 +12,20 @@ mod args;
 mod bundled;
 mod cluster;
 mod devices;
+mod failure;
 mod plan;
 mod quality;
 mod shell;
 use args::*;
+use failure::{cli_error, from_run, Failure};
 use tread_compiler::compile::{compile_file, CompileOptions};
 use tread_compiler::diag::{Diagnostic, Location};
 use tread_compiler::emit;
 use tread_compiler::report::Report;
 use tread_compiler::route_spec::{parse_flag, ROUTE_SYNTAX};
 use tread_runtime::bench::BenchMode;
-use tread_runtime::lower::backends::BackendKind;
-use tread_runtime::run::RunError;
 use tread_runtime::run_folder::RunSettings;
 use tread_runtime::sampler::SampleRequest;
-
-/// A failure with its exit code.
-pub(crate) enum Failure {
-    /// A diagnostic: exit 2 for bad input, 1 for I/O and internal failures (its kind decides).
-    Diag(Diagnostic),
-    /// Anything else: exit 1.
-    Other(String),
-}
 
 fn main() -> ExitCode {
     if std::env::var_os("TREADC_DEFAULT_MALLOC").is_none() {
@@ -91,7 +83,7 @@ fn run_compile(args: CompileArgs) -> Result<(), Failure> {
         rate_override: args.rate,
         ..Default::default()
     };
-    for (i, r) in args.routes.iter().enumerate() {
+    for (i, r) in args.route.routes.iter().enumerate() {
         opts.routes.push(parse_flag(r, i).map_err(Failure::Diag)?);
     }
     if args.rate.is_some() && args.dense {
@@ -160,31 +152,6 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
     tread_compiler::atomic::write_atomic(path, bytes).map_err(Failure::Diag)
 }
 
-/// The `--backend` flag: cuda in a build without it is bad input (exit 2); a backend that
-/// cannot start here (cuda without a usable driver, NVRTC or GPU) fails before anything is
-/// written (exit 1).
-pub(crate) fn backend(b: BackendFlag) -> Result<BackendKind, Failure> {
-    let kind = BackendKind::parse(b.name()).map_err(Failure::Diag)?;
-    kind.check_ready().map_err(Failure::Other)?;
-    Ok(kind)
-}
-
-pub(crate) fn from_run(e: RunError) -> Failure {
-    match e {
-        RunError::Diag(d) => Failure::Diag(d),
-        RunError::Failed(m) => Failure::Other(m),
-    }
-}
-
-pub(crate) fn cli_error(what: &str, expected: &str, found: String) -> Failure {
-    Failure::Diag(
-        Diagnostic::new(Location::Item(what.to_string()), "bad argument")
-            .expected(expected)
-            .found(found)
-            .in_file("<command line>"),
-    )
-}
-
 fn run_train(args: TrainArgs) -> Result<(), Failure> {
     use tread_runtime::start::{start, NewRun, TrainStart};
     let kind = backend(args.backend)?;
@@ -199,7 +166,7 @@ fn run_train(args: TrainArgs) -> Result<(), Failure> {
     };
     let settings = RunSettings {
         model_file: String::new(),
-        routes: args.routes,
+        routes: args.route.routes,
         data: args.data,
         steps: args.steps,
         batch: 0,
@@ -252,7 +219,7 @@ fn run_train(args: TrainArgs) -> Result<(), Failure> {
 /// The stored texts `--context FILE` names, loaded.
 fn stored_texts(
     file: Option<&Path>,
-) -> Result<Option<tread_runtime::data::contexts::StoredTexts>, Failure> {
+) -> Result<Option<tread_runtime::data::dataset::StoredTexts>, Failure> {
     file.map(tread_runtime::data::contexts::load)
         .transpose()
         .map_err(Failure::Diag)
@@ -268,28 +235,28 @@ fn run_sample(args: SampleArgs) -> Result<(), Failure> {
         .map_err(Failure::Diag)?;
     let req = SampleRequest {
         n: args.n,
-        steps: args.steps,
-        seed: args.seed,
-        cfg: args.cfg,
+        steps: args.draw.steps,
+        seed: args.draw.seed,
+        cfg: args.draw.cfg,
         sparse,
         raw: args.raw,
-        class: args.what.class,
-        prompt: args.what.prompt,
-        stored: stored_texts(args.what.context.as_deref())?,
+        class: args.draw.what.class,
+        prompt: args.draw.what.prompt,
+        stored: stored_texts(args.draw.what.context.as_deref())?,
     };
     let s = tread_runtime::draw::sample(kind, &args.run, &req).map_err(from_run)?;
     let n = s.n;
-    let animated = tread_runtime::run::write_samples(
+    let animated = tread_runtime::image_out::write_samples(
         &s.images,
         n,
         s.shape,
         s.clip,
-        &args.output,
-        args.npy.as_deref(),
+        &args.draw.output,
+        args.draw.npy.as_deref(),
         s.prompts.as_deref(),
     )
     .map_err(Failure::Diag)?;
-    eprintln!("wrote {n} samples to {}", args.output.display());
+    eprintln!("wrote {n} samples to {}", args.draw.output.display());
     if let Some(a) = animated {
         eprintln!("wrote them as an animation to {}", a.display());
     }
@@ -302,9 +269,12 @@ fn run_bench(args: BenchArgs) -> Result<(), Failure> {
     }
     let kind = backend(args.backend)?;
     let text = tread_runtime::start::read_model(&args.model).map_err(Failure::Diag)?;
-    let compiled =
-        tread_runtime::run::compile_model(&text, &args.model.display().to_string(), &args.routes)
-            .map_err(Failure::Diag)?;
+    let compiled = tread_runtime::model::compile_model(
+        &text,
+        &args.model.display().to_string(),
+        &args.route.routes,
+    )
+    .map_err(Failure::Diag)?;
     if let Some(n) = args.micro_batches {
         if n == 0 || !args.batch.is_multiple_of(n) {
             return Err(cli_error(
@@ -590,25 +560,25 @@ fn run_onnx(args: RunArgs) -> Result<(), Failure> {
     let d = Deployment::open(&args.model).map_err(Failure::Diag)?;
     let req = SampleRequest {
         n: args.n,
-        steps: args.steps,
-        seed: args.seed,
-        cfg: args.cfg,
-        class: args.what.class,
-        prompt: args.what.prompt,
-        stored: stored_texts(args.what.context.as_deref())?,
+        steps: args.draw.steps,
+        seed: args.draw.seed,
+        cfg: args.draw.cfg,
+        class: args.draw.what.class,
+        prompt: args.draw.what.prompt,
+        stored: stored_texts(args.draw.what.context.as_deref())?,
         ..Default::default()
     };
     let imgs = d.sample(&req).map_err(from_run)?;
     let labels = tread_runtime::sampler::sample_labels(d.classes, req.class, req.n)
         .map_err(Failure::Diag)?;
     let prompts = tread_runtime::sampler::prompts_of(d.text.is_some(), &req, labels.as_deref());
-    let animated = tread_runtime::run::write_samples(
+    let animated = tread_runtime::image_out::write_samples(
         &imgs,
         args.n,
         d.shape,
         d.clip(),
-        &args.output,
-        args.npy.as_deref(),
+        &args.draw.output,
+        args.draw.npy.as_deref(),
         prompts.as_deref(),
     )
     .map_err(Failure::Diag)?;
@@ -618,8 +588,8 @@ fn run_onnx(args: RunArgs) -> Result<(), Failure> {
     eprintln!(
         "wrote {} samples to {} (tract, {} steps)",
         args.n,
-        args.output.display(),
-        args.steps
+        args.draw.output.display(),
+        args.draw.steps
     );
     Ok(())
 }

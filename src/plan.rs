@@ -4,8 +4,8 @@
 use tread_compiler::plan::{plan, Proposal};
 use tread_runtime::bench::BenchMode;
 
-use crate::args::PlanArgs;
-use crate::{backend, cli_error, from_run, Failure};
+use crate::args::{backend, PlanArgs};
+use crate::failure::{cli_error, from_run, Failure};
 
 /// How far past the budget (in dense FLOPs) candidates are still measured: a route's measured
 /// saving can exceed its FLOPs saving (attention's cost grows with the square of the tokens).
@@ -36,7 +36,7 @@ pub(crate) fn run_plan(args: PlanArgs) -> Result<(), Failure> {
     let mut closest: Option<(f64, String)> = None;
     for p in candidates {
         let compiled =
-            tread_runtime::run::compile_model(&text, &file, std::slice::from_ref(&p.route))
+            tread_runtime::model::compile_model(&text, &file, std::slice::from_ref(&p.route))
                 .map_err(Failure::Diag)?;
         let b = *batch.get_or_insert(compiled.model.training.batch as usize);
         if !args.json {

@@ -2,7 +2,6 @@
 //! and printing; the work is in `tread_runtime::eval` and `tread_runtime::lower::classifier`).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Instant;
 
 use tread_runtime::eval::{bundled_digits, check_digit_model, slice, weights, Evaluator, HELD_OUT};
@@ -10,39 +9,13 @@ use tread_runtime::lower::classifier::{self, TrainPlan};
 use tread_runtime::run_folder::{RunFolder, METRICS_FILE, RUN_JSON_FILE};
 use tread_runtime::sampler::SampleRequest;
 
+use crate::args::{backend, EvalArgs, PlotArgs, TrainClassifierArgs, XArg, YArg};
 use crate::bundled::BundledData;
-use crate::{cli_error, from_run, Failure};
-
-/// `treadc eval`'s arguments.
-#[derive(clap::Args)]
-pub struct EvalArgs {
-    /// A run folder or a checkpoint file of a digit model (1×32×32 images, 10 classes).
-    run: PathBuf,
-    /// Number of samples (classes cycled 0, 1, …, 9, 0, …; at least 2: FD fits a Gaussian).
-    #[arg(long, default_value_t = 1000, value_parser = crate::args::count(2), allow_negative_numbers = true)]
-    n: usize,
-    /// Sampler steps (EDM Heun; Euler for flow models).
-    #[arg(long, default_value_t = 18, value_parser = crate::args::count(1), allow_negative_numbers = true)]
-    sampler_steps: usize,
-    /// Seed of the initial noise.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Classifier-free guidance scale (default: plain conditional samples).
-    #[arg(long)]
-    cfg: Option<f64>,
-    /// Score the raw weights instead of the EMA.
-    #[arg(long)]
-    raw: bool,
-    #[command(flatten)]
-    backend: crate::args::BackendFlag,
-    /// One JSON object on stdout.
-    #[arg(long)]
-    json: bool,
-}
+use crate::failure::{cli_error, from_run, Failure};
 
 /// Samples `n` digits from a checkpoint and scores them.
 pub fn run_eval(args: EvalArgs) -> Result<(), Failure> {
-    let kind = crate::backend(args.backend)?;
+    let kind = backend(args.backend)?;
     let ckpt = RunFolder::checkpoint_of(&args.run);
     let start = Instant::now();
     let req = SampleRequest {
@@ -109,30 +82,6 @@ pub fn run_eval(args: EvalArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `treadc train-classifier`'s arguments.
-#[derive(clap::Args)]
-pub struct TrainClassifierArgs {
-    /// Where to write the weights.
-    #[arg(
-        short = 'o',
-        long = "output",
-        default_value = "data/classifier/digits-cnn.safetensors"
-    )]
-    output: PathBuf,
-    /// Optimiser steps.
-    #[arg(long, default_value_t = 1500, value_parser = crate::args::count(1), allow_negative_numbers = true)]
-    steps: usize,
-    /// Batch size.
-    #[arg(long, default_value_t = 128, value_parser = crate::args::count(1), allow_negative_numbers = true)]
-    batch: usize,
-    /// Adam learning rate.
-    #[arg(long, default_value_t = 2e-3)]
-    lr: f64,
-    /// Seed of the initialisation, batch order and shifts.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-}
-
 /// Trains the digit classifier on the bundled digits 0..9000 and reports its accuracy on the
 /// held-out 9000..10000.
 pub fn run_train_classifier(args: TrainClassifierArgs) -> Result<(), Failure> {
@@ -188,43 +137,6 @@ pub fn run_train_classifier(args: TrainClassifierArgs) -> Result<(), Failure> {
         args.output.display()
     );
     Ok(())
-}
-
-/// The x axis of `treadc plot`.
-#[derive(Clone, Copy, clap::ValueEnum)]
-pub enum XArg {
-    /// Training step.
-    Step,
-    /// Training wall time (evaluation, grids and checkpoints excluded).
-    Wall,
-}
-
-/// The y axis of `treadc plot`.
-#[derive(Clone, Copy, clap::ValueEnum)]
-pub enum YArg {
-    /// Training loss (moving mean of 25 steps).
-    Loss,
-    /// Fréchet distance to held-out digits (`--eval-every` runs).
-    Fd,
-    /// Class accuracy (`--eval-every` runs).
-    Accuracy,
-}
-
-/// `treadc plot`'s arguments.
-#[derive(clap::Args)]
-pub struct PlotArgs {
-    /// Run folders (each with a metrics.jsonl).
-    #[arg(required = true)]
-    runs: Vec<PathBuf>,
-    /// The x axis.
-    #[arg(long, value_enum, default_value = "step")]
-    x: XArg,
-    /// The y axis.
-    #[arg(long, value_enum, default_value = "loss")]
-    y: YArg,
-    /// Output file: .png or .svg.
-    #[arg(short = 'o', long = "output", default_value = "curves.png")]
-    output: PathBuf,
 }
 
 /// Overlays the runs' curves in one figure, with a legend of run names and routes.

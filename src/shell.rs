@@ -6,7 +6,7 @@ use std::io::Write;
 use clap::CommandFactory;
 
 use crate::args::{Cli, CompletionsArgs, ManArgs};
-use crate::Failure;
+use crate::failure::Failure;
 
 /// Prints the completion script for the asked shell.
 pub(crate) fn run_completions(args: CompletionsArgs) -> Result<(), Failure> {

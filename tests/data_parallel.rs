@@ -148,7 +148,7 @@ fn both_succeed(n0: Child, n1: Child, deadline: Instant) -> (Output, Output) {
 
 /// Two processes over loopback with 4 samples each equal one process with 8, after 5 steps.
 #[test]
-fn two_nodes_over_loopback_equal_one_process() {
+fn slow_two_nodes_over_loopback_equal_one_process() {
     let tmp = temp_dir("dp-equal");
     let dir = tmp.path();
     let (one, two) = (dir.join("one"), dir.join("two"));
@@ -233,7 +233,7 @@ fn two_nodes_over_loopback_equal_one_process() {
 /// exit 1 and a message saying a node left, as soon as the connection closes — well before its
 /// --peer-timeout, although its second local peer is still blocked in the all-reduce.
 #[test]
-fn a_dead_node_stops_the_other_with_an_error() {
+fn slow_a_dead_node_stops_the_other_with_an_error() {
     let tmp = temp_dir("dp-dead");
     let dir = tmp.path();
     let run = dir.join("run");
@@ -279,7 +279,7 @@ fn a_dead_node_stops_the_other_with_an_error() {
 
 /// Nodes started with different flags (here --seed) refuse to train, each saying why.
 #[test]
-fn nodes_with_different_flags_refuse_to_train() {
+fn slow_nodes_with_different_flags_refuse_to_train() {
     let tmp = temp_dir("dp-mismatch");
     let dir = tmp.path();
     let coord = Coordinator::start();

@@ -169,7 +169,10 @@ fn a_checkpoint_of_another_model_is_refused_naming_the_tensor() {
     );
     ck.tensors.insert(
         "ema/patch_embed.weight".into(),
-        tread_runtime::run::host(vec![3], vec![0.0; 3]),
+        tread_runtime::checkpoint::HostTensor {
+            shape: vec![3],
+            data: vec![0.0; 3],
+        },
     );
     let path = dir.join("checkpoint.safetensors");
     ck.save(&path).unwrap();

@@ -18,7 +18,7 @@ use tread_runtime::export::{
 use tread_runtime::npy::write as write_npy;
 
 #[test]
-fn onnx_checker_and_onnxruntime_agree_with_burn() {
+fn slow_onnx_checker_and_onnxruntime_agree_with_burn() {
     if std::env::var_os("TREADC_SKIP_ONNXRUNTIME").is_some() {
         eprintln!("SKIPPED on request (TREADC_SKIP_ONNXRUNTIME): onnxruntime check not run");
         return;

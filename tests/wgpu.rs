@@ -114,7 +114,7 @@ fn samples(run: &Path, backend: &str) -> Vec<f32> {
 }
 
 #[test]
-fn wgpu_trains_and_samples_the_routed_dit_like_the_cpu_engine() {
+fn slow_wgpu_trains_and_samples_the_routed_dit_like_the_cpu_engine() {
     if skip() {
         return;
     }
@@ -140,7 +140,7 @@ fn wgpu_trains_and_samples_the_routed_dit_like_the_cpu_engine() {
 }
 
 #[test]
-fn wgpu_trains_the_text_conditioned_mmdit_like_the_cpu_engine() {
+fn slow_wgpu_trains_the_text_conditioned_mmdit_like_the_cpu_engine() {
     if skip() {
         return;
     }

@@ -4,10 +4,11 @@
 use std::path::Path;
 
 use crate::analysis::{analyse, Analysis};
-use crate::diag::{Diagnostic, Location, Result};
+use crate::diag::{Location, Result};
 use crate::ir::Graph;
 use crate::parse::{parse_model, Model};
 use crate::passes::apply_routes;
+use crate::read::read_text;
 use crate::route_spec::{resolve, GivenRoute, Route};
 
 /// What to route.
@@ -39,12 +40,7 @@ pub struct Compiled {
 /// Reads and compiles a model file.
 pub fn compile_file(path: &Path, opts: &CompileOptions) -> Result<Compiled> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Diagnostic::new(Location::File, "cannot read the model file")
-            .expected("a readable UTF-8 model.json")
-            .found(e.to_string())
-            .in_file(&file)
-    })?;
+    let text = read_text(path, "model file", "a readable UTF-8 model.json")?;
     compile_str(&text, &file, opts)
 }
 

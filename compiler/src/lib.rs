@@ -19,6 +19,7 @@ pub mod params;
 pub mod parse;
 pub mod passes;
 pub mod plan;
+pub mod read;
 pub mod report;
 pub mod route_spec;
 pub mod shape;

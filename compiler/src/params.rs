@@ -7,6 +7,27 @@
 
 use crate::ir::{Graph, NodeId, NormFlavour, Op, ParamInit};
 
+/// The suffixes of a node's learned tensors (`<node>.<suffix>`, `blocks.3.attn.qkv.weight`):
+/// the one spelling of them that the runtime, the exporter and the importer use.
+pub mod suffix {
+    /// A linear layer's matrix, a norm's scale, a token convolution's kernel.
+    pub const WEIGHT: &str = "weight";
+    /// A linear layer's, a norm's or a token convolution's bias.
+    pub const BIAS: &str = "bias";
+    /// Attention's packed q, k, v projection `[D, 3D]`.
+    pub const QKV_WEIGHT: &str = "qkv.weight";
+    /// Its bias `[3D]`.
+    pub const QKV_BIAS: &str = "qkv.bias";
+    /// Attention's output projection `[D, D]`.
+    pub const PROJ_WEIGHT: &str = "proj.weight";
+    /// Its bias `[D]`.
+    pub const PROJ_BIAS: &str = "proj.bias";
+    /// An embedding's table.
+    pub const TABLE: &str = "table";
+    /// A `param` node's tensor.
+    pub const VALUE: &str = "value";
+}
+
 /// How a tensor is initialised; the runtime implements each role.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum InitRole {
@@ -76,26 +97,26 @@ pub fn param_specs(g: &Graph) -> Vec<ParamSpec> {
                         zero_under_adaln: zero,
                     }
                 };
-                push("weight", vec![i, *o], role);
+                push(suffix::WEIGHT, vec![i, *o], role);
                 if *bias {
-                    push("bias", vec![*o], InitRole::Zeros);
+                    push(suffix::BIAS, vec![*o], InitRole::Zeros);
                 }
             }
             Op::LayerNorm { affine, .. } => {
                 if *affine {
-                    push("weight", vec![last(0)], InitRole::Ones);
-                    push("bias", vec![last(0)], InitRole::Zeros);
+                    push(suffix::WEIGHT, vec![last(0)], InitRole::Ones);
+                    push(suffix::BIAS, vec![last(0)], InitRole::Zeros);
                 }
             }
             Op::RmsNorm { affine, .. } => {
                 if *affine {
-                    push("weight", vec![last(0)], InitRole::Ones)
+                    push(suffix::WEIGHT, vec![last(0)], InitRole::Ones)
                 }
             }
             Op::Attention { qkv_bias, .. } => {
                 let d = last(0);
                 push(
-                    "qkv.weight",
+                    suffix::QKV_WEIGHT,
                     vec![d, 3 * d],
                     InitRole::LinearWeight {
                         fan_in: d,
@@ -104,10 +125,10 @@ pub fn param_specs(g: &Graph) -> Vec<ParamSpec> {
                     },
                 );
                 if *qkv_bias {
-                    push("qkv.bias", vec![3 * d], InitRole::Zeros);
+                    push(suffix::QKV_BIAS, vec![3 * d], InitRole::Zeros);
                 }
                 push(
-                    "proj.weight",
+                    suffix::PROJ_WEIGHT,
                     vec![d, d],
                     InitRole::LinearWeight {
                         fan_in: d,
@@ -115,7 +136,7 @@ pub fn param_specs(g: &Graph) -> Vec<ParamSpec> {
                         zero_under_adaln: false,
                     },
                 );
-                push("proj.bias", vec![d], InitRole::Zeros);
+                push(suffix::PROJ_BIAS, vec![d], InitRole::Zeros);
             }
             Op::HeadNorm {
                 heads,
@@ -125,30 +146,32 @@ pub fn param_specs(g: &Graph) -> Vec<ParamSpec> {
             } => {
                 if *affine {
                     let dh = last(0) / heads.max(&1);
-                    push("weight", vec![dh], InitRole::Ones);
+                    push(suffix::WEIGHT, vec![dh], InitRole::Ones);
                     if *norm == NormFlavour::Layer {
-                        push("bias", vec![dh], InitRole::Zeros);
+                        push(suffix::BIAS, vec![dh], InitRole::Zeros);
                     }
                 }
             }
-            Op::Embed { vocab, dim } => {
-                push("table", vec![*vocab, *dim], InitRole::Normal { std: 0.02 })
-            }
+            Op::Embed { vocab, dim } => push(
+                suffix::TABLE,
+                vec![*vocab, *dim],
+                InitRole::Normal { std: 0.02 },
+            ),
             Op::ClassEmbed { classes, dim } => push(
-                "table",
+                suffix::TABLE,
                 vec![classes + 1, *dim],
                 InitRole::Normal { std: 0.02 },
             ),
             Op::TokenConv { kernel, .. } => {
                 push(
-                    "weight",
+                    suffix::WEIGHT,
                     vec![*kernel, last(0)],
                     InitRole::ConvKernel { kernel: *kernel },
                 );
-                push("bias", vec![last(0)], InitRole::Zeros);
+                push(suffix::BIAS, vec![last(0)], InitRole::Zeros);
             }
             Op::Param { shape, init, .. } => push(
-                "value",
+                suffix::VALUE,
                 shape.clone(),
                 match init {
                     ParamInit::Zeros => InitRole::Zeros,

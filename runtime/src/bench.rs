@@ -14,7 +14,8 @@ use crate::init::normal;
 use crate::lower::backends::{guarded, new_session, BackendKind};
 use crate::lower::train::Recipe;
 use crate::lower::Session;
-use crate::run::{model_io, text_encoder, RunError};
+use crate::model::{model_io, text_encoder};
+use crate::run_error::RunError;
 
 /// Which steps to time (peak memory of one kind needs a process of its own).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,7 +9,9 @@ use tread_compiler::ir::Graph;
 use crate::data::clips::ClipShape;
 use crate::lower::backends::{guarded, BackendKind};
 use crate::lower::sample::{Guidance, SampleSpec};
-use crate::run::{clip_shape, load_run, model_io, RunError};
+use crate::model::{clip_shape, model_io};
+use crate::restore::load_run;
+use crate::run_error::RunError;
 use crate::sampler::{conditioning, prompts_of, SampleRequest};
 
 /// What [`sample`] drew, and from what.

@@ -19,7 +19,8 @@ use tread_onnx::export::{export, ExportOptions, Weights};
 use tread_onnx::{keys, pb};
 
 use crate::init::{init_values, normal};
-use crate::run::{compile_model, RunError};
+use crate::model::compile_model;
+use crate::run_error::RunError;
 use crate::run_folder::{SavedRun, ONNX_FILE};
 use crate::text::Tokenizer;
 use tread_onnx::tract::{HostValue, TractModel};
@@ -204,7 +205,7 @@ pub fn export_source(src: &ExportSource, req: &ExportRequest) -> Result<ExportOu
     let mut metadata = src.metadata.clone();
     // A context too short for the bundled captions exports without them: the file cannot be
     // prompted by `treadc run`, but it is still the model.
-    if let Ok(Some(enc)) = crate::run::text_encoder(&src.compiled, src.vocabulary.clone()) {
+    if let Ok(Some(enc)) = crate::model::text_encoder(&src.compiled, src.vocabulary.clone()) {
         metadata.push((keys::TEXT_ENCODER.into(), enc.name().into()));
         metadata.push((keys::VOCABULARY.into(), enc.tokenizer.in_id_order()));
     }

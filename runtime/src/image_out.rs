@@ -247,6 +247,43 @@ fn encode(path: &Path, frames: &[Grid]) -> Result<Vec<u8>, Diagnostic> {
     Ok(bytes)
 }
 
+/// Writes samples as a grid (a video model's clips as frame strips, and an animated PNG whose
+/// path is returned) and optionally as `.npy` (`[n, C, H, W]`, clips `[n, C, F, H, W]`).
+pub fn write_samples(
+    images: &[f32],
+    n: usize,
+    shape: [usize; 3],
+    clip: Option<ClipShape>,
+    png: &Path,
+    npy: Option<&Path>,
+    prompts: Option<&[String]>,
+) -> Result<Option<std::path::PathBuf>, Diagnostic> {
+    let animated = match clip {
+        Some(c) => {
+            let cols = ((n as f64).sqrt() / (c.frames as f64).sqrt()).ceil() as usize;
+            Some(crate::image_out::write_clips(
+                png, images, n, shape[0], c, cols,
+            )?)
+        }
+        None => {
+            let cols = (n as f64).sqrt().ceil() as usize;
+            match prompts {
+                Some(p) => write_labelled_grid(png, images, n, shape, cols, p)?,
+                None => write_grid(png, images, n, shape, cols)?,
+            }
+            None
+        }
+    };
+    if let Some(p) = npy {
+        let dims = match clip {
+            Some(c) => vec![n, shape[0], c.frames, c.height, c.width],
+            None => vec![n, shape[0], shape[1], shape[2]],
+        };
+        crate::npy::write(p, images, &dims)?;
+    }
+    Ok(animated)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,7 @@ use std::path::Path;
 
 use serde_json::Value;
 use tread_compiler::diag::{Diagnostic, Location};
+use tread_compiler::read::read_text;
 
 /// One training step's line.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -47,12 +48,7 @@ pub struct Curves {
 /// Reads `metrics.jsonl`; a line that is not JSON or lacks `step` is an error naming it.
 pub fn read(path: &Path) -> Result<Curves, Diagnostic> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Diagnostic::new(Location::File, "cannot read the metrics")
-            .expected("a run folder's metrics.jsonl")
-            .found(e.to_string())
-            .in_file(file.clone())
-    })?;
+    let text = read_text(path, "metrics", "a run folder's metrics.jsonl")?;
     parse(&text).map_err(|(line, msg)| {
         Diagnostic::new(Location::Item(format!("line {line}")), msg)
             .expected("one JSON object per line with a `step`")

@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use tread_compiler::diag::{Diagnostic, Location};
+use tread_compiler::read::read_bytes;
 
 use crate::checkpoint::write_atomic;
 
@@ -24,12 +25,7 @@ pub struct Npy {
 /// `<f4`; `expected` and `help` word that error), and checks the data length against the shape.
 pub fn read(path: &Path, accept: &[&str], expected: &str, help: &str) -> Result<Npy, Diagnostic> {
     let file = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| {
-        Diagnostic::new(Location::File, "cannot read the .npy file")
-            .expected("a readable file")
-            .found(e.to_string())
-            .in_file(&file)
-    })?;
+    let bytes = read_bytes(path, ".npy file", "a readable file")?;
     let header_err = |message: &str, expected: &str, found: String| {
         Diagnostic::new(Location::Item("header".into()), message)
             .expected(expected)

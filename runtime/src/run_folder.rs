@@ -225,7 +225,7 @@ impl SavedRun {
 
     /// The run's model compiled with its routes, as it was trained.
     pub fn compile(&self) -> Result<Compiled, Diagnostic> {
-        crate::run::compile_model(
+        crate::model::compile_model(
             &self.model_json,
             &self.settings.model_file,
             &self.settings.routes,

@@ -11,7 +11,7 @@ use tread_compiler::edm::edm_sigmas;
 use tread_compiler::diag::{Diagnostic, Location};
 
 use crate::condition::Condition;
-use crate::data::contexts::StoredTexts;
+use crate::data::dataset::StoredTexts;
 use crate::init::normal;
 use crate::text::{canonical_prompt, digit_named, TextEncoder, TextError};
 

@@ -5,18 +5,14 @@
 use std::path::{Path, PathBuf};
 
 use tread_compiler::diag::{Diagnostic, Location};
+use tread_compiler::read::read_text;
 
-use crate::run::compile_model;
+use crate::model::compile_model;
 use crate::run_folder::{RunFolder, RunSettings, SavedRun};
 
 /// Reads a model file; the error names it.
 pub fn read_model(path: &Path) -> Result<String, Diagnostic> {
-    std::fs::read_to_string(path).map_err(|e| {
-        Diagnostic::new(Location::File, "cannot read the model file")
-            .expected("a readable model.json")
-            .found(e.to_string())
-            .in_file(path.display().to_string())
-    })
+    read_text(path, "model file", "a readable model.json")
 }
 
 /// A new run: the model file, the run folder and the settings given on the command line.

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::numbering;
+use super::numbering::numbering;
 use crate::ir::{Graph, Op, Place};
 
 /// Renders the graph as a dot digraph.

@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use super::numbering;
+use super::numbering::numbering;
 use crate::ir::{Graph, Place};
 
 /// Renders the graph as a JSON value.

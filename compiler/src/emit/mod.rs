@@ -2,20 +2,9 @@
 
 mod dot;
 mod json;
+mod numbering;
 mod text;
 
 pub use dot::to_dot;
 pub use json::to_json;
 pub use text::to_text;
-
-use crate::ir::{Graph, NodeId};
-use std::collections::HashMap;
-
-/// Stable display numbers: position in the deterministic topological order.
-pub(crate) fn numbering(g: &Graph) -> (Vec<NodeId>, HashMap<NodeId, usize>) {
-    let order = g
-        .topo_order()
-        .expect("emitters run on verified (acyclic) graphs");
-    let num = order.iter().enumerate().map(|(i, &id)| (id, i)).collect();
-    (order, num)
-}

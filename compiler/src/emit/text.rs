@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::numbering;
+use super::numbering::numbering;
 use crate::ir::{Graph, Op, Place, IMAGE_STREAM};
 
 /// Renders the graph as text.

@@ -13,7 +13,8 @@ use petgraph::stable_graph::{NodeIndex, StableDiGraph};
 use petgraph::visit::EdgeRef;
 use petgraph::Direction;
 
-use super::{Op, ValueType};
+use super::op::Op;
+use super::types::ValueType;
 
 /// A node (and the value it produces). Stable across passes that do not remove it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

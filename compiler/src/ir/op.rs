@@ -96,7 +96,7 @@ impl InputRole {
     pub fn stream(self) -> Option<&'static str> {
         match self {
             InputRole::Context | InputRole::ContextMask | InputRole::TokenIds => {
-                Some(super::TEXT_STREAM)
+                Some(super::types::TEXT_STREAM)
             }
             InputRole::Image
             | InputRole::NoiseLevel
@@ -526,14 +526,14 @@ impl Op {
                     ("keep", keep.to_string()),
                     ("sorted", sorted.to_string()),
                 ];
-                if stream != super::IMAGE_STREAM {
+                if stream != super::types::IMAGE_STREAM {
                     v.push(("stream", stream.clone()));
                 }
                 v
             }
             Op::GatherTokens { route, stream } | Op::MergeTokens { route, stream } => {
                 let mut v = vec![("route", route.to_string())];
-                if stream != super::IMAGE_STREAM {
+                if stream != super::types::IMAGE_STREAM {
                     v.push(("stream", stream.clone()));
                 }
                 v

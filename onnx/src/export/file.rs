@@ -11,6 +11,7 @@ use tract_onnx::pb;
 
 use tread_compiler::atomic::write_atomic;
 use tread_compiler::diag::{Diagnostic, Location};
+use tread_compiler::read::read_bytes;
 
 /// Where the weights go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,12 +102,7 @@ pub fn write_model(
 /// Reads and decodes an ONNX model file (the graph; external data stays where it is).
 pub fn read_model(path: &Path) -> Result<pb::ModelProto, Diagnostic> {
     let file = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| {
-        Diagnostic::new(Location::File, "cannot read the ONNX file")
-            .expected("a readable .onnx file")
-            .found(e.to_string())
-            .in_file(file.clone())
-    })?;
+    let bytes = read_bytes(path, "ONNX file", "a readable .onnx file")?;
     let m = pb::ModelProto::decode(bytes.as_slice()).map_err(|e| {
         Diagnostic::new(Location::File, "not an ONNX model, or a corrupt one")
             .expected("an ONNX ModelProto (protobuf)")

@@ -7,9 +7,10 @@
 use std::collections::HashMap;
 
 use super::builder::{Attr, GraphBuilder};
-use super::Weights;
+use super::weights::Weights;
 use tread_compiler::diag::{Diagnostic, Location};
 use tread_compiler::ir::{GeluApprox, GluAct, Graph, NodeId, NormFlavour, Op};
+use tread_compiler::params::suffix;
 use tread_compiler::tables;
 
 /// Lowers the nodes of a dense graph, in topological order, into a builder.
@@ -62,12 +63,12 @@ impl<'a> Lowering<'a> {
             Op::Input { .. } => return Ok(()),
             Op::Param { shape, .. } => {
                 let shape: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
-                self.weight(&name, "value", &shape)?
+                self.weight(&name, suffix::VALUE, &shape)?
             }
             Op::Linear { out, bias } => {
-                let w = self.weight(&name, "weight", &[self.last(ins[0]), *out as usize])?;
+                let w = self.weight(&name, suffix::WEIGHT, &[self.last(ins[0]), *out as usize])?;
                 if *bias {
-                    let b = self.weight(&name, "bias", &[*out as usize])?;
+                    let b = self.weight(&name, suffix::BIAS, &[*out as usize])?;
                     let mm = self.b.op("MatMul", &[&x[0], &w], &format!("{name}.matmul"));
                     self.b.op("Add", &[&mm, &b], &name)
                 } else {
@@ -78,8 +79,8 @@ impl<'a> Lowering<'a> {
                 let d = self.last(ins[0]);
                 let (scale, bias) = if *affine {
                     (
-                        self.weight(&name, "weight", &[d])?,
-                        Some(self.weight(&name, "bias", &[d])?),
+                        self.weight(&name, suffix::WEIGHT, &[d])?,
+                        Some(self.weight(&name, suffix::BIAS, &[d])?),
                     )
                 } else {
                     (self.b.const_f32(1.0, &[d]), None)
@@ -237,7 +238,11 @@ impl<'a> Lowering<'a> {
                 )
             }
             Op::ClassEmbed { classes, dim } => {
-                let t = self.weight(&name, "table", &[*classes as usize + 1, *dim as usize])?;
+                let t = self.weight(
+                    &name,
+                    suffix::TABLE,
+                    &[*classes as usize + 1, *dim as usize],
+                )?;
                 self.b.node(
                     "Gather",
                     &[&t, &x[0]],
@@ -318,7 +323,7 @@ impl<'a> Lowering<'a> {
                 self.b.op("Mul", &[&gate, &b], &name)
             }
             Op::Embed { vocab, dim } => {
-                let t = self.weight(&name, "table", &[*vocab as usize, *dim as usize])?;
+                let t = self.weight(&name, suffix::TABLE, &[*vocab as usize, *dim as usize])?;
                 self.b.node(
                     "Gather",
                     &[&t, &x[0]],
@@ -369,7 +374,7 @@ impl<'a> Lowering<'a> {
     ) -> Result<String, Diagnostic> {
         let d = self.last(input);
         let scale = if affine {
-            Some(self.weight(name, "weight", &[d])?)
+            Some(self.weight(name, suffix::WEIGHT, &[d])?)
         } else {
             None
         };
@@ -470,12 +475,12 @@ impl<'a> Lowering<'a> {
     ) -> Result<String, Diagnostic> {
         let d = self.last(input);
         let dh = d / heads;
-        let wqkv = self.weight(name, "qkv.weight", &[d, 3 * d])?;
+        let wqkv = self.weight(name, suffix::QKV_WEIGHT, &[d, 3 * d])?;
         let qkv_mm = self
             .b
             .op("MatMul", &[x, &wqkv], &format!("{name}.qkv.matmul"));
         let qkv = if qkv_bias {
-            let b = self.weight(name, "qkv.bias", &[3 * d])?;
+            let b = self.weight(name, suffix::QKV_BIAS, &[3 * d])?;
             self.b.op("Add", &[&qkv_mm, &b], &format!("{name}.qkv"))
         } else {
             qkv_mm
@@ -548,8 +553,8 @@ impl<'a> Lowering<'a> {
             let s2 = self.b.const_i64(&[0, 0, d as i64]);
             self.b.op("Reshape", &[&ot, &s2], &attended);
         }
-        let wp = self.weight(name, "proj.weight", &[d, d])?;
-        let bp = self.weight(name, "proj.bias", &[d])?;
+        let wp = self.weight(name, suffix::PROJ_WEIGHT, &[d, d])?;
+        let bp = self.weight(name, suffix::PROJ_BIAS, &[d])?;
         let mm = self
             .b
             .op("MatMul", &[&attended, &wp], &format!("{name}.proj.matmul"));
@@ -765,7 +770,7 @@ impl<'a> Lowering<'a> {
         let s = self.b.const_i64(&split);
         let r = self.b.op("Reshape", &[x, &s], &format!("{name}.per_head"));
         let scale = if affine {
-            self.weight(name, "weight", &[dh])?
+            self.weight(name, suffix::WEIGHT, &[dh])?
         } else {
             self.b.const_f32(1.0, &[dh])
         };
@@ -774,7 +779,7 @@ impl<'a> Lowering<'a> {
             NormFlavour::Layer => {
                 let mut inputs = vec![r.as_str(), scale.as_str()];
                 let bias = if affine {
-                    Some(self.weight(name, "bias", &[dh])?)
+                    Some(self.weight(name, suffix::BIAS, &[dh])?)
                 } else {
                     None
                 };
@@ -866,7 +871,7 @@ impl<'a> Lowering<'a> {
             }
         }
         let w = self.b.init_f32(&w, &[d, 1, k], &t);
-        let bias = self.weight(name, "bias", &[d])?;
+        let bias = self.weight(name, suffix::BIAS, &[d])?;
         let left = if causal { k - 1 } else { (k - 1) / 2 };
         let right = k - 1 - left;
         let xt = self.b.node(

@@ -15,6 +15,9 @@ pub mod file;
 pub mod listing;
 pub mod lower;
 pub mod precond;
+mod weights;
+
+pub use weights::Weights;
 
 use std::collections::HashMap;
 
@@ -34,40 +37,6 @@ pub const OPSETS: std::ops::RangeInclusive<i64> = 17..=23;
 /// The opset written when none is asked for: the fused `Attention` keeps DiT-S/2 at 359 nodes
 /// (455 at 20, 527 at 17); `--opset 17` serves runtimes older than ONNX 1.18 (2025).
 pub const DEFAULT_OPSET: i64 = 23;
-
-/// The model's tensors by checkpoint name (`blocks.3.attn.qkv.weight`), with the file they came
-/// from for error messages.
-pub struct Weights {
-    /// Where the tensors came from (a checkpoint path, or "fresh init").
-    pub source: String,
-    /// Row-major values by name.
-    pub tensors: HashMap<String, Vec<f32>>,
-}
-
-impl Weights {
-    /// The tensor `name`, checked to hold `shape`'s element count.
-    pub fn get(&self, name: &str, shape: &[usize]) -> Result<&[f32], Diagnostic> {
-        let bad = |found: String| {
-            Diagnostic::new(
-                Location::Item(format!("tensor `{name}`")),
-                "the weights do not match the model",
-            )
-            .expected(format!("a tensor of shape {shape:?}"))
-            .found(found)
-            .in_file(self.source.clone())
-            .help("export a checkpoint together with the model it was trained with")
-        };
-        let t = self
-            .tensors
-            .get(name)
-            .ok_or_else(|| bad("no such tensor".into()))?;
-        let n: usize = shape.iter().product();
-        if t.len() != n {
-            return Err(bad(format!("{} values", t.len())));
-        }
-        Ok(t)
-    }
-}
 
 /// How to export.
 #[derive(Debug, Clone)]

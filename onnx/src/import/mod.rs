@@ -16,6 +16,8 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
+use patterns::claim_all;
+pub use recognise::input_name;
 use recognise::{Ctx, IrInput, Recognised};
 use source::Source;
 use tread_compiler::diag::{Diagnostic, Location};
@@ -35,19 +37,6 @@ pub struct Imported {
     pub templates: usize,
     /// ONNX nodes in the file.
     pub onnx_nodes: usize,
-}
-
-/// The model.json name of an ONNX graph input.
-pub fn input_name(v: &str) -> String {
-    let s: String = v
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect();
-    if s.is_empty() || s.starts_with(|c: char| c.is_ascii_digit()) {
-        format!("in_{s}")
-    } else {
-        s
-    }
 }
 
 /// Each graph input's role: from treadc's metadata when the file has it, else from its element
@@ -133,7 +122,7 @@ pub fn import(path: &Path, name: &str) -> Result<Imported, Diagnostic> {
     let src = Source::new(&proto, facts, inits, &paths);
     let roles = roles(&src, &file)?;
     let mut c = Ctx::new(&src, roles.clone());
-    c.run(&file)?;
+    claim_all(&mut c, &file)?;
     let mut outputs = vec![];
     for o in &src.outputs {
         let v = match c.ir.get(o) {

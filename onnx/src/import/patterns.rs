@@ -3,12 +3,13 @@
 //! produce, checks every attribute the op fixes, and claims the nodes it spans. Shapes and folded
 //! constants come from tract's analysis, so shape arithmetic is never matched node by node.
 
-use serde_json::{json, Map, Value};
+use serde_json::json;
 
 use super::elementwise;
-use super::recognise::{op_json, Ctx, IrNode};
-use tread_compiler::diag::Diagnostic;
+use super::recognise::{input_name, op_json, Ctx, IrNode};
+use tread_compiler::diag::{Diagnostic, Location};
 use tread_compiler::ir::InputRole;
+use tread_compiler::params::suffix;
 use tread_compiler::tables;
 
 /// Tries every pattern on live node `i`; `Ok(false)` when none explains it.
@@ -43,7 +44,7 @@ fn value(c: &Ctx, v: &str) -> Option<String> {
     match c.ir.get(v) {
         Some(n) if n != "?" => Some(n.clone()),
         Some(_) => None,
-        None => c.roles.contains_key(v).then(|| super::input_name(v)),
+        None => c.roles.contains_key(v).then(|| input_name(v)),
     }
 }
 
@@ -425,23 +426,6 @@ fn unpatchify(c: &mut Ctx, i: usize) -> bool {
     true
 }
 
-/// The op of a constant `[1, N, D]` that equals treadc's 2-D sin-cos table on the patch grid.
-pub fn position_table(c: &Ctx, shape: &[usize], data: &[f32]) -> Option<Map<String, Value>> {
-    let (h, w) = c.grid?;
-    let (h, w) = (h as usize, w as usize);
-    if shape.len() != 3 || shape[..2] != [1, h * w] || !shape[2].is_multiple_of(4) {
-        return None;
-    }
-    let table = tables::pos_embed_2d(h, w, shape[2]);
-    let same = table.iter().zip(data).all(|(a, b)| (a - b).abs() <= 1e-6);
-    same.then(|| {
-        op_json(
-            "pos_embed_2d",
-            json!({"height": h, "width": w, "dim": shape[2]}),
-        )
-    })
-}
-
 /// `t` → `Unsqueeze` → (`Cast`) → `Mul` by frequencies → `Cos`, `Sin` → `Concat`: the
 /// sinusoidal timestep embedding, its frequencies checked against the op's table.
 fn timestep(c: &mut Ctx, i: usize) -> bool {
@@ -773,7 +757,7 @@ fn fuse_attention(
     let proj_bias = p.bias.is_some();
     tensors.extend(linear_tensors(&mut p, "proj."));
     if !proj_bias {
-        tensors.push(("proj.bias".into(), vec![d], vec![0.0; d]));
+        tensors.push((suffix::PROJ_BIAS.into(), vec![d], vec![0.0; d]));
     }
     let name = c.name_for(&p.value, anchor, true, "attention");
     matched.extend(
@@ -953,4 +937,58 @@ fn attention_fused(c: &mut Ctx, i: usize) -> bool {
         return false;
     };
     fuse_attention(c, qkv, vec![i, att], proj, heads, att)
+}
+
+/// Runs every pattern over the file; the first unexplained nodes become the error.
+pub fn claim_all(c: &mut Ctx, file: &str) -> Result<(), Diagnostic> {
+    let mut failed: Vec<usize> = vec![];
+    for i in 0..c.src.nodes.len() {
+        if c.done[i] || !c.live(i) {
+            continue;
+        }
+        if elementwise::is_elementwise(&c.src.nodes[i].op) && c.absorbed_later(i) {
+            continue;
+        }
+        // An elementwise region's inner values are known only to the region.
+        let ready = elementwise::is_elementwise(&c.src.nodes[i].op) || c.inputs_known(i);
+        let ok = ready && try_all(c, i)?;
+        if !ok {
+            failed.push(i);
+            c.done[i] = true;
+            for o in c.src.nodes[i].outputs.clone() {
+                c.ir.insert(o, "?".into());
+            }
+        }
+    }
+    if failed.is_empty() {
+        return Ok(());
+    }
+    let first = &c.src.nodes[failed[0]];
+    let listing: Vec<String> = failed
+        .iter()
+        .take(8)
+        .map(|&i| {
+            let n = &c.src.nodes[i];
+            format!("{} ({}) <- [{}]", n.name, n.op, n.inputs.join(", "))
+        })
+        .collect();
+    Err(Diagnostic::new(
+        Location::Node {
+            name: first.name.clone(),
+            path: None,
+        },
+        format!(
+            "{} ONNX node(s) match no treadc op; the first {}:\n  {}",
+            failed.len(),
+            listing.len(),
+            listing.join("\n  ")
+        ),
+    )
+    .expected(
+        "the patterns `treadc import` knows (docs/import.md): linear, layer norm, attention, \
+         GELU, SiLU, patchify, unpatchify, timestep and class embeddings, chunks, add, mul, \
+         modulate",
+    )
+    .found(format!("`{}` ({})", first.name, first.op))
+    .in_file(file))
 }

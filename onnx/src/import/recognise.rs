@@ -10,8 +10,9 @@ use serde_json::{json, Map, Value};
 
 use super::elementwise::{self, EvalNode, Function, Operand};
 use super::source::Source;
-use tread_compiler::diag::{Diagnostic, Location};
+use tread_compiler::diag::Diagnostic;
 use tread_compiler::ir::InputRole;
+use tread_compiler::tables;
 
 /// One treadc op found in the file, before blocks are folded into templates.
 #[derive(Debug, Clone)]
@@ -264,7 +265,7 @@ impl<'a> Ctx<'a> {
             identifier(stem)
         };
         let name = self.unique(base);
-        let node = match super::patterns::position_table(self, &shape, &data) {
+        let node = match position_table(self, &shape, &data) {
             Some(op) => IrNode {
                 name: name.clone(),
                 op,
@@ -289,61 +290,7 @@ impl<'a> Ctx<'a> {
         Some(name)
     }
 
-    /// Runs every pattern over the file; the first unexplained nodes become the error.
-    pub fn run(&mut self, file: &str) -> Result<(), Diagnostic> {
-        let mut failed: Vec<usize> = vec![];
-        for i in 0..self.src.nodes.len() {
-            if self.done[i] || !self.live(i) {
-                continue;
-            }
-            if elementwise::is_elementwise(&self.src.nodes[i].op) && self.absorbed_later(i) {
-                continue;
-            }
-            // An elementwise region's inner values are known only to the region.
-            let ready = elementwise::is_elementwise(&self.src.nodes[i].op) || self.inputs_known(i);
-            let ok = ready && super::patterns::try_all(self, i)?;
-            if !ok {
-                failed.push(i);
-                self.done[i] = true;
-                for o in self.src.nodes[i].outputs.clone() {
-                    self.ir.insert(o, "?".into());
-                }
-            }
-        }
-        if failed.is_empty() {
-            return Ok(());
-        }
-        let first = &self.src.nodes[failed[0]];
-        let listing: Vec<String> = failed
-            .iter()
-            .take(8)
-            .map(|&i| {
-                let n = &self.src.nodes[i];
-                format!("{} ({}) <- [{}]", n.name, n.op, n.inputs.join(", "))
-            })
-            .collect();
-        Err(Diagnostic::new(
-            Location::Node {
-                name: first.name.clone(),
-                path: None,
-            },
-            format!(
-                "{} ONNX node(s) match no treadc op; the first {}:\n  {}",
-                failed.len(),
-                listing.len(),
-                listing.join("\n  ")
-            ),
-        )
-        .expected(
-            "the patterns `treadc import` knows (docs/import.md): linear, layer norm, attention, \
-             GELU, SiLU, patchify, unpatchify, timestep and class embeddings, chunks, add, mul, \
-             modulate",
-        )
-        .found(format!("`{}` ({})", first.name, first.op))
-        .in_file(file))
-    }
-
-    fn inputs_known(&self, i: usize) -> bool {
+    pub fn inputs_known(&self, i: usize) -> bool {
         self.live_inputs(i).iter().all(|v| {
             self.ir.get(v).is_some_and(|n| n != "?") || self.roles.contains_key(v.as_str())
         })
@@ -351,7 +298,7 @@ impl<'a> Ctx<'a> {
 
     /// An elementwise node whose one live consumer is elementwise too: that consumer's region
     /// takes it.
-    fn absorbed_later(&self, i: usize) -> bool {
+    pub fn absorbed_later(&self, i: usize) -> bool {
         let outs = &self.src.nodes[i].outputs;
         outs.len() == 1
             && self.sole_user(&outs[0]).is_some_and(|c| {
@@ -552,6 +499,36 @@ pub fn op_json(kind: &str, attrs: Value) -> Map<String, Value> {
         }
     }
     m
+}
+
+/// The op of a constant `[1, N, D]` that equals treadc's 2-D sin-cos table on the patch grid.
+pub fn position_table(c: &Ctx, shape: &[usize], data: &[f32]) -> Option<Map<String, Value>> {
+    let (h, w) = c.grid?;
+    let (h, w) = (h as usize, w as usize);
+    if shape.len() != 3 || shape[..2] != [1, h * w] || !shape[2].is_multiple_of(4) {
+        return None;
+    }
+    let table = tables::pos_embed_2d(h, w, shape[2]);
+    let same = table.iter().zip(data).all(|(a, b)| (a - b).abs() <= 1e-6);
+    same.then(|| {
+        op_json(
+            "pos_embed_2d",
+            json!({"height": h, "width": w, "dim": shape[2]}),
+        )
+    })
+}
+
+/// The model.json name of an ONNX graph input.
+pub fn input_name(v: &str) -> String {
+    let s: String = v
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    if s.is_empty() || s.starts_with(|c: char| c.is_ascii_digit()) {
+        format!("in_{s}")
+    } else {
+        s
+    }
 }
 
 #[cfg(test)]

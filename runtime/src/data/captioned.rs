@@ -14,30 +14,13 @@ use std::path::Path;
 
 use serde_json::Value;
 use tread_compiler::diag::{Diagnostic, Location};
+use tread_compiler::read::read_text;
 
+use super::dataset::{Captions, Dataset};
 use super::png_folder::decode;
-use super::Dataset;
 
 /// The file naming the images and their captions.
 pub const METADATA: &str = "metadata.jsonl";
-
-/// The captions of a dataset, one per image, and where each came from (for messages).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Captions {
-    /// One caption per image, in the dataset's order.
-    pub texts: Vec<String>,
-    /// The 1-based line of `file` each caption was read from.
-    pub lines: Vec<usize>,
-    /// The metadata file.
-    pub file: String,
-}
-
-impl Captions {
-    /// Where caption `i` came from: "line N" for diagnostics.
-    pub fn location(&self, i: usize) -> Location {
-        Location::Item(format!("line {}", self.lines.get(i).copied().unwrap_or(0)))
-    }
-}
 
 /// Whether `dir` holds a `metadata.jsonl` (used to recognise a bare path).
 pub fn is_captioned(dir: &Path) -> bool {
@@ -48,14 +31,13 @@ pub fn is_captioned(dir: &Path) -> bool {
 pub fn load(dir: &Path) -> Result<Dataset, Diagnostic> {
     let meta = dir.join(METADATA);
     let file = meta.display().to_string();
-    let text = std::fs::read_to_string(&meta).map_err(|e| {
-        Diagnostic::new(Location::File, "cannot read the captions file")
-            .expected(format!(
-                "a readable {METADATA} with one {{\"file_name\": …, \"text\": …}} object per line"
-            ))
-            .found(e.to_string())
-            .in_file(&file)
-    })?;
+    let text = read_text(
+        &meta,
+        "captions file",
+        &format!(
+            "a readable {METADATA} with one {{\"file_name\": …, \"text\": …}} object per line"
+        ),
+    )?;
     let mut images = Vec::new();
     let mut captions = Captions {
         texts: Vec::new(),

@@ -9,8 +9,8 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tread_compiler::diag::{Diagnostic, Location};
 
+use super::dataset::Dataset;
 use super::resize::shrink_area;
-use super::Dataset;
 
 /// The frame layout of a video model's clips.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

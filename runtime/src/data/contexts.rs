@@ -14,8 +14,10 @@ use std::path::Path;
 
 use safetensors::SafeTensors;
 use tread_compiler::diag::{Diagnostic, Location};
+use tread_compiler::read::read_bytes;
 
-use super::latents::{check_finite, floats, ints, parse, read_labels, tensor};
+use super::dataset::StoredTexts;
+use super::safetensors_fields::{check_finite, floats, ints, parse, read_labels, tensor};
 use crate::text::{TextBatch, TextDims};
 
 /// The tensor holding the contexts.
@@ -25,27 +27,10 @@ pub const MASK: &str = "context_mask";
 /// The tensor holding the pooled vectors.
 pub const POOLED: &str = "pooled";
 
-/// Texts read from a file: their encodings, their labels when the file stores them, and the
-/// file (for messages).
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredTexts {
-    /// The encoded texts, one per stored row.
-    pub batch: TextBatch,
-    /// One class per row, when the file has `labels`.
-    pub labels: Option<Vec<i64>>,
-    /// The file they came from.
-    pub file: String,
-}
-
 /// Loads a contexts file for sampling (`--context FILE`): it must hold `context`.
 pub fn load(path: &Path) -> Result<StoredTexts, Diagnostic> {
     let file = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| {
-        Diagnostic::new(Location::File, "cannot read the contexts file")
-            .expected("a readable .safetensors file")
-            .found(e.to_string())
-            .in_file(&file)
-    })?;
+    let bytes = read_bytes(path, "contexts file", "a readable .safetensors file")?;
     let st = parse(&bytes, &file)?;
     match read(&st, None, &file)? {
         Some(texts) => Ok(texts),

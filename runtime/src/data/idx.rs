@@ -22,8 +22,9 @@ use std::path::{Path, PathBuf};
 
 use flate2::read::GzDecoder;
 use tread_compiler::diag::{Diagnostic, Location};
+use tread_compiler::read::read_bytes;
 
-use super::Dataset;
+use super::dataset::Dataset;
 
 /// Magic number of an IDX file of uint8 data with 3 dimensions (images).
 pub const IMAGES_MAGIC: u32 = 0x0000_0803;
@@ -226,12 +227,7 @@ fn describe_magic(m: u32) -> String {
 fn read_idx<const N: usize>(path: &Path, what: &str) -> Result<([usize; N], Vec<u8>), Diagnostic> {
     let magic = 0x0000_0800 | N as u32;
     let file = path.display().to_string();
-    let raw = std::fs::read(path).map_err(|e| {
-        Diagnostic::new(Location::File, format!("cannot read the IDX {what} file"))
-            .expected("a readable file")
-            .found(e.to_string())
-            .in_file(&file)
-    })?;
+    let raw = read_bytes(path, &format!("IDX {what} file"), "a readable file")?;
     let gzipped = raw.starts_with(&[0x1f, 0x8b]);
     let mut reader: Box<dyn Read> = if gzipped {
         Box::new(GzDecoder::new(&raw[..]))

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use png::{ColorType, Transformations};
 use tread_compiler::diag::{Diagnostic, Location};
 
-use super::Dataset;
+use super::dataset::Dataset;
 
 /// Whether `dir` has at least one class sub-folder (used to recognise a bare path).
 pub fn has_class_folders(dir: &Path) -> bool {

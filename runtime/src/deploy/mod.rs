@@ -262,7 +262,7 @@ impl Deployment {
     }
 
     /// Draws `req.n` images, row-major `[n, C, H, W]`.
-    pub fn sample(&self, req: &SampleRequest) -> Result<Vec<f32>, crate::run::RunError> {
+    pub fn sample(&self, req: &SampleRequest) -> Result<Vec<f32>, crate::run_error::RunError> {
         let n = req.n;
         let [c, h, w] = self.shape;
         if req.sparse.is_some() || req.raw {
@@ -294,7 +294,7 @@ impl Deployment {
             .into());
         }
         let noise = initial_noise(req.seed, n * c * h * w);
-        let fail = crate::run::RunError::Failed;
+        let fail = crate::run_error::RunError::Failed;
         let out = match guided {
             None => {
                 let m = self.load(n)?;
@@ -338,7 +338,7 @@ impl Deployment {
         batch: usize,
         warmup: usize,
         iters: usize,
-    ) -> Result<ForwardTiming, crate::run::RunError> {
+    ) -> Result<ForwardTiming, crate::run_error::RunError> {
         let t0 = std::time::Instant::now();
         let m = self.load(batch)?;
         let load_seconds = t0.elapsed().as_secs_f64();
@@ -346,7 +346,7 @@ impl Deployment {
         let x = initial_noise(3, batch * c * h * w);
         let labels = grid_labels(batch, self.classes);
         let cond = Condition::of_classes(labels.as_deref(), self.text.as_ref())
-            .map_err(|e| crate::run::RunError::Failed(e.to_string()))?;
+            .map_err(|e| crate::run_error::RunError::Failed(e.to_string()))?;
         let level = if self.objective == Objective::Edm {
             1.0
         } else {
@@ -356,7 +356,7 @@ impl Deployment {
         for i in 0..warmup + iters {
             let t = std::time::Instant::now();
             self.predict(&m, &x, level, &cond)
-                .map_err(crate::run::RunError::Failed)?;
+                .map_err(crate::run_error::RunError::Failed)?;
             if i >= warmup {
                 times.push(t.elapsed().as_secs_f64() * 1e3);
             }

@@ -18,7 +18,7 @@ use crate::parallel::Parallel;
 
 fn err(what: &str, e: burn_collective::CollectiveError) -> String {
     use burn_collective::CollectiveError as E;
-    let first = super::group::first_peer_panic()
+    let first = super::peer_panics::first_peer_panic()
         .map(|m| format!("; first failure: {m}"))
         .unwrap_or_default();
     match e {

@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,7 @@ use tread_compiler::params::param_specs;
 
 use super::collective::{self, CollectiveReducer};
 use super::fused::Engine;
+use super::peer_panics::{first_peer_panic, quiet_peer_panics};
 use super::sample::{Guidance, SampleSpec};
 use super::session::Session;
 use super::train::{Recipe, Shard, Trainer};
@@ -117,33 +118,6 @@ struct PeerStart<D> {
     device: D,
 }
 
-/// The first panic message of a thread other than the main one while a group runs (the peers',
-/// and burn-collective's network tasks, which panic when a node disappears).
-static FIRST_PANIC: Mutex<Option<String>> = Mutex::new(None);
-
-/// The first panic recorded by [`quiet_panics`], for error messages.
-pub(crate) fn first_peer_panic() -> Option<String> {
-    FIRST_PANIC.lock().ok().and_then(|m| m.clone())
-}
-
-/// Replaces the panic output of the peers' threads and burn-collective's tokio workers by a
-/// record of the first message: when a node dies, burn-collective's tasks panic on their closed
-/// connections, and the run reports one error (naming that message) instead of backtraces.
-/// Every other thread keeps the usual output.
-fn quiet_panics() {
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let peer = std::thread::current()
-            .name()
-            .is_some_and(|n| n.starts_with("treadc-peer") || n.starts_with("tokio"));
-        if !peer {
-            previous(info);
-        } else if let Ok(mut m) = FIRST_PANIC.lock() {
-            m.get_or_insert_with(|| info.to_string());
-        }
-    }));
-}
-
 impl PeerGroup {
     /// Starts this process's peers of `plan` (`devices[i]` for local peer `i`) and waits until
     /// all have joined (and, on a cluster, agreed with node 0).
@@ -153,8 +127,7 @@ impl PeerGroup {
         start: GroupStart,
         devices: Vec<B::Device>,
     ) -> Result<(Self, Agreed), String> {
-        static QUIET: std::sync::Once = std::sync::Once::new();
-        QUIET.call_once(quiet_panics);
+        quiet_peer_panics();
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let threads = (cores / plan.devices).max(1);
         let mut peers = Vec::with_capacity(plan.devices);
@@ -645,6 +618,7 @@ mod tests {
     use super::*;
     use crate::lower::tests::{bundled_digits as mnist, max_diff, small_recipe as recipe};
     use burn::backend::Flex;
+    use std::sync::Mutex;
 
     /// burn-collective keeps one collective per backend type in the process: the tests that
     /// start groups take turns.

@@ -13,6 +13,7 @@ pub mod objective;
 pub mod ops;
 pub mod optim;
 pub mod pass;
+mod peer_panics;
 pub mod reference;
 pub mod sample;
 pub mod session;

@@ -4,9 +4,11 @@
 use burn::tensor::activation;
 use burn::tensor::backend::Backend;
 use burn::tensor::module::{attention, linear};
-use burn::tensor::{IndexingUpdateOp, Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor, TensorData};
 use tread_compiler::ir::{GeluApprox, GluAct, NormFlavour, Op, ValueType};
+use tread_compiler::params::suffix;
 
+use super::fused::reference::{gather_tokens, gelu_tanh, layer_norm, merge_tokens, rms_norm};
 use super::fused::{FusedOps, NormKind};
 use super::store::ParamStore;
 use super::value::{OpResult, Value};
@@ -46,14 +48,14 @@ pub fn eval<B: FusedOps>(
     Ok(match op {
         Op::Input { .. } => return Err("inputs are bound, not evaluated".into()),
         Op::Param { shape, .. } => {
-            let flat = ctx.params.flat(&p("value"))?;
+            let flat = ctx.params.flat(&p(suffix::VALUE))?;
             let shape: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
             reshape_value(flat, &shape)?
         }
         Op::Linear { bias, .. } => {
-            let w = ctx.params.get::<2>(&p("weight"))?;
+            let w = ctx.params.get::<2>(&p(suffix::WEIGHT))?;
             let b = if *bias {
-                Some(ctx.params.get::<1>(&p("bias"))?)
+                Some(ctx.params.get::<1>(&p(suffix::BIAS))?)
             } else {
                 None
             };
@@ -68,12 +70,12 @@ pub fn eval<B: FusedOps>(
             let eps = *eps;
             let rms = matches!(op, Op::RmsNorm { .. });
             let scale = if *affine {
-                Some(ctx.params.get::<1>(&p("weight"))?)
+                Some(ctx.params.get::<1>(&p(suffix::WEIGHT))?)
             } else {
                 None
             };
             let shift = if *affine && !rms {
-                Some(ctx.params.get::<1>(&p("bias"))?)
+                Some(ctx.params.get::<1>(&p(suffix::BIAS))?)
             } else {
                 None
             };
@@ -101,25 +103,25 @@ pub fn eval<B: FusedOps>(
             // Plain 2-D GEMMs around one fused attention node.
             let t = next()?.f3()?;
             let [b, n, d] = t.dims();
-            let wqkv = ctx.params.get::<2>(&p("qkv.weight"))?;
+            let wqkv = ctx.params.get::<2>(&p(suffix::QKV_WEIGHT))?;
             let bqkv = if *qkv_bias {
-                Some(ctx.params.get::<1>(&p("qkv.bias"))?)
+                Some(ctx.params.get::<1>(&p(suffix::QKV_BIAS))?)
             } else {
                 None
             };
             let qkv = B::fused_linear(t.reshape([b * n, d]), wqkv, bqkv);
             let o = B::fused_attention(qkv, b, *heads as usize);
-            let wp = ctx.params.get::<2>(&p("proj.weight"))?;
-            let bp = ctx.params.get::<1>(&p("proj.bias"))?;
+            let wp = ctx.params.get::<2>(&p(suffix::PROJ_WEIGHT))?;
+            let bp = ctx.params.get::<1>(&p(suffix::PROJ_BIAS))?;
             Value::F3(B::fused_linear(o, wp, Some(bp)).reshape([b, n, d]))
         }
         Op::Attention { heads, qkv_bias } => {
             let t = next()?.f3()?;
             let [b, n, d] = t.dims();
             let h = *heads as usize;
-            let wqkv = ctx.params.get::<2>(&p("qkv.weight"))?;
+            let wqkv = ctx.params.get::<2>(&p(suffix::QKV_WEIGHT))?;
             let bqkv = if *qkv_bias {
-                Some(ctx.params.get::<1>(&p("qkv.bias"))?)
+                Some(ctx.params.get::<1>(&p(suffix::QKV_BIAS))?)
             } else {
                 None
             };
@@ -132,8 +134,8 @@ pub fn eval<B: FusedOps>(
             };
             let o = attention(split(0), split(1), split(2), None, None, Default::default());
             let o = o.swap_dims(1, 2).reshape([b, n, d]);
-            let wp = ctx.params.get::<2>(&p("proj.weight"))?;
-            let bp = ctx.params.get::<1>(&p("proj.bias"))?;
+            let wp = ctx.params.get::<2>(&p(suffix::PROJ_WEIGHT))?;
+            let bp = ctx.params.get::<1>(&p(suffix::PROJ_BIAS))?;
             Value::F3(linear(o, wp, Some(bp)))
         }
         Op::Gelu { approximate } => match approximate {
@@ -272,13 +274,13 @@ pub fn eval<B: FusedOps>(
         }
         Op::ClassEmbed { .. } => {
             let y = next()?.i1()?;
-            let table = ctx.params.get::<2>(&p("table"))?;
+            let table = ctx.params.get::<2>(&p(suffix::TABLE))?;
             Value::F2(table.select(0, y))
         }
         Op::TokenConv { kernel, causal } => {
             let t = next()?.f3()?;
-            let w = ctx.params.get::<2>(&p("weight"))?;
-            let bias = ctx.params.get::<1>(&p("bias"))?;
+            let w = ctx.params.get::<2>(&p(suffix::WEIGHT))?;
+            let bias = ctx.params.get::<1>(&p(suffix::BIAS))?;
             Value::F3(token_conv(t, w, bias, *kernel as usize, *causal))
         }
         Op::RouteSelect {
@@ -373,12 +375,12 @@ pub fn eval<B: FusedOps>(
         } => {
             let (h, eps) = (*heads as usize, *eps);
             let scale = if *affine {
-                Some(ctx.params.get::<1>(&p("weight"))?)
+                Some(ctx.params.get::<1>(&p(suffix::WEIGHT))?)
             } else {
                 None
             };
             let shift = if *affine && *norm == NormFlavour::Layer {
-                Some(ctx.params.get::<1>(&p("bias"))?)
+                Some(ctx.params.get::<1>(&p(suffix::BIAS))?)
             } else {
                 None
             };
@@ -425,7 +427,7 @@ pub fn eval<B: FusedOps>(
         Op::Embed { dim, .. } => {
             let ids = next()?.i2()?;
             let [b, l] = ids.dims();
-            let table = ctx.params.get::<2>(&p("table"))?;
+            let table = ctx.params.get::<2>(&p(suffix::TABLE))?;
             Value::F3(
                 table
                     .select(0, ids.reshape([b * l]))
@@ -634,28 +636,6 @@ fn binary<B: Backend>(
     })
 }
 
-/// DiT's tanh-approximated GELU, `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`, written as
-/// `x·sigmoid(2·√(2/π)·(x + 0.044715·x³))` (the same function) with `x³ = x·x·x`. Why: burn's
-/// `gelu_approximate` uses `powf` and `tanh`, which were a quarter of a CPU training step.
-pub fn gelu_tanh<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
-    const K: f64 = 2.0 * 0.797_884_560_802_865_4; // 2·√(2/π)
-    let cube = x.clone() * x.clone() * x.clone();
-    let inner = (x.clone() + cube * 0.044715) * K;
-    x * activation::sigmoid(inner)
-}
-
-/// LayerNorm over the last axis, without affine.
-pub fn layer_norm<B: Backend, const D: usize>(x: Tensor<B, D>, eps: f64) -> Tensor<B, D> {
-    let (var, mean) = x.clone().var_mean_bias(D - 1);
-    (x - mean) / (var + eps).sqrt()
-}
-
-/// RMSNorm over the last axis, without affine.
-pub fn rms_norm<B: Backend, const D: usize>(x: Tensor<B, D>, eps: f64) -> Tensor<B, D> {
-    let ms = x.clone().powi_scalar(2).mean_dim(D - 1);
-    x / (ms + eps).sqrt()
-}
-
 /// `[B, C, H, W] → [B, (H/p)(W/p), p·p·C]`, tokens row-major, patch vectors (row, col, channel).
 pub fn patchify<B: Backend>(x: Tensor<B, 4>, p: usize) -> Tensor<B, 3> {
     let [b, c, h, w] = x.dims();
@@ -727,43 +707,4 @@ pub fn token_conv<B: Backend>(
         out = out + padded.clone().narrow(1, j, n) * wj;
     }
     out
-}
-
-/// Token indices `[B, keep]` expanded over the trailing axes of a `[B, N, F]` value.
-fn expand_idx<B: Backend>(idx: Tensor<B, 2, Int>, features: usize) -> Tensor<B, 3, Int> {
-    let [b, k] = idx.dims();
-    idx.unsqueeze_dim::<3>(2).expand([b, k, features])
-}
-
-/// Gathers the kept tokens of a `[b, N, F]` value (`b` may be 1 for parameters).
-pub fn gather_tokens<B: Backend>(t: Tensor<B, 3>, idx: Tensor<B, 2, Int>) -> Tensor<B, 3> {
-    let [b, _, f] = t.dims();
-    let [bi, _] = idx.dims();
-    let t = if b == 1 && bi > 1 {
-        let [_, n, _] = t.dims();
-        t.expand([bi, n, f])
-    } else {
-        t
-    };
-    t.gather(1, expand_idx(idx, f))
-}
-
-/// Scatters the processed kept tokens into the saved full value. burn 0.21's float scatter
-/// supports only `Add`, so this writes `base + scatter(kept − base[idx])`, which equals an
-/// assignment in value and gradient: kept rows come from `kept`, the rest from `base`.
-pub fn merge_tokens<B: Backend>(
-    base: Tensor<B, 3>,
-    kept: Tensor<B, 3>,
-    idx: Tensor<B, 2, Int>,
-) -> Tensor<B, 3> {
-    let [b, n, f] = base.dims();
-    let [bi, _] = idx.dims();
-    let base = if b == 1 && bi > 1 {
-        base.expand([bi, n, f])
-    } else {
-        base
-    };
-    let i = expand_idx(idx, f);
-    let delta = kept - base.clone().gather(1, i.clone());
-    base.scatter(1, i, delta, IndexingUpdateOp::Add)
 }

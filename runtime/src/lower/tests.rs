@@ -288,7 +288,7 @@ fn merge_gradient_is_upstream_at_routed_rows_and_zero_at_kept_rows_of_the_base()
     let kept =
         Tensor::<Ad, 3>::from_data(TensorData::new(vec![9.0f32; 6], [1, 2, 3]), &d).require_grad();
     let idx = Tensor::<Ad, 2, Int>::from_data(TensorData::new(vec![2i64, 0], [1, 2]), &d);
-    let out = ops::merge_tokens(base.clone(), kept.clone(), idx);
+    let out = super::fused::reference::merge_tokens(base.clone(), kept.clone(), idx);
     let v: Vec<f32> = out.to_data().to_vec().unwrap();
     assert_eq!(v, [9., 9., 9., 3., 4., 5., 9., 9., 9., 9., 10., 11.]);
     let upstream = Tensor::<Ad, 3>::from_data(
@@ -314,11 +314,11 @@ fn seq(n: usize, scale: f32) -> Vec<f32> {
 #[test]
 fn layer_norm_and_rms_norm_match_naive() {
     let x = seq(2 * 3 * 8, 2.0);
-    let ln: Vec<f32> = ops::layer_norm(t3(x.clone(), [2, 3, 8]), 1e-6)
+    let ln: Vec<f32> = super::fused::reference::layer_norm(t3(x.clone(), [2, 3, 8]), 1e-6)
         .to_data()
         .to_vec()
         .unwrap();
-    let rms: Vec<f32> = ops::rms_norm(t3(x.clone(), [2, 3, 8]), 1e-6)
+    let rms: Vec<f32> = super::fused::reference::rms_norm(t3(x.clone(), [2, 3, 8]), 1e-6)
         .to_data()
         .to_vec()
         .unwrap();
@@ -582,7 +582,9 @@ fn gather_expands_batch_one_parameters() {
     let dev = Default::default();
     let table = t3((0..8).map(|v| v as f32).collect(), [1, 4, 2]);
     let idx = Tensor::<Cpu, 2, Int>::from_data(TensorData::new(vec![3i64, 1, 0, 2], [2, 2]), &dev);
-    let g = host(&Value::F3(ops::gather_tokens(table, idx)));
+    let g = host(&Value::F3(super::fused::reference::gather_tokens(
+        table, idx,
+    )));
     assert_eq!(g, [6., 7., 2., 3., 0., 1., 4., 5.]);
 }
 

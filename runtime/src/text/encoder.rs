@@ -6,8 +6,15 @@
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use super::captions::longest_caption;
 use super::vocab::{TextError, Tokenizer, PAD};
 use crate::init::normal;
+
+/// The name an export records for the bundled encoder (captions, tokenizer, seeded tables).
+pub const BUNDLED_ENCODER: &str = "bundled-digits";
+/// The name an export records for an encoder whose vocabulary was built from a user's captions
+/// (`--data captions:DIR`): the same seeded tables, drawn for that vocabulary.
+pub const CAPTION_ENCODER: &str = "caption-words";
 
 /// The seed of the encoder's tables (part of the bundled encoder's definition: changing it
 /// changes what every text-conditioned run was trained on).
@@ -137,7 +144,7 @@ impl TextEncoder {
     /// tokens the longest caption needs.
     pub fn fitting(dims: TextDims) -> Result<Self, usize> {
         let enc = TextEncoder::new(dims);
-        let longest = super::captions::longest_caption(&enc.tokenizer);
+        let longest = longest_caption(&enc.tokenizer);
         if dims.len < longest {
             return Err(longest);
         }
@@ -148,9 +155,9 @@ impl TextEncoder {
     /// user's captions.
     pub fn name(&self) -> &'static str {
         if self.tokenizer.is_bundled() {
-            super::BUNDLED_ENCODER
+            BUNDLED_ENCODER
         } else {
-            super::CAPTION_ENCODER
+            CAPTION_ENCODER
         }
     }
 

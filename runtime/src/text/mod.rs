@@ -14,11 +14,5 @@ pub mod vocab;
 pub use captions::{
     canonical_prompt, caption_for, digit_named, longest_caption, CAPTION_TEMPLATES,
 };
-/// The name an export records for the bundled encoder (captions, tokenizer, seeded tables).
-pub const BUNDLED_ENCODER: &str = "bundled-digits";
-/// The name an export records for an encoder whose vocabulary was built from a user's captions
-/// (`--data captions:DIR`): the same seeded tables, drawn for that vocabulary.
-pub const CAPTION_ENCODER: &str = "caption-words";
-
-pub use encoder::{TextBatch, TextDims, TextEncoder};
+pub use encoder::{TextBatch, TextDims, TextEncoder, BUNDLED_ENCODER, CAPTION_ENCODER};
 pub use vocab::{TextError, Tokenizer, PAD};

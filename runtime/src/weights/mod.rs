@@ -17,6 +17,7 @@ use safetensors::SafeTensors;
 use tread_compiler::diag::{Diagnostic, Location};
 use tread_compiler::ir::Graph;
 use tread_compiler::params::param_specs;
+use tread_compiler::read::read_bytes;
 
 use crate::checkpoint::{Checkpoint, HostTensor, CHECKPOINT_FORMAT};
 use crate::run_folder::RunFolder;
@@ -196,13 +197,8 @@ fn read(path: &Path) -> Result<(BTreeMap<String, HostTensor>, Vec<String>), Diag
             Ok((tensors, note.into_iter().collect()))
         }
         "safetensors" => {
-            let bytes = std::fs::read(path).map_err(|e| {
-                Diagnostic::new(Location::File, "cannot read the weights file")
-                    .expected("a readable .safetensors file")
-                    .found(e.to_string())
-                    .in_file(&file)
-            })?;
-            let st = crate::data::latents::parse(&bytes, &file)?;
+            let bytes = read_bytes(path, "weights file", "a readable .safetensors file")?;
+            let st = crate::data::safetensors_fields::parse(&bytes, &file)?;
             let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| {
                 Diagnostic::new(
                     Location::Item("header".into()),
@@ -222,7 +218,7 @@ fn read(path: &Path) -> Result<(BTreeMap<String, HostTensor>, Vec<String>), Diag
             let mut tensors = BTreeMap::new();
             for (name, view) in st.tensors() {
                 let at = Location::Item(format!("tensor `{name}`"));
-                let data = crate::data::latents::floats(&view, &at, &file)?;
+                let data = crate::data::safetensors_fields::floats(&view, &at, &file)?;
                 let shape = view.shape().to_vec();
                 tensors.insert(name, HostTensor { shape, data });
             }
@@ -340,7 +336,7 @@ mod tests {
             let weights = tmp.path().join("weights.safetensors");
             write_safetensors(&weights, &m.weights, "pt").unwrap();
             let text = serde_json::to_string(&m.model).unwrap();
-            let c = crate::run::compile_model(&text, "model.json", &[]).unwrap();
+            let c = crate::model::compile_model(&text, "model.json", &[]).unwrap();
             let dense = strip_routes(&c.routed).unwrap();
             let w = load(&weights, &dense).unwrap();
             let (io, _) = pytorch::read(&fixture.join("forward.pt")).unwrap();

@@ -373,7 +373,7 @@ fn inner(t: &AdTensor) -> FlexTensor {
 impl FusedOps for Ad {
     fn fused_gather_tokens(x: Tensor<Ad, 3>, idx: Tensor<Ad, 2, Int>) -> Tensor<Ad, 3> {
         let Some(s) = token_shape(&x.dims(), idx.dims()) else {
-            return crate::lower::ops::gather_tokens(x, idx);
+            return crate::lower::fused::reference::gather_tokens(x, idx);
         };
         let (x, idx) = (unwrap_ad(x), host_indices(idx.inner()));
         let out = gather_forward(&inner(&x), &idx, s);
@@ -386,7 +386,7 @@ impl FusedOps for Ad {
         idx: Tensor<Ad, 2, Int>,
     ) -> Tensor<Ad, 3> {
         let Some(s) = token_shape(&base.dims(), idx.dims()) else {
-            return crate::lower::ops::merge_tokens(base, kept, idx);
+            return crate::lower::fused::reference::merge_tokens(base, kept, idx);
         };
         let (base, kept, idx) = (unwrap_ad(base), unwrap_ad(kept), host_indices(idx.inner()));
         let out = merge_forward(&inner(&base), &inner(&kept), &idx, s);

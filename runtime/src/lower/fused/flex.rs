@@ -303,7 +303,7 @@ pub(super) fn merge_forward(
 impl FusedOps for Flex {
     fn fused_gather_tokens(x: Tensor<Flex, 3>, idx: Tensor<Flex, 2, Int>) -> Tensor<Flex, 3> {
         let Some(s) = token_shape(&x.dims(), idx.dims()) else {
-            return crate::lower::ops::gather_tokens(x, idx);
+            return crate::lower::fused::reference::gather_tokens(x, idx);
         };
         wrap(gather_forward(&flex(x), &host_indices(idx), s))
     }
@@ -314,7 +314,7 @@ impl FusedOps for Flex {
         idx: Tensor<Flex, 2, Int>,
     ) -> Tensor<Flex, 3> {
         let Some(s) = token_shape(&base.dims(), idx.dims()) else {
-            return crate::lower::ops::merge_tokens(base, kept, idx);
+            return crate::lower::fused::reference::merge_tokens(base, kept, idx);
         };
         wrap(merge_forward(
             &flex(base),

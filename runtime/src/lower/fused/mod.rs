@@ -10,18 +10,18 @@
 //! [`Engine`] ties a base backend to the autodiff backend training uses, so that generic code
 //! (the trainer, the benchmark) can name both with one bound.
 
+mod args;
 mod autodiff;
 mod flex;
 pub mod reference;
+
+pub use args::{AdamEmaState, Mods};
 
 use burn::tensor::backend::{AutodiffBackend, Backend, BackendTypes};
 use burn::tensor::{Int, Tensor};
 
 use crate::kernels::adamw::AdamWEma;
 pub use crate::kernels::norm::NormKind;
-
-/// adaLN modulation vectors `(shift, scale)`, each `[B, D]`.
-pub type Mods<B> = (Tensor<B, 2>, Tensor<B, 2>);
 
 /// Fused ops, each on row-major `[rows, width]` matrices whose rows are `batch` equal groups of
 /// tokens. Defaults decompose into burn ops (see [`reference`]).
@@ -92,7 +92,7 @@ pub trait FusedOps: Backend {
     /// TREAD's partition: the kept tokens `idx [B, K]` of `x [b, N, D]` (`b` = B, or 1 for a
     /// parameter shared by all samples).
     fn fused_gather_tokens(x: Tensor<Self, 3>, idx: Tensor<Self, 2, Int>) -> Tensor<Self, 3> {
-        crate::lower::ops::gather_tokens(x, idx)
+        reference::gather_tokens(x, idx)
     }
 
     /// TREAD's merge: `base` with rows `idx` replaced by `kept`.
@@ -101,7 +101,7 @@ pub trait FusedOps: Backend {
         kept: Tensor<Self, 3>,
         idx: Tensor<Self, 2, Int>,
     ) -> Tensor<Self, 3> {
-        crate::lower::ops::merge_tokens(base, kept, idx)
+        reference::merge_tokens(base, kept, idx)
     }
 
     /// AdamW then EMA on flat parameters; `grads[i] = None` leaves parameter `i` and its
@@ -114,16 +114,6 @@ pub trait FusedOps: Backend {
     ) {
         reference::adamw_ema(params, grads, state, h)
     }
-}
-
-/// The optimiser state [`FusedOps::fused_adamw_ema`] updates with the parameters.
-pub struct AdamEmaState<'a, B: Backend> {
-    /// First moments.
-    pub m: &'a mut [Tensor<B, 1>],
-    /// Second moments.
-    pub v: &'a mut [Tensor<B, 1>],
-    /// EMA weights.
-    pub ema: &'a mut [Tensor<B, 1>],
 }
 
 /// A backend treadc trains on: fused ops on the base backend (sampling) and on its autodiff

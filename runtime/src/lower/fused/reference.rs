@@ -1,13 +1,14 @@
 //! The decompositions of the fused ops into burn tensor ops: the defaults of
 //! [`super::FusedOps`] (ndarray, cuda) and the reference the fused kernels are tested against.
 
+use burn::tensor::activation;
 use burn::tensor::backend::Backend;
 use burn::tensor::module::attention as burn_attention;
-use burn::tensor::Tensor;
+use burn::tensor::{IndexingUpdateOp, Int, Tensor};
 
-use super::{AdamEmaState, Mods, NormKind};
+use super::args::{AdamEmaState, Mods};
 use crate::kernels::adamw::AdamWEma;
-use crate::lower::ops::{gelu_tanh as gelu_tanh_ops, layer_norm, rms_norm};
+use crate::kernels::norm::NormKind;
 
 /// `[B, D]` per-sample vectors repeated to `[B·N, D]` rows (materialised: burn-flex is fast
 /// on contiguous element-wise ops, slow on 3-D broadcasts).
@@ -105,11 +106,6 @@ pub fn norm<B: Backend>(
     }
 }
 
-/// tanh-GELU as `x·sigmoid(2·√(2/π)·(x + 0.044715·x³))`.
-pub fn gelu_tanh<B: Backend>(x: Tensor<B, 2>) -> Tensor<B, 2> {
-    gelu_tanh_ops(x)
-}
-
 /// `x + gate[b] ⊙ y`.
 pub fn gated_residual<B: Backend>(
     x: Tensor<B, 2>,
@@ -148,4 +144,65 @@ pub fn adamw_ema<B: Backend>(
         state.v[i] = v;
         state.ema[i] = state.ema[i].clone() * d + params[i].clone() * (1.0 - d);
     }
+}
+
+/// DiT's tanh-approximated GELU, `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`, written as
+/// `x·sigmoid(2·√(2/π)·(x + 0.044715·x³))` (the same function) with `x³ = x·x·x`. Why: burn's
+/// `gelu_approximate` uses `powf` and `tanh`, which were a quarter of a CPU training step.
+pub fn gelu_tanh<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    const K: f64 = 2.0 * 0.797_884_560_802_865_4; // 2·√(2/π)
+    let cube = x.clone() * x.clone() * x.clone();
+    let inner = (x.clone() + cube * 0.044715) * K;
+    x * activation::sigmoid(inner)
+}
+
+/// LayerNorm over the last axis, without affine.
+pub fn layer_norm<B: Backend, const D: usize>(x: Tensor<B, D>, eps: f64) -> Tensor<B, D> {
+    let (var, mean) = x.clone().var_mean_bias(D - 1);
+    (x - mean) / (var + eps).sqrt()
+}
+
+/// RMSNorm over the last axis, without affine.
+pub fn rms_norm<B: Backend, const D: usize>(x: Tensor<B, D>, eps: f64) -> Tensor<B, D> {
+    let ms = x.clone().powi_scalar(2).mean_dim(D - 1);
+    x / (ms + eps).sqrt()
+}
+
+/// Token indices `[B, keep]` expanded over the trailing axes of a `[B, N, F]` value.
+fn expand_idx<B: Backend>(idx: Tensor<B, 2, Int>, features: usize) -> Tensor<B, 3, Int> {
+    let [b, k] = idx.dims();
+    idx.unsqueeze_dim::<3>(2).expand([b, k, features])
+}
+
+/// Gathers the kept tokens of a `[b, N, F]` value (`b` may be 1 for parameters).
+pub fn gather_tokens<B: Backend>(t: Tensor<B, 3>, idx: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+    let [b, _, f] = t.dims();
+    let [bi, _] = idx.dims();
+    let t = if b == 1 && bi > 1 {
+        let [_, n, _] = t.dims();
+        t.expand([bi, n, f])
+    } else {
+        t
+    };
+    t.gather(1, expand_idx(idx, f))
+}
+
+/// Scatters the processed kept tokens into the saved full value. burn 0.21's float scatter
+/// supports only `Add`, so this writes `base + scatter(kept − base[idx])`, which equals an
+/// assignment in value and gradient: kept rows come from `kept`, the rest from `base`.
+pub fn merge_tokens<B: Backend>(
+    base: Tensor<B, 3>,
+    kept: Tensor<B, 3>,
+    idx: Tensor<B, 2, Int>,
+) -> Tensor<B, 3> {
+    let [b, n, f] = base.dims();
+    let [bi, _] = idx.dims();
+    let base = if b == 1 && bi > 1 {
+        base.expand([bi, n, f])
+    } else {
+        base
+    };
+    let i = expand_idx(idx, f);
+    let delta = kept - base.clone().gather(1, i.clone());
+    base.scatter(1, i, delta, IndexingUpdateOp::Add)
 }
