@@ -143,8 +143,8 @@ fn expand_use(tree: &str) -> Vec<Vec<String>> {
     out
 }
 
-/// The identifier-and-`::` run ending at byte `end` of `code` is preceded by `:` or a word
-/// character: then a path that seems to start here is the tail of a longer one.
+/// Whether the character before byte `start` of `code` is `:` or a word character: then a path
+/// that seems to start at `start` is the tail of a longer one.
 fn continues_a_path(code: &str, start: usize) -> bool {
     code[..start]
         .chars()
@@ -152,8 +152,8 @@ fn continues_a_path(code: &str, start: usize) -> bool {
         .is_some_and(|c| c == ':' || c == '_' || c.is_alphanumeric())
 }
 
-/// The paths `code` (of module `at`, whose child modules are `children`) names through
-/// `crate`, `super`, `self` or a child module.
+/// The paths `code` (of a module whose child modules are `children`) names through `crate`,
+/// `super`, `self` or a child module.
 fn named_paths(code: &str, children: &BTreeSet<String>) -> Vec<Vec<String>> {
     let mut paths = vec![];
     for stmt in code.split(';') {
