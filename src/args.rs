@@ -5,10 +5,6 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use tread_runtime::lower::backends::BackendKind;
-
-use crate::failure::Failure;
-
 pub(crate) const ROUTE_HELP: &str = "A route RATE:START-END[@STREAM]: the fraction RATE of the stream's \
 tokens (chosen at random per sample, per step) skips blocks START..=END (END inclusive) and \
 re-enters unchanged after END; the image stream unless @STREAM names another (e.g. @text), other \
@@ -632,13 +628,4 @@ pub struct DevicesArgs {
     /// One JSON object on stdout (keys: backends, cpu, cuda, wgpu).
     #[arg(long)]
     pub(crate) json: bool,
-}
-
-/// The `--backend` flag: cuda in a build without it is bad input (exit 2); a backend that
-/// cannot start here (cuda without a usable driver, NVRTC or GPU) fails before anything is
-/// written (exit 1).
-pub(crate) fn backend(b: BackendFlag) -> Result<BackendKind, Failure> {
-    let kind = BackendKind::parse(b.name()).map_err(Failure::Diag)?;
-    kind.check_ready().map_err(Failure::Other)?;
-    Ok(kind)
 }

@@ -12,6 +12,7 @@ pub(crate) enum Failure {
     Other(String),
 }
 
+/// A run's early stop as a failure: its diagnostic, or its message (exit 1).
 pub(crate) fn from_run(e: RunError) -> Failure {
     match e {
         RunError::Diag(d) => Failure::Diag(d),
@@ -19,6 +20,7 @@ pub(crate) fn from_run(e: RunError) -> Failure {
     }
 }
 
+/// A bad command-line value (exit 2): the flag, what it should be and what was given.
 pub(crate) fn cli_error(what: &str, expected: &str, found: String) -> Failure {
     Failure::Diag(
         Diagnostic::new(Location::Item(what.to_string()), "bad argument")

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 mod args;
+mod backend;
 mod bundled;
 mod cluster;
 mod devices;
@@ -17,6 +18,7 @@ mod plan;
 mod quality;
 mod shell;
 use args::*;
+use backend::backend;
 use failure::{cli_error, from_run, Failure};
 use tread_compiler::compile::{compile_file, CompileOptions};
 use tread_compiler::diag::{Diagnostic, Location};

@@ -4,7 +4,8 @@
 use tread_compiler::plan::{plan, Proposal};
 use tread_runtime::bench::BenchMode;
 
-use crate::args::{backend, PlanArgs};
+use crate::args::PlanArgs;
+use crate::backend::backend;
 use crate::failure::{cli_error, from_run, Failure};
 
 /// How far past the budget (in dense FLOPs) candidates are still measured: a route's measured

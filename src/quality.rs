@@ -9,7 +9,8 @@ use tread_runtime::lower::classifier::{self, TrainPlan};
 use tread_runtime::run_folder::{RunFolder, METRICS_FILE, RUN_JSON_FILE};
 use tread_runtime::sampler::SampleRequest;
 
-use crate::args::{backend, EvalArgs, PlotArgs, TrainClassifierArgs, XArg, YArg};
+use crate::args::{EvalArgs, PlotArgs, TrainClassifierArgs, XArg, YArg};
+use crate::backend::backend;
 use crate::bundled::BundledData;
 use crate::failure::{cli_error, from_run, Failure};
 
