@@ -19,7 +19,8 @@ pub enum Location {
     Node { name: String, path: Option<String> },
     /// A route, named by where it was given (`--route 0.5:2-9` or `$.routes[0]`).
     Route { index: usize, given: String },
-    /// A place in a data or checkpoint file (`header`, `image 17`, `tensor model/blocks.0.ada.weight`).
+    /// A place in a data or checkpoint file (`header`, `image 17`,
+    /// `tensor model/blocks.0.ada.weight`).
     Item(String),
 }
 

@@ -8,8 +8,8 @@
 //! - [`tract`]: loading an ONNX file on tract for one batch size and running it on host
 //!   buffers (`treadc export --check`, `treadc run`, `treadc bench model.onnx`).
 //!
-//! Why a crate of its own: the compiler stays pure (no protobuf, no tract; it builds and tests
-//! in seconds) and the runtime's burn code never sees an ONNX type.
+//! Why a crate of its own: the compiler stays pure (it builds and tests without protobuf or
+//! tract) and the runtime's burn code never sees an ONNX type.
 
 pub mod export;
 pub mod import;

@@ -1,5 +1,5 @@
-//! Attribute bounds checked before tract sees a file. tract trusts them: a mutated axis such as
-//! -536870913 on a LayerNormalization makes its analysis spin for minutes instead of failing.
+//! Attribute bounds checked before tract sees a file: tract trusts them, and an absurd axis can
+//! make its analysis spin for minutes instead of failing.
 
 use crate::pb;
 

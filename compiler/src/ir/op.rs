@@ -1,4 +1,4 @@
-//! The op set: every operation a backbone may use, with its attributes and its token-axis behaviour.
+//! The op set: every operation a backbone may use, with its attributes and token-axis behaviour.
 //!
 //! Why this granularity: small enough that a new backbone needs no Rust (linear, norms, attention,
 //! activations, broadcasting add/mul, chunk/concat/unsqueeze, patchify, embeddings, a token conv),

@@ -1,21 +1,15 @@
-//! The fusion pass: rewrites patterns of a DiT block into the fused ops the burn runtime has
-//! single-pass kernels for (`runtime/src/kernels/`). It runs on the graphs lowered for training
-//! and sampling, never on the graph exported to ONNX.
+//! The fusion pass: rewrites DiT-block patterns into the fused ops the burn runtime has
+//! single-pass kernels for (`runtime/src/kernels/`); training and sampling graphs only, never ONNX.
 //!
-//! Patterns (each only where every intermediate value has this one user, so nothing else reads
-//! a value the rewrite removes):
+//! Patterns, each only where every intermediate value has this one user:
 //! - `modulate(layer_norm(x) | rms_norm(x), shift, scale)`, norm without affine, with per-sample
 //!   `[B, 1, D]` shift and scale → `norm_modulate(x, shift, scale)`;
 //! - `add(x, mul(gate, y))` (either operand order of both ops), with a per-sample `[B, 1, D]`
 //!   gate and `x`, `y` of one shape → `gated_residual(x, gate, y)`.
 //!
-//! The rewritten node keeps the name, place and origin of the node it replaces (the modulate or
-//! the add), so block records, outputs and dumps stay put. No parameter is created or removed
-//! and the counted FLOPs (matrix products) are unchanged; the verifier runs after the pass.
-//!
-//! Why not "linear → GELU" as an epilogue: the GELU kernel is already one parallel pass over
-//! the activations, and fusing it into the GEMM would need a GEMM with an epilogue hook, which
-//! the `gemm` crate does not have.
+//! The rewritten node keeps the replaced node's name, place and origin, so block records, outputs
+//! and dumps stay put; parameters and counted FLOPs are unchanged. `linear → GELU` is not fused:
+//! the `gemm` crate has no epilogue hook, and the GELU kernel is already one parallel pass.
 
 use crate::diag::Result;
 use crate::ir::{Dim, Graph, NodeId, Op, ValueType};

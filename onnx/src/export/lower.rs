@@ -1,8 +1,8 @@
 //! IR op → ONNX nodes. Each IR value keeps its IR name (`blocks.3.attn`); the nodes an op needs
 //! internally are named below it (`blocks.3.attn.scores`), and its tensors by their checkpoint
 //! names (`blocks.3.attn.qkv.weight`). Which ONNX ops are used depends on the opset written:
-//! `Gelu` from 20, `Attention`, `RotaryEmbedding` and `RMSNormalization` from 23, `ReduceMean` axes as an input
-//! from 18; below those the op is decomposed into ops valid at the opset.
+//! `ReduceMean` axes as an input from 18, `Gelu` from 20, `Attention`, `RotaryEmbedding` and
+//! `RMSNormalization` from 23; below those the op is decomposed into ops valid at the opset.
 
 use std::collections::HashMap;
 

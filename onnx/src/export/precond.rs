@@ -1,5 +1,6 @@
 //! EDM preconditioning inside the exported graph (`--precond`), so that the file is the complete
-//! denoiser D(x; σ, y) = c_skip·x + c_out·F(c_in·x, ln(σ)/4, y) (formulas in [`tread_compiler::edm`]).
+//! denoiser D(x; σ, y) = c_skip·x + c_out·F(c_in·x, ln(σ)/4, y)
+//! (formulas in [`tread_compiler::edm`]).
 //! Graph inputs become `x_noisy [B, C, H, W]`, `sigma [B]` and the model's other inputs (label,
 //! text) unchanged; the output `denoised`.
 

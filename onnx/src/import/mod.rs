@@ -1,5 +1,5 @@
-//! `treadc import`: an ONNX file (torch.onnx.export's TorchScript exporter, or treadc's own
-//! writer) back into a treadc model: the ops recognised by pattern ([`patterns`],
+//! `treadc import`: an ONNX file (torch.onnx.export's TorchScript or dynamo exporter, or treadc's
+//! own writer) back into a treadc model: the ops recognised by pattern ([`patterns`],
 //! [`elementwise`]), the numbered module scopes folded into block templates ([`blocks`]), and
 //! the initialisers renamed to the model's parameter names. Shapes and folded shape arithmetic
 //! come from tract's analysis ([`crate::tract::analyse`]). Whatever matches no pattern is an

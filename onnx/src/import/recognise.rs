@@ -290,6 +290,8 @@ impl<'a> Ctx<'a> {
         Some(name)
     }
 
+    /// Whether every live input of node `i` has a treadc value or is a graph input with a role
+    /// (outputs of unexplained nodes, marked `?`, do not count).
     pub fn inputs_known(&self, i: usize) -> bool {
         self.live_inputs(i).iter().all(|v| {
             self.ir.get(v).is_some_and(|n| n != "?") || self.roles.contains_key(v.as_str())
