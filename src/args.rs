@@ -329,10 +329,20 @@ pub(crate) struct TrainArgs {
     /// Samples per evaluation during training (at least 2: FD fits a Gaussian).
     #[arg(long, default_value_t = 500, value_parser = count(2), allow_negative_numbers = true)]
     pub(crate) eval_n: usize,
+    /// Score the evaluations with this classifier (from `treadc train-classifier --data
+    /// idx:DIR`) against DIR's test images, instead of the bundled digit classifier.
+    #[arg(long, value_name = "FILE", requires = "eval_every")]
+    pub(crate) eval_classifier: Option<PathBuf>,
     /// Classifier-free guidance scale for the sample grids and the evaluations during training
     /// (class-conditional models trained with class dropout). Default: plain conditional samples.
     #[arg(long, value_name = "S")]
     pub(crate) cfg: Option<f64>,
+    /// Stop at the first step whose training wall time (evaluations, grids and checkpoints
+    /// excluded) reaches SECONDS, evaluating and checkpointing there; --steps stays the most.
+    /// Compares dense and routed runs at equal cost. With --resume: a new budget, counted from
+    /// the run's start (its clock continues). One machine only (not with --nodes).
+    #[arg(long, value_name = "SECONDS", value_parser = positive_seconds, conflicts_with = "nodes")]
+    pub(crate) time_budget: Option<f64>,
     #[command(flatten)]
     pub(crate) backend: BackendFlag,
     /// No progress bar.
@@ -514,6 +524,14 @@ pub(crate) fn count(min: u64) -> clap::builder::RangedU64ValueParser<usize> {
     clap::builder::RangedU64ValueParser::new().range(min..)
 }
 
+/// A finite number of seconds above zero (`--time-budget`).
+fn positive_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("expected seconds above 0 (e.g. 240), found `{s}`")),
+    }
+}
+
 /// The `--backend` flag of every command that runs burn.
 #[derive(clap::Args, Clone, Copy)]
 pub(crate) struct BackendFlag {
@@ -554,6 +572,10 @@ pub struct EvalArgs {
     /// Score the raw weights instead of the EMA.
     #[arg(long)]
     pub(crate) raw: bool,
+    /// Score with this classifier (from `treadc train-classifier --data idx:DIR`) against
+    /// DIR's test images, instead of the bundled digit classifier and held-out digits.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) classifier: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) backend: BackendFlag,
     /// One JSON object on stdout.
@@ -564,13 +586,15 @@ pub struct EvalArgs {
 /// `treadc train-classifier`'s arguments.
 #[derive(clap::Args)]
 pub struct TrainClassifierArgs {
-    /// Where to write the weights.
-    #[arg(
-        short = 'o',
-        long = "output",
-        default_value = "data/classifier/digits-cnn.safetensors"
-    )]
-    pub(crate) output: PathBuf,
+    /// Where to write the weights (default, for the bundled digits only:
+    /// data/classifier/digits-cnn.safetensors, the shipped classifier).
+    #[arg(short = 'o', long = "output")]
+    pub(crate) output: Option<PathBuf>,
+    /// Training images: `mnist` (the bundled digits 0..9000; 9000..10000 held out) or
+    /// `idx:DIR` (DIR's `train-` set; its `t10k-` set is held out and becomes the FD's real
+    /// reference, recorded in the file).
+    #[arg(long, default_value = "mnist")]
+    pub(crate) data: String,
     /// Optimiser steps.
     #[arg(long, default_value_t = 1500, value_parser = count(1), allow_negative_numbers = true)]
     pub(crate) steps: usize,
@@ -620,6 +644,16 @@ pub struct PlotArgs {
     /// Output file: .png or .svg.
     #[arg(short = 'o', long = "output", default_value = "curves.png")]
     pub(crate) output: PathBuf,
+    /// Draw the runs of one arm (the same model file, data and routes; several seeds) as one
+    /// curve: the mean over its runs, their range (lowest to highest) shaded, on the x points
+    /// they share. Prints each arm's final values as mean ± standard deviation over its runs.
+    #[arg(long)]
+    pub(crate) arms: bool,
+    /// With --y fd or accuracy: mark where each arm (or run) first reaches this FD (or this
+    /// accuracy, %), and print every run's time to it. A number, or `dense`: the mean final
+    /// value of the dense runs (--route none).
+    #[arg(long, value_name = "VALUE|dense")]
+    pub(crate) reach: Option<String>,
 }
 
 /// Arguments of `treadc devices`.

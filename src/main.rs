@@ -15,6 +15,7 @@ mod cluster;
 mod devices;
 mod failure;
 mod plan;
+mod plot_runs;
 mod quality;
 mod shell;
 use args::*;
@@ -50,7 +51,7 @@ fn main() -> ExitCode {
         Command::Import(args) => run_import(args),
         Command::Eval(args) => quality::run_eval(args),
         Command::TrainClassifier(args) => quality::run_train_classifier(args),
-        Command::Plot(args) => quality::run_plot(args),
+        Command::Plot(args) => plot_runs::run_plot(args),
         Command::Devices(args) => devices::run_devices(args),
         Command::Coordinator(args) => cluster::run_coordinator(args),
         Command::Completions(args) => shell::run_completions(args),
@@ -180,6 +181,8 @@ fn run_train(args: TrainArgs) -> Result<(), Failure> {
         eval_n: args.eval_n,
         cfg: args.cfg,
         init_from: args.init_from.map(|p| p.display().to_string()),
+        time_budget_s: args.time_budget,
+        eval_classifier: args.eval_classifier.map(|p| p.display().to_string()),
     };
     if !at.plan.is_leader() {
         return cluster::follow(&at, args.model, args.out, args.resume, args.batch, settings);
@@ -189,6 +192,7 @@ fn run_train(args: TrainArgs) -> Result<(), Failure> {
             run,
             model,
             steps: args.steps,
+            time_budget_s: args.time_budget,
         },
         (None, None) => {
             return Err(cli_error(
@@ -197,14 +201,14 @@ fn run_train(args: TrainArgs) -> Result<(), Failure> {
                 "nothing".into(),
             ))
         }
-        (None, Some(model)) => TrainStart::New(NewRun {
+        (None, Some(model)) => TrainStart::New(Box::new(NewRun {
             model,
             out: args
                 .out
                 .ok_or_else(|| cli_error("--out", "--out RUN_DIR", "nothing".into()))?,
             batch: args.batch,
             settings,
-        }),
+        })),
     };
     let run = start(req).map_err(Failure::Diag)?;
     tread_runtime::run::train(

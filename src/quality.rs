@@ -4,12 +4,16 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use tread_runtime::eval::{bundled_digits, check_digit_model, slice, weights, Evaluator, HELD_OUT};
+use tread_runtime::data::DataSpec;
+use tread_runtime::eval::{
+    bundled_digits, check_digit_model, idx_images, slice, weights, Evaluator, HELD_OUT,
+    REFERENCE_KEY, TEST_SET,
+};
 use tread_runtime::lower::classifier::{self, TrainPlan};
-use tread_runtime::run_folder::{RunFolder, METRICS_FILE, RUN_JSON_FILE};
+use tread_runtime::run_folder::RunFolder;
 use tread_runtime::sampler::SampleRequest;
 
-use crate::args::{EvalArgs, PlotArgs, TrainClassifierArgs, XArg, YArg};
+use crate::args::{EvalArgs, TrainClassifierArgs};
 use crate::backend::backend;
 use crate::bundled::BundledData;
 use crate::failure::{cli_error, from_run, Failure};
@@ -35,7 +39,11 @@ pub fn run_eval(args: EvalArgs) -> Result<(), Failure> {
         .map_err(|d| Failure::Diag(d.in_file(ckpt.display().to_string())))?;
     let sampled_s = start.elapsed().as_secs_f64();
     let data = BundledData::unpack()?;
-    let evaluator = Evaluator::for_model(data.path(), s.clip).map_err(Failure::Diag)?;
+    let evaluator = match &args.classifier {
+        Some(file) => Evaluator::from_file(file, s.clip),
+        None => Evaluator::for_model(data.path(), s.clip),
+    }
+    .map_err(Failure::Diag)?;
     let start = Instant::now();
     let labels = s.labels.unwrap_or_default();
     let scores = evaluator
@@ -83,12 +91,67 @@ pub fn run_eval(args: EvalArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Trains the digit classifier on the bundled digits 0..9000 and reports its accuracy on the
-/// held-out 9000..10000.
+/// The images a classifier trains on and is tested on, described for its metadata, and the IDX
+/// directory whose test set becomes its FD reference (`None`: the bundled digits).
+struct Split {
+    train: (Vec<f32>, Vec<i64>),
+    held_out: (Vec<f32>, Vec<i64>),
+    train_text: String,
+    held_out_text: String,
+    reference: Option<String>,
+}
+
+/// `--data mnist`: the bundled digits 0..9000 and 9000..10000; `--data idx:DIR`: DIR's `train-`
+/// and `t10k-` sets.
+fn classifier_split(data: &str) -> Result<Split, Failure> {
+    match DataSpec::parse(data).map_err(Failure::Diag)? {
+        DataSpec::Mnist => {
+            let bundled = BundledData::unpack()?;
+            let digits = bundled_digits(&bundled.mnist()).map_err(Failure::Diag)?;
+            Ok(Split {
+                train: slice(&digits, 0..HELD_OUT.start),
+                held_out: slice(&digits, HELD_OUT),
+                train_text: format!("bundled digits 0..{}", HELD_OUT.start),
+                held_out_text: format!("bundled digits {}..{}", HELD_OUT.start, HELD_OUT.end),
+                reference: None,
+            })
+        }
+        DataSpec::Idx(dir) => {
+            let train = idx_images(&dir, "train-").map_err(Failure::Diag)?;
+            let test = idx_images(&dir, TEST_SET).map_err(Failure::Diag)?;
+            let abs = std::fs::canonicalize(&dir).unwrap_or(dir);
+            Ok(Split {
+                train: slice(&train, 0..train.n),
+                held_out: slice(&test, 0..test.n),
+                train_text: format!("idx:{} train- ({} images)", abs.display(), train.n),
+                held_out_text: format!("idx:{} {TEST_SET} ({} images)", abs.display(), test.n),
+                reference: Some(abs.display().to_string()),
+            })
+        }
+        _ => Err(cli_error(
+            "--data",
+            "`mnist` or `idx:DIR` (labelled one-channel images of 10 classes)",
+            format!("`{data}`"),
+        )),
+    }
+}
+
+/// Trains the image classifier of the quality metric: on the bundled digits 0..9000 (held out
+/// 9000..10000), or on an IDX directory's training set (held out: its test set).
 pub fn run_train_classifier(args: TrainClassifierArgs) -> Result<(), Failure> {
-    let data = BundledData::unpack()?;
-    let digits = bundled_digits(&data.mnist()).map_err(Failure::Diag)?;
-    let (images, labels) = slice(&digits, 0..HELD_OUT.start);
+    let output =
+        match (&args.output, args.data.as_str()) {
+            (Some(o), _) => o.clone(),
+            (None, "mnist") => std::path::PathBuf::from("data/classifier/digits-cnn.safetensors"),
+            (None, _) => return Err(cli_error(
+                "-o",
+                "-o FILE for a classifier of other data (the default path is the shipped digit \
+                 classifier's)",
+                "nothing".into(),
+            )),
+        };
+    let split = classifier_split(&args.data)?;
+    let (images, labels) = &split.train;
     let plan = TrainPlan {
         steps: args.steps,
         batch: args.batch,
@@ -97,98 +160,46 @@ pub fn run_train_classifier(args: TrainClassifierArgs) -> Result<(), Failure> {
         max_shift: 2,
     };
     let start = Instant::now();
-    let params = classifier::train(&images, &labels, plan, |step, loss| {
+    let params = classifier::train(images, labels, plan, |step, loss| {
         if (step + 1) % 100 == 0 {
             eprintln!("step {}: loss {loss:.4}", step + 1);
         }
     })
     .map_err(Failure::Other)?;
     let wall_s = start.elapsed().as_secs_f64();
-    let (test_images, test_labels) = slice(&digits, HELD_OUT);
+    let (test_images, test_labels) = &split.held_out;
     let (_, logits) =
-        classifier::embed(&params, &test_images, test_labels.len()).map_err(Failure::Other)?;
-    let (hits, _) = tread_runtime::eval::accuracy(&logits, &test_labels);
+        classifier::embed(&params, test_images, test_labels.len()).map_err(Failure::Other)?;
+    let (hits, _) = tread_runtime::eval::accuracy(&logits, test_labels);
     let acc = hits as f64 / test_labels.len() as f64;
+    let data_flag = match args.data.as_str() {
+        "mnist" => String::new(),
+        d => format!(" --data {d}"),
+    };
     let command = format!(
-        "treadc train-classifier --steps {} --batch {} --lr {} --seed {}",
+        "treadc train-classifier{data_flag} --steps {} --batch {} --lr {} --seed {}",
         args.steps, args.batch, args.lr, args.seed
     );
-    let meta = BTreeMap::from([
+    let mut meta = BTreeMap::from([
         ("command".to_string(), command),
-        (
-            "train_split".into(),
-            format!("bundled digits 0..{}", HELD_OUT.start),
-        ),
-        (
-            "held_out_split".into(),
-            format!("bundled digits {}..{}", HELD_OUT.start, HELD_OUT.end),
-        ),
+        ("train_split".into(), split.train_text.clone()),
+        ("held_out_split".into(), split.held_out_text.clone()),
         ("held_out_accuracy".into(), format!("{acc:.4}")),
         ("train_wall_s".into(), format!("{wall_s:.1}")),
     ]);
-    if let Some(dir) = args.output.parent().filter(|d| !d.as_os_str().is_empty()) {
+    if let Some(dir) = split.reference.clone() {
+        meta.insert(REFERENCE_KEY.into(), dir);
+    }
+    if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
             .map_err(|e| Failure::Other(format!("cannot create {}: {e}", dir.display())))?;
     }
-    weights::save(&args.output, &params, meta).map_err(|d| Failure::Other(d.to_string()))?;
+    weights::save(&output, &params, meta).map_err(|d| Failure::Other(d.to_string()))?;
     eprintln!(
         "held-out accuracy {:.2}% ({hits}/{}), {wall_s:.0} s; wrote {}",
         100.0 * acc,
         test_labels.len(),
-        args.output.display()
+        output.display()
     );
     Ok(())
-}
-
-/// Overlays the runs' curves in one figure, with a legend of run names and routes.
-pub fn run_plot(args: PlotArgs) -> Result<(), Failure> {
-    use tread_runtime::plot::{plot, Line, XAxis, YAxis};
-    let ext = args
-        .output
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("");
-    if !["png", "svg"].contains(&ext.to_ascii_lowercase().as_str()) {
-        return Err(cli_error(
-            "-o",
-            "an output file ending in .png or .svg",
-            args.output.display().to_string(),
-        ));
-    }
-    let mut curves = Vec::new();
-    let mut labels = Vec::new();
-    for run in &args.runs {
-        let c = tread_runtime::metrics::read(&run.join(METRICS_FILE)).map_err(Failure::Diag)?;
-        let name = run.file_name().map_or(run.display().to_string(), |n| {
-            n.to_string_lossy().into_owned()
-        });
-        labels.push(format!("{name} (routes {})", route_of(run)));
-        curves.push(c);
-    }
-    let lines: Vec<Line> = labels
-        .into_iter()
-        .zip(&curves)
-        .map(|(label, curves)| Line { label, curves })
-        .collect();
-    let x = match args.x {
-        XArg::Step => XAxis::Step,
-        XArg::Wall => XAxis::Wall,
-    };
-    let y = match args.y {
-        YArg::Loss => YAxis::Loss,
-        YArg::Fd => YAxis::Fd,
-        YArg::Accuracy => YAxis::Accuracy,
-    };
-    plot(&lines, x, y, &args.output).map_err(Failure::Diag)?;
-    eprintln!("wrote {}", args.output.display());
-    Ok(())
-}
-
-/// A run's routes in effect, from its run.json (`none`: dense).
-fn route_of(run: &std::path::Path) -> String {
-    std::fs::read_to_string(run.join(RUN_JSON_FILE))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| v.get("routes_in_effect")?.as_str().map(String::from))
-        .unwrap_or_else(|| "unknown".into())
 }

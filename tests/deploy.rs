@@ -33,6 +33,8 @@ fn trained_run(model: &Path, steps: u64, dir: &Path) -> PathBuf {
         eval_n: 500,
         cfg: None,
         init_from: None,
+        time_budget_s: None,
+        eval_classifier: None,
     };
     let run = dir.join("run");
     let mnist = root().join("data/mnist");

@@ -174,3 +174,172 @@ fn train_cfg_bad_inputs_are_refused_before_anything_is_written() {
         assert!(!run.exists(), "--cfg {cfg}: no run folder");
     }
 }
+
+/// Writes a run folder by hand: run.json's arm fields and one evaluation line per
+/// `(step, wall, fd)`.
+fn hand_run(dir: &std::path::Path, name: &str, routes: &str, evals: &[(u64, f64, f64)]) -> String {
+    let run = dir.join(name);
+    std::fs::create_dir_all(&run).unwrap();
+    let json = serde_json::json!({"model_file": "models/m.json", "data": "mnist",
+        "routes_in_effect": routes});
+    std::fs::write(run.join("run.json"), json.to_string()).unwrap();
+    let lines: Vec<String> = evals
+        .iter()
+        .map(|(step, wall, fd)| {
+            serde_json::json!({"step": step, "fd": fd, "accuracy": 0.5, "elapsed_s": wall})
+                .to_string()
+        })
+        .collect();
+    std::fs::write(run.join("metrics.jsonl"), lines.join("\n")).unwrap();
+    run.display().to_string()
+}
+
+/// `plot --arms --reach dense`: seeds of an arm become one mean curve with a shaded range, and
+/// the summary's figures are the hand-computed ones: dense's final FDs 80 and 100 make the
+/// target 90; routed seed 0 crosses it between (140 s, 110) and (210 s, 85), at
+/// 140 + 70·20/25 = 196 s, seed 1 lands on it at 216 s: 206 ± 14.1 s, and dense's mean end
+/// (300 s) over 206 s is 1.46×.
+#[test]
+fn plot_arms_summarise_seeds_and_time_to_dense_final_fd() {
+    let tmp = temp_dir("plot-arms");
+    let dir = tmp.path();
+    let runs = [
+        hand_run(
+            dir,
+            "none-s0",
+            "none",
+            &[(250, 100.0, 200.0), (500, 200.0, 100.0), (750, 300.0, 80.0)],
+        ),
+        hand_run(
+            dir,
+            "none-s1",
+            "none",
+            &[
+                (250, 110.0, 220.0),
+                (500, 220.0, 120.0),
+                (720, 300.0, 100.0),
+            ],
+        ),
+        hand_run(
+            dir,
+            "paper-s0",
+            "0.5:2-10",
+            &[
+                (250, 70.0, 190.0),
+                (500, 140.0, 110.0),
+                (750, 210.0, 85.0),
+                (1000, 280.0, 70.0),
+            ],
+        ),
+        hand_run(
+            dir,
+            "paper-s1",
+            "0.5:2-10",
+            &[
+                (250, 72.0, 200.0),
+                (500, 144.0, 130.0),
+                (750, 216.0, 90.0),
+                (1000, 288.0, 75.0),
+            ],
+        ),
+    ];
+    let svg = dir.join("arms.svg");
+    let mut args: Vec<&str> = vec!["plot"];
+    args.extend(runs.iter().map(String::as_str));
+    args.extend([
+        "--arms", "--x", "wall", "--y", "fd", "--reach", "dense", "-o",
+    ]);
+    args.push(svg.to_str().unwrap());
+    let o = treadc(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    for want in [
+        "routes none (2 runs)",
+        "final step 735 ± 21, wall 300.0 ± 0.0 s, FD 90.0 ± 14.1, accuracy 50.0 ± 0.0 %",
+        "reaches FD 90.0 in 1 of 2 runs, at 250.0 ± 0.0 s",
+        "none-s1: not reached",
+        "routes 0.5:2-10 (2 runs)",
+        "reaches FD 90.0 in 2 of 2 runs, at 206.0 ± 14.1 s",
+        "dense's final point / this arm's mean time to it: 1.46×",
+        "paper-s0: 196.0 s",
+        "paper-s1: 216.0 s",
+    ] {
+        assert!(out.contains(want), "missing `{want}` in:\n{out}");
+    }
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.contains("<polygon"), "the seeds' range is shaded");
+    assert!(
+        text.contains("FD 90.0 (dense&apos;s final, mean of 2)")
+            || text.contains("FD 90.0 (dense's final, mean of 2)")
+    );
+
+    // Bad uses: exit 2 and a message naming the flag.
+    let png = dir.join("never.png");
+    let png = png.to_str().unwrap();
+    for (flags, says) in [
+        (
+            vec![runs[2].as_str(), "--y", "fd", "--reach", "dense"],
+            "dense runs",
+        ),
+        (
+            vec![runs[0].as_str(), "--y", "loss", "--reach", "80"],
+            "--y fd",
+        ),
+        (
+            vec![runs[0].as_str(), "--y", "fd", "--reach", "fast"],
+            "`fast`",
+        ),
+    ] {
+        let mut a = vec!["plot"];
+        a.extend(flags);
+        a.extend(["-o", png]);
+        let o = treadc(&a);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("--reach") && stderr(&o).contains(says),
+            "{}",
+            stderr(&o)
+        );
+    }
+    assert!(!std::path::Path::new(png).exists());
+}
+
+/// `train-classifier` on other data: it needs `-o` (the default is the shipped classifier's
+/// path), `mnist` or `idx:DIR`, and a `t10k-` set to hold out; each is exit 2 before training.
+#[test]
+fn a_classifier_of_other_data_is_checked_before_training() {
+    let tmp = temp_dir("cnn-args");
+    let dir = tmp.path();
+    let out = dir.join("cnn.safetensors");
+    let out_s = out.to_str().unwrap();
+    let idx = |magic: u32, dims: &[u32], data: &[u8]| {
+        let mut b = magic.to_be_bytes().to_vec();
+        dims.iter()
+            .for_each(|d| b.extend_from_slice(&d.to_be_bytes()));
+        b.extend_from_slice(data);
+        b
+    };
+    std::fs::write(
+        dir.join("train-images-idx3-ubyte"),
+        idx(0x803, &[2, 28, 28], &[0; 1568]),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("train-labels-idx1-ubyte"),
+        idx(0x801, &[2], &[3, 4]),
+    )
+    .unwrap();
+    let data = format!("idx:{}", dir.display());
+    for (args, says) in [
+        (vec!["--data", data.as_str()], "-o"),
+        (vec!["--data", "png:elsewhere", "-o", out_s], "--data"),
+        (vec!["--data", data.as_str(), "-o", out_s], "t10k-"),
+    ] {
+        let mut a = vec!["train-classifier"];
+        a.extend(args);
+        let o = treadc(&a);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert!(stderr(&o).contains(says), "{}", stderr(&o));
+    }
+    assert!(!out.exists());
+}

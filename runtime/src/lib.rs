@@ -7,6 +7,7 @@
 //! checkpoint files and image grids work on host buffers.
 
 pub mod alloc;
+pub mod arms;
 pub mod bench;
 pub mod checkpoint;
 pub mod condition;

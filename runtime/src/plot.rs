@@ -7,6 +7,7 @@ use std::sync::Once;
 
 use plotters::coord::ranged1d::{Ranged, ValueFormatter};
 use plotters::coord::types::RangedCoordf64;
+use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
 use tread_compiler::diag::{Diagnostic, Location};
@@ -160,19 +161,45 @@ fn bounds(lines: &[Vec<(f64, f64)>]) -> Option<((f64, f64), (f64, f64))> {
     (!all.is_empty()).then(|| (fold(|p| p.0), fold(|p| p.1)))
 }
 
+/// One drawn curve: its legend, its points, and for an arm of several runs the range they
+/// span (`(x, lowest, highest)`, shaded) and the x at which the arm reaches the target.
+pub struct Series {
+    /// Legend text.
+    pub label: String,
+    /// The curve (an arm's mean).
+    pub points: Vec<(f64, f64)>,
+    /// The runs' range around the curve (empty: a single run).
+    pub range: Vec<(f64, f64, f64)>,
+    /// Where the arm first reaches the target (a dashed vertical line).
+    pub reach: Option<f64>,
+}
+
+impl Series {
+    /// A single run's curve on the chosen axes.
+    pub fn of_run(line: &Line<'_>, x: XAxis, y: YAxis) -> Self {
+        Series {
+            label: line.label.clone(),
+            points: points(line.curves, x, y),
+            range: Vec::new(),
+            reach: None,
+        }
+    }
+}
+
 fn draw<DB: DrawingBackend, Y>(
     root: DrawingArea<DB, plotters::coord::Shift>,
-    lines: &[(String, Vec<(f64, f64)>)],
-    xr: RangedCoordf64,
-    yr: Y,
-    x_label: &str,
-    y: YAxis,
+    lines: &[Series],
+    (xr, yr): (RangedCoordf64, Y),
+    (x_label, y): (&str, YAxis),
+    target: Option<(f64, &str)>,
 ) -> Result<(), String>
 where
     Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
 {
     let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
     root.fill(&WHITE).map_err(e)?;
+    let (x0, x1) = (xr.range().start, xr.range().end);
+    let (y0, y1) = (yr.range().start, yr.range().end);
     let mut chart = ChartBuilder::on(&root)
         .margin(16)
         .x_label_area_size(44)
@@ -190,19 +217,59 @@ where
         .axis_desc_style(("sans-serif", 16))
         .draw()
         .map_err(e)?;
-    for (i, (label, pts)) in lines.iter().enumerate() {
+    for (i, s) in lines.iter().enumerate() {
         let color = Palette99::pick(i).to_rgba();
-        let series = chart
-            .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))
-            .map_err(e)?;
-        series.label(label.as_str()).legend(move |(x, y)| {
-            PathElement::new(vec![(x, y), (x + 22, y)], color.stroke_width(2))
-        });
-        if y != YAxis::Loss {
+        if !s.range.is_empty() {
+            let outline: Vec<(f64, f64)> = s
+                .range
+                .iter()
+                .map(|p| (p.0, p.1))
+                .chain(s.range.iter().rev().map(|p| (p.0, p.2)))
+                .collect();
             chart
-                .draw_series(pts.iter().map(|p| Circle::new(*p, 3, color.filled())))
+                .draw_series(std::iter::once(Polygon::new(
+                    outline,
+                    color.mix(0.18).filled(),
+                )))
                 .map_err(e)?;
         }
+        let series = chart
+            .draw_series(LineSeries::new(
+                s.points.iter().copied(),
+                color.stroke_width(2),
+            ))
+            .map_err(e)?;
+        series.label(s.label.as_str()).legend(move |(x, y)| {
+            PathElement::new(vec![(x, y), (x + 22, y)], color.stroke_width(2))
+        });
+        // An evaluation's dot marks a measured point; an arm's mean is interpolated between them.
+        if y != YAxis::Loss && s.range.is_empty() {
+            chart
+                .draw_series(s.points.iter().map(|p| Circle::new(*p, 3, color.filled())))
+                .map_err(e)?;
+        }
+        if let Some(at) = s.reach {
+            chart
+                .draw_series(std::iter::once(DashedPathElement::new(
+                    vec![(at, y0), (at, y1)],
+                    6,
+                    4,
+                    color.stroke_width(2),
+                )))
+                .map_err(e)?;
+        }
+    }
+    if let Some((level, label)) = target {
+        chart
+            .draw_series(std::iter::once(DashedPathElement::new(
+                vec![(x0, level), (x1, level)],
+                3,
+                3,
+                BLACK.stroke_width(1),
+            )))
+            .map_err(e)?
+            .label(label)
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 22, y)], BLACK.stroke_width(1)));
     }
     chart
         .configure_series_labels()
@@ -221,14 +288,29 @@ where
 
 /// Draws `lines` to `out` (`.png` or `.svg`, 900×560). Errors name the output file.
 pub fn plot(lines: &[Line<'_>], x: XAxis, y: YAxis, out: &Path) -> Result<(), Diagnostic> {
+    let series: Vec<Series> = lines.iter().map(|l| Series::of_run(l, x, y)).collect();
+    plot_series(&series, x, y, None, out)
+}
+
+/// Draws `series` (runs, or arms with their ranges and reach marks) to `out` (`.png` or `.svg`,
+/// 900×560), with `target` as a dashed horizontal line and its legend. Errors name the file.
+pub fn plot_series(
+    series: &[Series],
+    x: XAxis,
+    y: YAxis,
+    target: Option<(f64, &str)>,
+    out: &Path,
+) -> Result<(), Diagnostic> {
     font();
     let bad = |m: String| Diagnostic::new(Location::File, m).in_file(out.display().to_string());
-    let pts: Vec<(String, Vec<(f64, f64)>)> = lines
-        .iter()
-        .map(|l| (l.label.clone(), points(l.curves, x, y)))
-        .collect();
-    let only: Vec<Vec<(f64, f64)>> = pts.iter().map(|p| p.1.clone()).collect();
-    let ((x0, x1), (y0, y1)) = bounds(&only).ok_or_else(|| {
+    let mut only: Vec<Vec<(f64, f64)>> = series.iter().map(|s| s.points.clone()).collect();
+    only.extend(series.iter().map(|s| {
+        s.range
+            .iter()
+            .flat_map(|p| [(p.0, p.1), (p.0, p.2)])
+            .collect()
+    }));
+    let ((x0, x1), (mut y0, mut y1)) = bounds(&only).ok_or_else(|| {
         bad(format!(
             "nothing to plot: no run has {} values",
             match y {
@@ -238,6 +320,9 @@ pub fn plot(lines: &[Line<'_>], x: XAxis, y: YAxis, out: &Path) -> Result<(), Di
             }
         ))
     })?;
+    if let Some((level, _)) = target.filter(|t| t.0.is_finite()) {
+        (y0, y1) = (y0.min(level), y1.max(level));
+    }
     let xr: RangedCoordf64 = (x0..x1.max(x0 + 1e-9)).into();
     let x_label = match x {
         XAxis::Step => "training step",
@@ -254,7 +339,7 @@ pub fn plot(lines: &[Line<'_>], x: XAxis, y: YAxis, out: &Path) -> Result<(), Di
                 match y {
                     YAxis::Accuracy => {
                         let yr: RangedCoordf64 = (0.0..100.0).into();
-                        draw($root, &pts, xr, yr, x_label, y)
+                        draw($root, series, (xr, yr), (x_label, y), target)
                     }
                     YAxis::Loss | YAxis::Fd => {
                         let lo = (y0.max(1e-6) / 1.2).max(1e-6);
@@ -264,7 +349,7 @@ pub fn plot(lines: &[Line<'_>], x: XAxis, y: YAxis, out: &Path) -> Result<(), Di
                             .log_scale()
                             .with_key_points(bold)
                             .with_light_points(light);
-                        draw($root, &pts, xr, yr, x_label, y)
+                        draw($root, series, (xr, yr), (x_label, y), target)
                     }
                 }
             };

@@ -420,7 +420,10 @@ fn train_in(
         crate::eval::check_digit_model(shape, clip, classes)
             .map_err(|d| d.in_file(settings.model_file.clone()))?;
         let data_dir = bundled_mnist.parent().unwrap_or(Path::new("."));
-        Some(crate::eval::Evaluator::for_model(data_dir, clip)?)
+        Some(match &settings.eval_classifier {
+            Some(file) => crate::eval::Evaluator::from_file(Path::new(file), clip)?,
+            None => crate::eval::Evaluator::for_model(data_dir, clip)?,
+        })
     } else {
         None
     };
@@ -590,10 +593,12 @@ fn train_in(
             .map_err(|e| io_err("cannot write metrics.jsonl", e))?;
         bar.set_position(trainer.step());
         let at = |every: u64| every > 0 && trainer.step() % every == 0;
+        let out_of_time = settings.time_budget_s.is_some_and(|b| elapsed >= b);
+        let last = trainer.step() == settings.steps || out_of_time;
         let pause = Instant::now();
         if let Some(ev) = evaluator
             .as_ref()
-            .filter(|_| at(settings.eval_every) || trainer.step() == settings.steps)
+            .filter(|_| at(settings.eval_every) || last)
         {
             let sc = evaluate(trainer.as_ref(), ev)?;
             let mut line = serde_json::json!({"step": trainer.step(), "fd": sc.fd, "accuracy": sc.accuracy, "per_class": sc.per_class, "n": sc.n, "cfg": settings.cfg, "elapsed_s": elapsed});
@@ -607,13 +612,22 @@ fn train_in(
             }
         }
         bar.set_message(format!("loss {loss:.4}{last_eval}"));
-        if at(settings.sample_every) && trainer.step() < settings.steps {
+        if at(settings.sample_every) && !last {
             bar.suspend(|| grid(trainer.as_ref(), &paths.grid(trainer.step())))?;
         }
-        if at(settings.ckpt_every) && trainer.step() < settings.steps {
+        if at(settings.ckpt_every) && !last {
             save(trainer.as_ref())?;
         }
         paused += pause.elapsed();
+        if out_of_time && trainer.step() < settings.steps {
+            bar.abandon();
+            eprintln!(
+                "time budget of {:.0} s reached at step {} ({elapsed:.1} s of training)",
+                settings.time_budget_s.unwrap_or_default(),
+                trainer.step()
+            );
+            break;
+        }
     }
     bar.finish();
     save(trainer.as_ref())?;
@@ -699,6 +713,8 @@ mod tests {
             eval_n: 500,
             cfg: None,
             init_from: None,
+            time_budget_s: None,
+            eval_classifier: None,
         };
         (s, text)
     }
@@ -816,6 +832,26 @@ mod tests {
         std::fs::write(&ck, &bytes[..bytes.len() / 2]).unwrap();
         let e = load_run(FLEX, &ck).err().unwrap();
         assert!(matches!(e, RunError::Diag(_)), "{e:?}");
+    }
+
+    #[test]
+    fn a_time_budget_stops_at_the_first_step_past_it_and_checkpoints_there() {
+        let (mut s, text) = settings(40, 0);
+        s.time_budget_s = Some(1e-9);
+        let (_tmp, d) = dir("budget");
+        assert_eq!(run(s.clone(), &text, &d, false).step(), 1);
+        let ck = Checkpoint::load(&d.join("checkpoint.safetensors")).unwrap();
+        assert_eq!(ck.meta["step"], "1");
+        let curves = crate::metrics::read(&d.join("metrics.jsonl")).unwrap();
+        assert_eq!(curves.loss.len(), 1);
+        s.steps = 2;
+        s.time_budget_s = Some(1e9);
+        let (_tmp, d) = dir("ample");
+        assert_eq!(
+            run(s, &text, &d, false).step(),
+            2,
+            "an ample budget runs --steps"
+        );
     }
 
     #[test]

@@ -65,6 +65,14 @@ pub struct RunSettings {
     /// The weights file a fresh run started from (`--init-from`; `None`: the seed's init).
     #[serde(default)]
     pub init_from: Option<String>,
+    /// Stop at the first step whose training wall time reaches this many seconds, before
+    /// `steps` (`None`: run all steps): equal time budgets for runs whose steps cost differently.
+    #[serde(default)]
+    pub time_budget_s: Option<f64>,
+    /// The classifier file scoring the evaluations (`None`: the bundled digit classifier and
+    /// held-out digits; see [`crate::eval::Evaluator::from_file`]).
+    #[serde(default)]
+    pub eval_classifier: Option<String>,
 }
 
 fn default_eval_n() -> usize {

@@ -31,8 +31,8 @@ pub struct NewRun {
 /// What `treadc train` was asked to do.
 #[derive(Debug, Clone)]
 pub enum TrainStart {
-    /// Start a run.
-    New(NewRun),
+    /// Start a run (boxed: by far the larger variant).
+    New(Box<NewRun>),
     /// Continue the run in `run` up to `steps` in total; `model`, when given, must be the
     /// model the run was trained with.
     Resume {
@@ -42,6 +42,9 @@ pub enum TrainStart {
         model: Option<PathBuf>,
         /// Total steps.
         steps: u64,
+        /// A new training time budget in seconds, counted from the run's start (`None`: the
+        /// run's own).
+        time_budget_s: Option<f64>,
     },
 }
 
@@ -61,13 +64,21 @@ pub struct StartedRun {
 /// flag or file; nothing is written.
 pub fn start(req: TrainStart) -> Result<StartedRun, Diagnostic> {
     match req {
-        TrainStart::Resume { run, model, steps } => {
+        TrainStart::Resume {
+            run,
+            model,
+            steps,
+            time_budget_s,
+        } => {
             let saved = SavedRun::open(&run)?;
             if let Some(model) = &model {
                 same_model(model, &saved)?;
             }
             let mut settings = saved.settings.clone();
             settings.steps = steps;
+            if time_budget_s.is_some() {
+                settings.time_budget_s = time_budget_s;
+            }
             Ok(StartedRun {
                 settings,
                 model_text: saved.model_json.clone(),

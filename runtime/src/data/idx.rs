@@ -34,7 +34,13 @@ pub const LABELS_MAGIC: u32 = 0x0000_0801;
 /// Loads the image and label files of an IDX directory (see the module doc for how they are
 /// found) into a [`Dataset`] with pixels scaled to [-1, 1].
 pub fn load_dir(dir: &Path) -> Result<Dataset, Diagnostic> {
-    let (images_path, labels_path) = find_pair(dir)?;
+    load_set(dir, None)
+}
+
+/// [`load_dir`] for the set whose files start with `prefix` (`t10k-`: the test set of MNIST and
+/// its relatives); `None` picks as [`load_dir`] does.
+pub fn load_set(dir: &Path, prefix: Option<&str>) -> Result<Dataset, Diagnostic> {
+    let (images_path, labels_path) = find_set(dir, prefix)?;
     let images = read_images(&images_path)?;
     let labels = read_labels(&labels_path)?;
     if labels.len() != images.n {
@@ -100,6 +106,11 @@ pub fn read_labels(path: &Path) -> Result<Vec<u8>, Diagnostic> {
 
 /// Finds the images file and its labels file in `dir` (see the module doc for the rules).
 pub fn find_pair(dir: &Path) -> Result<(PathBuf, PathBuf), Diagnostic> {
+    find_set(dir, None)
+}
+
+/// [`find_pair`] for the set whose files start with `prefix`, when given.
+fn find_set(dir: &Path, prefix: Option<&str>) -> Result<(PathBuf, PathBuf), Diagnostic> {
     let file = dir.display().to_string();
     let entries = std::fs::read_dir(dir).map_err(|e| {
         Diagnostic::new(Location::File, "cannot read the IDX directory")
@@ -124,7 +135,18 @@ pub fn find_pair(dir: &Path) -> Result<(PathBuf, PathBuf), Diagnostic> {
                 .map(|prefix| (prefix, name.as_str()))
         })
         .collect();
-    if images.iter().any(|(p, _)| *p == "train-") {
+    if let Some(want) = prefix {
+        if !images.iter().any(|(p, _)| *p == want) {
+            return Err(Diagnostic::new(
+                Location::File,
+                format!("no `{want}` IDX image set in the directory"),
+            )
+            .expected(format!("a file named {want}images-idx3-ubyte[.gz]"))
+            .found(list_names(&names))
+            .in_file(file));
+        }
+        images.retain(|(p, _)| *p == want);
+    } else if images.iter().any(|(p, _)| *p == "train-") {
         images.retain(|(p, _)| *p == "train-");
     }
     let Some(&(prefix, _)) = images.first() else {
@@ -449,6 +471,21 @@ mod tests {
         )
         .unwrap();
         assert_eq!(load_dir(dir).unwrap().labels, vec![2]);
+    }
+
+    #[test]
+    fn a_named_set_is_loaded_or_its_absence_named() {
+        let tmp = temp_dir("idx-named");
+        write_idx(tmp.path(), "t10k-", 1, 1, 1, &[255], &[7], true);
+        write_idx(tmp.path(), "train-", 2, 1, 1, &[0, 255], &[4, 5], true);
+        let test = load_set(tmp.path(), Some("t10k-")).unwrap();
+        assert_eq!((test.n, test.labels.as_slice()), (1, [7].as_slice()));
+        assert_eq!(test.images, [1.0]);
+        let e = load_set(tmp.path(), Some("val-")).unwrap_err().to_string();
+        assert!(
+            e.contains("no `val-` IDX image set") && e.contains("t10k-"),
+            "{e}"
+        );
     }
 
     #[test]

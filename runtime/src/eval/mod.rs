@@ -26,6 +26,17 @@ use frechet::{frechet_distance, Gaussian};
 /// The bundled digits the classifier never trained on (the FD's real reference).
 pub const HELD_OUT: Range<usize> = 9000..10000;
 
+/// The IDX set a classifier trained on `idx:DIR` is tested on, and whose first
+/// [`REFERENCE_N`] images are its FD's real reference: DIR's test set.
+pub const TEST_SET: &str = "t10k-";
+
+/// Real reference images of a classifier trained on an IDX directory (as many as the bundled
+/// digits hold out).
+pub const REFERENCE_N: usize = 1000;
+
+/// Classifier metadata naming the IDX directory whose test set is the FD's reference.
+pub const REFERENCE_KEY: &str = "reference_idx";
+
 /// The seed of the held-out digits' clips, the real reference of a video model's FD.
 const REFERENCE_CLIPS_SEED: u64 = 0x5eed_c11b;
 
@@ -55,6 +66,14 @@ pub fn bundled_digits(mnist_dir: &Path) -> Result<Dataset, Diagnostic> {
             .found(format!("{} images", ds.n))
             .in_file(ds.source.clone()));
     }
+    Ok(ds)
+}
+
+/// An IDX directory's set `prefix` (`train-`, [`TEST_SET`]) as the classifier reads it: padded
+/// to 32×32 in [−1, 1], 10 classes.
+pub fn idx_images(dir: &Path, prefix: &str) -> Result<Dataset, Diagnostic> {
+    let raw = crate::data::idx::load_set(dir, Some(prefix))?;
+    let (ds, _) = fit_to_model(raw, 1, SIDE, SIDE, Some(CLASSES), 0)?;
     Ok(ds)
 }
 
@@ -139,6 +158,35 @@ impl Evaluator {
             Some(c) => Self::for_clips(data_dir, c),
             None => Self::bundled(data_dir),
         }
+    }
+
+    /// The evaluator of a classifier file from `treadc train-classifier --data idx:DIR`: its
+    /// weights, and as the real reference the first [`REFERENCE_N`] images of DIR's test set
+    /// (the directory its metadata names). Image models only.
+    pub fn from_file(path: &Path, clip: Option<ClipShape>) -> Result<Self, Diagnostic> {
+        let file = weights::load(path)?;
+        let at = |what: &str| Location::Item(what.into());
+        if clip.is_some() {
+            return Err(Diagnostic::new(
+                at("--eval-classifier"),
+                "a classifier of one's own scores image models only",
+            )
+            .expected("an image model")
+            .found("a video model (scored with the bundled digit classifier, frame by frame)")
+            .in_file(path.display().to_string()));
+        }
+        let Some(dir) = file.meta.get(REFERENCE_KEY) else {
+            return Err(Diagnostic::new(
+                at(&format!("metadata `{REFERENCE_KEY}`")),
+                "the classifier names no reference images for the FD",
+            )
+            .expected("a classifier written by `treadc train-classifier --data idx:DIR`")
+            .found("no such metadata (the bundled digit classifier needs no --eval-classifier)")
+            .in_file(path.display().to_string()));
+        };
+        let ds = idx_images(Path::new(dir), TEST_SET)?;
+        let (images, _) = slice(&ds, 0..REFERENCE_N.min(ds.n));
+        Self::new(file.params, &images)
     }
 
     /// An evaluator from classifier parameters and real reference images (`n × 32 × 32`).

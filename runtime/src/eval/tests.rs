@@ -121,3 +121,45 @@ fn a_model_that_is_not_a_digit_model_is_refused() {
     assert!(e.contains("image 4×32×32, 1000 classes"), "{e}");
     assert!(check_digit_model([1, 32, 32], None, None).is_err());
 }
+
+/// A classifier trained on an IDX directory scores against that directory's test set: here the
+/// shipped weights with 200 bundled digits written as a `t10k-` set, which then score FD 0
+/// against themselves. Without the metadata naming the directory, the file is refused.
+#[test]
+fn a_classifier_file_names_its_own_reference_set() {
+    use crate::data::idx::{read_images, read_labels, tests_support::write_idx};
+    let f = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let mnist = data_dir().join("mnist");
+    let raw = read_images(&mnist.join("images-idx3-ubyte.gz")).unwrap();
+    let labels = read_labels(&mnist.join("labels-idx1-ubyte.gz")).unwrap();
+    let n = 200;
+    let len = raw.rows * raw.cols;
+    write_idx(
+        tmp.path(),
+        "t10k-",
+        n as u32,
+        raw.rows as u32,
+        raw.cols as u32,
+        &raw.pixels[..n * len],
+        &labels[..n],
+        true,
+    );
+    let file = tmp.path().join("cnn.safetensors");
+    let meta = std::collections::BTreeMap::from([(
+        REFERENCE_KEY.to_string(),
+        tmp.path().display().to_string(),
+    )]);
+    weights::save(&file, &f.params, meta).unwrap();
+    let ev = Evaluator::from_file(&file, None).unwrap();
+    let (images, digit_labels) = slice(&f.digits, 0..n);
+    let s = ev.score(&images, &digit_labels).unwrap();
+    assert!(s.fd < 1e-6, "the reference against itself: {}", s.fd);
+
+    weights::save(&file, &f.params, Default::default()).unwrap();
+    let e = Evaluator::from_file(&file, None).err().unwrap().to_string();
+    assert!(
+        e.contains(REFERENCE_KEY) && e.contains("cnn.safetensors"),
+        "{e}"
+    );
+}
