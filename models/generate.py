@@ -698,6 +698,14 @@ def main():
                     "(README: FD and class accuracy measured with treadc eval).",
         training={"init": "adaln_zero", "lr": 3e-3, "lr_warmup": 100, "ema_decay": 0.999,
                   "ema_warmup": True, "batch": 64, "p_mean": -0.4, "p_std": 1.4}))
+    write("mnist-dit-deep.json", dit(
+        "MNIST-DiT-deep", 14, 64, 4, 4, size=32, channels=1, classes=10,
+        description="MNIST-DiT-small at depth 14 (width 64, 64 tokens of 4x4 patches): deep "
+                    "enough that the paper's placement (0.5:2-10, the default route) lets half "
+                    "the tokens skip 9 of 14 blocks. The dense-against-routed experiment of "
+                    "docs/experiments/tread-claim-deep.md; the training recipe of MNIST-DiT-small.",
+        training={"init": "adaln_zero", "lr": 3e-3, "lr_warmup": 100, "ema_decay": 0.999,
+                  "ema_warmup": True, "batch": 64, "p_mean": -0.4, "p_std": 1.4}))
     write("flux-dev.json", flux(
         "FLUX.1-dev", 19, 38, 3072, 24, [16, 56, 56], size=128, channels=16, patch=2,
         text_len=512, text_dim=4096, pooled_dim=768, guidance=True,
