@@ -671,6 +671,11 @@ def compact_nodes(model):
     return enc(model, 0) + "\n"
 
 
+# MNIST-DiT-small's fast recipe, shared by MNIST-DiT-deep so that the two differ in depth only.
+FAST_DIGITS_RECIPE = {"init": "adaln_zero", "lr": 3e-3, "lr_warmup": 100, "ema_decay": 0.999,
+                      "ema_warmup": True, "batch": 64, "p_mean": -0.4, "p_std": 1.4}
+
+
 def main():
     sizes = {"s": (12, 384, 6), "b": (12, 768, 12), "l": (24, 1024, 16), "xl": (28, 1152, 16)}
     for key, (depth, d, heads) in sizes.items():
@@ -696,16 +701,14 @@ def main():
                     "N(-0.4, 1.4^2) (more high-noise samples, where the class decides the digit), "
                     "a short EMA with warm-up. 2,000 steps on two CPU cores give digits "
                     "(README: FD and class accuracy measured with treadc eval).",
-        training={"init": "adaln_zero", "lr": 3e-3, "lr_warmup": 100, "ema_decay": 0.999,
-                  "ema_warmup": True, "batch": 64, "p_mean": -0.4, "p_std": 1.4}))
+        training=FAST_DIGITS_RECIPE))
     write("mnist-dit-deep.json", dit(
         "MNIST-DiT-deep", 14, 64, 4, 4, size=32, channels=1, classes=10,
         description="MNIST-DiT-small at depth 14 (width 64, 64 tokens of 4x4 patches): deep "
                     "enough that the paper's placement (0.5:2-10, the default route) lets half "
                     "the tokens skip 9 of 14 blocks. The dense-against-routed experiment of "
                     "docs/experiments/tread-claim-deep.md; the training recipe of MNIST-DiT-small.",
-        training={"init": "adaln_zero", "lr": 3e-3, "lr_warmup": 100, "ema_decay": 0.999,
-                  "ema_warmup": True, "batch": 64, "p_mean": -0.4, "p_std": 1.4}))
+        training=FAST_DIGITS_RECIPE))
     write("flux-dev.json", flux(
         "FLUX.1-dev", 19, 38, 3072, 24, [16, 56, 56], size=128, channels=16, patch=2,
         text_len=512, text_dim=4096, pooled_dim=768, guidance=True,
