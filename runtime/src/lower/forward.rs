@@ -6,6 +6,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use tread_compiler::ir::{Dim, Graph, InputRole, NodeId, Op};
 
+use super::fused::choice::Kernels;
 use super::fused::FusedOps;
 use super::ops::{eval, needs_input_types, OpCtx};
 use super::store::ParamStore;
@@ -187,7 +188,7 @@ pub fn forward_all<B: FusedOps>(
         params,
         routes,
         device: &device,
-        fused: params.fused,
+        kernels: Kernels::from_fused(params.fused),
         input_types: vec![],
     };
     let mut vals: HashMap<NodeId, Value<B>> = HashMap::new();

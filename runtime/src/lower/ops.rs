@@ -1,14 +1,14 @@
 //! One function per IR op, on burn tensors. Shapes were checked by the compiler; the only
-//! failures here are internal bugs, reported as strings.
+//! failures here are internal bugs, reported as strings. The fused ops run through
+//! [`Kernels`], the one place that picks the backend's kernels or their decompositions.
 
 use burn::tensor::activation;
 use burn::tensor::backend::Backend;
-use burn::tensor::module::{attention, linear};
 use burn::tensor::{Int, Tensor, TensorData};
 use tread_compiler::ir::{GeluApprox, GluAct, NormFlavour, Op, ValueType};
 use tread_compiler::params::suffix;
 
-use super::fused::reference::{gather_tokens, gelu_tanh, layer_norm, merge_tokens, rms_norm};
+use super::fused::choice::Kernels;
 use super::fused::{FusedOps, NormKind};
 use super::store::ParamStore;
 use super::value::{OpResult, Value};
@@ -22,9 +22,9 @@ pub struct OpCtx<'a, B: Backend> {
     pub routes: &'a mut dyn RouteSource,
     /// Device for created tensors.
     pub device: &'a B::Device,
-    /// Run attention, norms and tanh-GELU through the fused kernels ([`FusedOps`]); `false`
-    /// runs the burn decompositions (`treadc bench --no-fuse`, the tests' reference).
-    pub fused: bool,
+    /// The fused kernels, or their reference decompositions (`treadc bench --no-fuse`, the
+    /// tests' reference).
+    pub kernels: Kernels,
     /// The current node's input types, for the ops that read a token axis' streams
     /// (`select_stream`); empty for the others.
     pub input_types: Vec<ValueType>,
@@ -35,6 +35,47 @@ pub fn needs_input_types(op: &Op) -> bool {
     matches!(op, Op::SelectStream { .. })
 }
 
+/// A node's inputs in order; a missing one is an internal error naming the node.
+struct Inputs<'n, B: Backend> {
+    node: &'n str,
+    values: std::vec::IntoIter<Value<B>>,
+}
+
+impl<B: Backend> Inputs<'_, B> {
+    fn next(&mut self) -> OpResult<Value<B>> {
+        let node = self.node;
+        self.values
+            .next()
+            .ok_or_else(|| format!("`{node}`: missing input"))
+    }
+}
+
+/// A node's parameters, looked up by their suffix ([`suffix`]).
+struct NodeParams<'a, B: Backend> {
+    store: &'a ParamStore<B>,
+    node: &'a str,
+}
+
+impl<B: Backend> NodeParams<'_, B> {
+    fn get<const D: usize>(&self, suffix: &str) -> OpResult<Tensor<B, D>> {
+        self.store.get::<D>(&format!("{}.{suffix}", self.node))
+    }
+
+    /// The parameter of any rank as a flat vector.
+    fn flat(&self, suffix: &str) -> OpResult<Tensor<B, 1>> {
+        self.store.flat(&format!("{}.{suffix}", self.node))
+    }
+
+    /// The parameter when the op has it (`present`), else `None`.
+    fn optional<const D: usize>(
+        &self,
+        present: bool,
+        suffix: &str,
+    ) -> OpResult<Option<Tensor<B, D>>> {
+        present.then(|| self.get::<D>(suffix)).transpose()
+    }
+}
+
 /// Evaluates node `name` with op `op` on `x`.
 pub fn eval<B: FusedOps>(
     op: &Op,
@@ -42,128 +83,69 @@ pub fn eval<B: FusedOps>(
     x: Vec<Value<B>>,
     ctx: &mut OpCtx<B>,
 ) -> OpResult<Value<B>> {
-    let p = |suffix: &str| format!("{name}.{suffix}");
-    let mut x = x.into_iter();
-    let mut next = || x.next().ok_or_else(|| format!("`{name}`: missing input"));
+    let mut x = Inputs {
+        node: name,
+        values: x.into_iter(),
+    };
+    let params = NodeParams {
+        store: ctx.params,
+        node: name,
+    };
+    let k = ctx.kernels;
     Ok(match op {
         Op::Input { .. } => return Err("inputs are bound, not evaluated".into()),
         Op::Param { shape, .. } => {
-            let flat = ctx.params.flat(&p(suffix::VALUE))?;
             let shape: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
-            reshape_value(flat, &shape)?
+            reshape_value(params.flat(suffix::VALUE)?, &shape)?
         }
         Op::Linear { bias, .. } => {
-            let w = ctx.params.get::<2>(&p(suffix::WEIGHT))?;
-            let b = if *bias {
-                Some(ctx.params.get::<1>(&p(suffix::BIAS))?)
-            } else {
-                None
-            };
-            let fused = ctx.fused;
-            let f = |r: Tensor<B, 2>| match fused {
-                true => B::fused_linear(r, w.clone(), b.clone()),
-                false => linear(r, w.clone(), b.clone()),
-            };
-            map_float(next()?, f, |t| per_row(t, f))?
+            let w = params.get::<2>(suffix::WEIGHT)?;
+            let b = params.optional::<1>(*bias, suffix::BIAS)?;
+            on_rows(x.next()?, |r| k.linear(r, w.clone(), b.clone()))?
         }
-        Op::LayerNorm { eps, affine } | Op::RmsNorm { eps, affine } => {
-            let eps = *eps;
-            let rms = matches!(op, Op::RmsNorm { .. });
-            let scale = if *affine {
-                Some(ctx.params.get::<1>(&p(suffix::WEIGHT))?)
-            } else {
-                None
-            };
-            let shift = if *affine && !rms {
-                Some(ctx.params.get::<1>(&p(suffix::BIAS))?)
-            } else {
-                None
-            };
-            let fused = ctx.fused;
-            let f = |r: Tensor<B, 2>| {
-                let mut y = match (fused, rms) {
-                    (true, _) => {
-                        let kind = if rms { NormKind::Rms } else { NormKind::Layer };
-                        B::fused_norm(r, None, 1, kind, eps)
-                    }
-                    (false, true) => rms_norm(r, eps),
-                    (false, false) => layer_norm(r, eps),
-                };
-                if let Some(w) = &scale {
-                    y = y * w.clone().unsqueeze::<2>();
-                }
-                if let Some(b) = &shift {
-                    y = y + b.clone().unsqueeze::<2>();
-                }
-                y
-            };
-            map_float(next()?, f, |t| per_row(t, f))?
+        Op::LayerNorm { eps, affine } => {
+            norm(x.next()?, &params, NormKind::Layer, *eps, *affine, 1, k)?
         }
-        Op::Attention { heads, qkv_bias } if ctx.fused => {
-            // Plain 2-D GEMMs around one fused attention node.
-            let t = next()?.f3()?;
-            let [b, n, d] = t.dims();
-            let wqkv = ctx.params.get::<2>(&p(suffix::QKV_WEIGHT))?;
-            let bqkv = if *qkv_bias {
-                Some(ctx.params.get::<1>(&p(suffix::QKV_BIAS))?)
-            } else {
-                None
-            };
-            let qkv = B::fused_linear(t.reshape([b * n, d]), wqkv, bqkv);
-            let o = B::fused_attention(qkv, b, *heads as usize);
-            let wp = ctx.params.get::<2>(&p(suffix::PROJ_WEIGHT))?;
-            let bp = ctx.params.get::<1>(&p(suffix::PROJ_BIAS))?;
-            Value::F3(B::fused_linear(o, wp, Some(bp)).reshape([b, n, d]))
+        Op::RmsNorm { eps, affine } => {
+            norm(x.next()?, &params, NormKind::Rms, *eps, *affine, 1, k)?
         }
-        Op::Attention { heads, qkv_bias } => {
-            let t = next()?.f3()?;
-            let [b, n, d] = t.dims();
-            let h = *heads as usize;
-            let wqkv = ctx.params.get::<2>(&p(suffix::QKV_WEIGHT))?;
-            let bqkv = if *qkv_bias {
-                Some(ctx.params.get::<1>(&p(suffix::QKV_BIAS))?)
-            } else {
-                None
+        Op::HeadNorm {
+            heads,
+            norm: flavour,
+            eps,
+            affine,
+        } => {
+            let kind = match flavour {
+                NormFlavour::Layer => NormKind::Layer,
+                NormFlavour::Rms => NormKind::Rms,
             };
-            let qkv = linear(t, wqkv, bqkv);
-            let split = |i: usize| {
-                qkv.clone()
-                    .narrow(2, i * d, d)
-                    .reshape([b, n, h, d / h])
-                    .swap_dims(1, 2)
-            };
-            let o = attention(split(0), split(1), split(2), None, None, Default::default());
-            let o = o.swap_dims(1, 2).reshape([b, n, d]);
-            let wp = ctx.params.get::<2>(&p(suffix::PROJ_WEIGHT))?;
-            let bp = ctx.params.get::<1>(&p(suffix::PROJ_BIAS))?;
-            Value::F3(linear(o, wp, Some(bp)))
+            norm(x.next()?, &params, kind, *eps, *affine, *heads as usize, k)?
         }
-        Op::Gelu { approximate } => match approximate {
-            GeluApprox::Tanh if ctx.fused => map_float(next()?, B::fused_gelu_tanh, |t| {
-                per_row(t, B::fused_gelu_tanh)
-            })?,
-            GeluApprox::Tanh => map_float(next()?, gelu_tanh, gelu_tanh)?,
-            GeluApprox::None => map_float(next()?, activation::gelu, activation::gelu)?,
-        },
-        Op::Silu => map_float(next()?, activation::silu, activation::silu)?,
-        Op::Add => binary(
-            next()?,
-            next()?,
-            |a, b| a + b,
-            |a, b| a + b,
-            |a, b| a + b,
-            |a, b| a + b,
-        )?,
+        Op::Attention { heads, qkv_bias } => Value::F3(attention(
+            x.next()?.f3()?,
+            &params,
+            *heads as usize,
+            *qkv_bias,
+            k,
+        )?),
+        Op::Gelu {
+            approximate: GeluApprox::Tanh,
+        } => on_rows(x.next()?, |r| k.gelu_tanh(r))?,
+        Op::Gelu {
+            approximate: GeluApprox::None,
+        } => map_float(x.next()?, activation::gelu, activation::gelu)?,
+        Op::Silu => map_float(x.next()?, activation::silu, activation::silu)?,
+        Op::Add => add(x.next()?, x.next()?)?,
         Op::Mul => binary(
-            next()?,
-            next()?,
+            x.next()?,
+            x.next()?,
             |a, b| a * b,
             |a, b| a * b,
             |a, b| a * b,
             |a, b| a * b,
         )?,
         Op::Modulate => {
-            let (v, shift, scale) = (next()?, next()?, next()?);
+            let (v, shift, scale) = (x.next()?, x.next()?, x.next()?);
             let scaled = binary(
                 v,
                 scale,
@@ -172,28 +154,21 @@ pub fn eval<B: FusedOps>(
                 |a, s| a.clone() + a * s,
                 |a, s| a.clone() + a * s,
             )?;
-            binary(
-                scaled,
-                shift,
-                |a, b| a + b,
-                |a, b| a + b,
-                |a, b| a + b,
-                |a, b| a + b,
-            )?
+            add(scaled, shift)?
         }
         Op::NormModulate { eps, rms } => {
-            let (x, shift, scale) = (next()?.f3()?, next()?.f3()?, next()?.f3()?);
-            let [b, n, d] = x.dims();
+            let (t, shift, scale) = (x.next()?.f3()?, x.next()?.f3()?, x.next()?.f3()?);
+            let [b, n, d] = t.dims();
             let kind = if *rms { NormKind::Rms } else { NormKind::Layer };
             let mods = (per_sample(shift)?, per_sample(scale)?);
-            let y = B::fused_norm(x.reshape([b * n, d]), Some(mods), b, kind, *eps);
+            let y = k.norm(t.reshape([b * n, d]), Some(mods), b, kind, *eps);
             Value::F3(y.reshape([b, n, d]))
         }
         Op::GatedResidual => {
-            let (x, gate, y) = (next()?.f3()?, next()?.f3()?, next()?.f3()?);
-            let [b, n, d] = x.dims();
+            let (t, gate, y) = (x.next()?.f3()?, x.next()?.f3()?, x.next()?.f3()?);
+            let [b, n, d] = t.dims();
             let rows = |t: Tensor<B, 3>| t.reshape([b * n, d]);
-            let out = B::fused_gated_residual(rows(x), per_sample(gate)?, rows(y), b);
+            let out = k.gated_residual(rows(t), per_sample(gate)?, rows(y), b);
             Value::F3(out.reshape([b, n, d]))
         }
         Op::Chunk {
@@ -201,56 +176,33 @@ pub fn eval<B: FusedOps>(
             chunks,
             index,
         } => {
-            let v = next()?;
+            let v = x.next()?;
             let size = v.shape()[*axis] / *chunks as usize;
-            let start = size * *index as usize;
-            let a = *axis;
-            match v {
-                Value::F1(t) => Value::F1(t.narrow(a, start, size)),
-                Value::F2(t) => Value::F2(t.narrow(a, start, size)),
-                Value::F3(t) => Value::F3(t.narrow(a, start, size)),
-                Value::F4(t) => Value::F4(t.narrow(a, start, size)),
-                _ => return Err("chunk of an integer tensor".into()),
-            }
+            narrow(v, *axis, size * *index as usize, size)?
         }
         Op::Concat { axis } => {
-            let vs: Vec<Value<B>> = std::iter::once(next()?).chain(x).collect();
-            let a = *axis;
-            match vs[0].rank() {
-                2 => Value::F2(Tensor::cat(
-                    vs.into_iter().map(Value::f2).collect::<OpResult<_>>()?,
-                    a,
-                )),
-                3 => Value::F3(Tensor::cat(
-                    vs.into_iter().map(Value::f3).collect::<OpResult<_>>()?,
-                    a,
-                )),
-                4 => Value::F4(Tensor::cat(
-                    vs.into_iter().map(Value::f4).collect::<OpResult<_>>()?,
-                    a,
-                )),
-                r => return Err(format!("concat of rank {r}")),
-            }
+            let first = x.next()?;
+            concat(std::iter::once(first).chain(x.values).collect(), *axis)?
         }
-        Op::Unsqueeze { axis } => match next()? {
+        Op::Unsqueeze { axis } => match x.next()? {
             Value::F1(t) => Value::F2(t.unsqueeze_dim(*axis)),
             Value::F2(t) => Value::F3(t.unsqueeze_dim(*axis)),
             Value::F3(t) => Value::F4(t.unsqueeze_dim(*axis)),
             v => return Err(format!("unsqueeze of rank {}", v.rank())),
         },
-        Op::Patchify { patch } => Value::F3(patchify(next()?.f4()?, *patch as usize)),
+        Op::Patchify { patch } => Value::F3(patchify(x.next()?.f4()?, *patch as usize)),
         Op::Unpatchify {
             patch,
             height,
             width,
         } => Value::F4(unpatchify(
-            next()?.f3()?,
+            x.next()?.f3()?,
             *patch as usize,
             *height as usize,
             *width as usize,
         )),
         Op::PatchifyVideo { patch_t, patch } => Value::F3(patchify_video(
-            next()?.f5()?,
+            x.next()?.f5()?,
             *patch_t as usize,
             *patch as usize,
         )),
@@ -261,26 +213,33 @@ pub fn eval<B: FusedOps>(
             height,
             width,
         } => Value::F5(unpatchify_video(
-            next()?.f3()?,
+            x.next()?.f3()?,
             [*patch_t as usize, *patch as usize],
             [*frames as usize, *height as usize, *width as usize],
         )),
-        Op::PosEmbed2d { .. } => Value::F3(ctx.params.fixed(name)?.unsqueeze::<3>()),
+        Op::PosEmbed2d { .. } | Op::Positions { .. } => {
+            Value::F3(ctx.params.fixed(name)?.unsqueeze::<3>())
+        }
         Op::TimestepEmbed { .. } => {
-            let t = next()?.f1()?;
-            let freqs = ctx.params.fixed(name)?;
-            let args = t.unsqueeze_dim::<2>(1) * freqs;
+            let t = x.next()?.f1()?;
+            let args = t.unsqueeze_dim::<2>(1) * ctx.params.fixed(name)?;
             Value::F2(Tensor::cat(vec![args.clone().cos(), args.sin()], 1))
         }
         Op::ClassEmbed { .. } => {
-            let y = next()?.i1()?;
-            let table = ctx.params.get::<2>(&p(suffix::TABLE))?;
-            Value::F2(table.select(0, y))
+            let table = params.get::<2>(suffix::TABLE)?;
+            Value::F2(table.select(0, x.next()?.i1()?))
+        }
+        Op::Embed { dim, .. } => {
+            let ids = x.next()?.i2()?;
+            let [b, l] = ids.dims();
+            let table = params.get::<2>(suffix::TABLE)?;
+            let rows = table.select(0, ids.reshape([b * l]));
+            Value::F3(rows.reshape([b, l, *dim as usize]))
         }
         Op::TokenConv { kernel, causal } => {
-            let t = next()?.f3()?;
-            let w = ctx.params.get::<2>(&p(suffix::WEIGHT))?;
-            let bias = ctx.params.get::<1>(&p(suffix::BIAS))?;
+            let t = x.next()?.f3()?;
+            let w = params.get::<2>(suffix::WEIGHT)?;
+            let bias = params.get::<1>(suffix::BIAS)?;
             Value::F3(token_conv(t, w, bias, *kernel as usize, *causal))
         }
         Op::RouteSelect {
@@ -289,12 +248,11 @@ pub fn eval<B: FusedOps>(
             sorted,
             ..
         } => {
-            let t = next()?;
-            let shape = t.shape();
-            let (b, n, k) = (shape[0], shape[1], *keep as usize);
-            let idx = ctx.routes.indices(*route, b, n, k, *sorted);
+            let shape = x.next()?.shape();
+            let (b, n, keep) = (shape[0], shape[1], *keep as usize);
+            let idx = ctx.routes.indices(*route, b, n, keep, *sorted);
             Value::I2(Tensor::<B, 2, Int>::from_data(
-                TensorData::new(idx, [b, k]),
+                TensorData::new(idx, [b, keep]),
                 ctx.device,
             ))
         }
@@ -304,49 +262,19 @@ pub fn eval<B: FusedOps>(
             after,
             ..
         } => {
-            let idx = next()?.i2()?;
-            let [b, _] = idx.dims();
-            let (before, tokens, after) = (*before as i64, *tokens as i64, *after as i64);
-            let mut parts = vec![];
-            if before > 0 {
-                parts.push(
-                    Tensor::<B, 1, Int>::arange(0..before, ctx.device)
-                        .unsqueeze::<2>()
-                        .repeat_dim(0, b),
-                );
-            }
-            parts.push(idx + before);
-            if after > 0 {
-                let from = before + tokens;
-                parts.push(
-                    Tensor::<B, 1, Int>::arange(from..from + after, ctx.device)
-                        .unsqueeze::<2>()
-                        .repeat_dim(0, b),
-                );
-            }
-            Value::I2(Tensor::cat(parts, 1))
+            let counts = [*before, *tokens, *after].map(|c| c as i64);
+            Value::I2(stream_indices(x.next()?.i2()?, counts, ctx.device))
         }
         Op::Sdpa { heads } => {
-            let (q, k, v) = (next()?.f3()?, next()?.f3()?, next()?.f3()?);
-            let mask = match x.next() {
-                Some(m) => Some(m.f2()?),
-                None => None,
-            };
-            let h = *heads as usize;
-            let ([b, _, d], kd) = (q.dims(), k.dims());
-            let packable = kd == v.dims() && kd[0] == b && kd[2] == d && d.is_multiple_of(h);
-            Value::F3(match mask {
-                None if ctx.fused && q.dims() == kd && packable => sdpa_fused(q, k, v, h),
-                mask if ctx.fused && packable => sdpa_cross_fused(q, k, v, mask, h),
-                mask => sdpa(q, k, v, mask, h),
-            })
+            let (q, kk, v) = (x.next()?.f3()?, x.next()?.f3()?, x.next()?.f3()?);
+            let mask = x.values.next().map(Value::f2).transpose()?;
+            Value::F3(sdpa_op(q, kk, v, mask, *heads as usize, k))
         }
         Op::Rope { heads, .. } => {
-            let (t, pos) = (next()?.f3()?, next()?.f3()?);
+            let (t, pos) = (x.next()?.f3()?, x.next()?.f3()?);
             let freqs = ctx.params.fixed(name)?;
-            Value::F3(rope(t, pos, freqs, *heads as usize, ctx.fused))
+            Value::F3(rope(t, pos, freqs, *heads as usize, k))
         }
-        Op::Positions { .. } => Value::F3(ctx.params.fixed(name)?.unsqueeze::<3>()),
         Op::SelectStream { stream } => {
             let ty = ctx
                 .input_types
@@ -358,99 +286,157 @@ pub fn eval<B: FusedOps>(
             let (before, seg) = ty
                 .segment(stream)
                 .ok_or_else(|| format!("no `{stream}` tokens in {ty}"))?;
-            let (start, len) = (before as usize, seg.tokens as usize);
-            match next()? {
-                Value::F2(t) => Value::F2(t.narrow(axis, start, len)),
-                Value::F3(t) => Value::F3(t.narrow(axis, start, len)),
-                Value::F4(t) => Value::F4(t.narrow(axis, start, len)),
-                Value::I2(t) => Value::I2(t.narrow(axis, start, len)),
-                v => return Err(format!("select_stream of rank {}", v.rank())),
-            }
-        }
-        Op::HeadNorm {
-            heads,
-            norm,
-            eps,
-            affine,
-        } => {
-            let (h, eps) = (*heads as usize, *eps);
-            let scale = if *affine {
-                Some(ctx.params.get::<1>(&p(suffix::WEIGHT))?)
-            } else {
-                None
-            };
-            let shift = if *affine && *norm == NormFlavour::Layer {
-                Some(ctx.params.get::<1>(&p(suffix::BIAS))?)
-            } else {
-                None
-            };
-            let rms = *norm == NormFlavour::Rms;
-            let fused = ctx.fused;
-            let f =
-                |r: Tensor<B, 2>| {
-                    let [n, d] = r.dims();
-                    let g = r.reshape([n, h, d / h]);
-                    let mut y =
-                        match (fused, rms) {
-                            // Each head's slice is a row of its own: the fused norm over `[N·H, Dh]`.
-                            (true, _) => {
-                                let kind = if rms { NormKind::Rms } else { NormKind::Layer };
-                                B::fused_norm(g.reshape([n * h, d / h]), None, 1, kind, eps)
-                                    .reshape([n, h, d / h])
-                            }
-                            (false, true) => rms_norm(g, eps),
-                            (false, false) => layer_norm(g, eps),
-                        };
-                    if let Some(w) = &scale {
-                        y = y * w.clone().unsqueeze::<3>();
-                    }
-                    if let Some(b) = &shift {
-                        y = y + b.clone().unsqueeze::<3>();
-                    }
-                    y.reshape([n, d])
-                };
-            map_float(next()?, f, |t| per_row(t, f))?
+            narrow(x.next()?, axis, before as usize, seg.tokens as usize)?
         }
         Op::Glu { act } => {
             let act = *act;
-            let f = |r: Tensor<B, 2>| {
+            on_rows(x.next()?, |r| {
                 let [_, d] = r.dims();
                 let (a, b) = (r.clone().narrow(1, 0, d / 2), r.narrow(1, d / 2, d / 2));
                 let a = match act {
                     GluAct::Silu => activation::silu(a),
-                    GluAct::GeluTanh => gelu_tanh(a),
+                    GluAct::GeluTanh => k.gelu_tanh(a),
                 };
                 a * b
-            };
-            map_float(next()?, f, |t| per_row(t, f))?
-        }
-        Op::Embed { dim, .. } => {
-            let ids = next()?.i2()?;
-            let [b, l] = ids.dims();
-            let table = ctx.params.get::<2>(&p(suffix::TABLE))?;
-            Value::F3(
-                table
-                    .select(0, ids.reshape([b * l]))
-                    .reshape([b, l, *dim as usize]),
-            )
+            })?
         }
         Op::GatherTokens { .. } => {
-            let (v, idx) = (next()?.f3()?, next()?.i2()?);
-            Value::F3(if ctx.fused {
-                B::fused_gather_tokens(v, idx)
-            } else {
-                gather_tokens(v, idx)
-            })
+            let (v, idx) = (x.next()?.f3()?, x.next()?.i2()?);
+            Value::F3(k.gather_tokens(v, idx))
         }
         Op::MergeTokens { .. } => {
-            let (base, kept, idx) = (next()?.f3()?, next()?.f3()?, next()?.i2()?);
-            Value::F3(if ctx.fused {
-                B::fused_merge_tokens(base, kept, idx)
-            } else {
-                merge_tokens(base, kept, idx)
-            })
+            let (base, kept, idx) = (x.next()?.f3()?, x.next()?.f3()?, x.next()?.i2()?);
+            Value::F3(k.merge_tokens(base, kept, idx))
         }
     })
+}
+
+/// A layer or RMS norm over the last axis with its optional affine (`weight`, and `bias` for a
+/// layer norm). With `heads > 1` each head's slice of a row is normed on its own, and the
+/// affine has the head width.
+fn norm<B: FusedOps>(
+    v: Value<B>,
+    params: &NodeParams<B>,
+    kind: NormKind,
+    eps: f64,
+    affine: bool,
+    heads: usize,
+    k: Kernels,
+) -> OpResult<Value<B>> {
+    let scale = params.optional::<1>(affine, suffix::WEIGHT)?;
+    let shift = params.optional::<1>(affine && kind == NormKind::Layer, suffix::BIAS)?;
+    on_rows(v, |r| {
+        let [n, d] = r.dims();
+        // One row per head's slice; the affine (of the head width) broadcasts over them.
+        let mut y = k.norm(r.reshape([n * heads, d / heads]), None, 1, kind, eps);
+        if let Some(w) = &scale {
+            y = y * w.clone().unsqueeze::<2>();
+        }
+        if let Some(b) = &shift {
+            y = y + b.clone().unsqueeze::<2>();
+        }
+        y.reshape([n, d])
+    })
+}
+
+/// Self-attention with its packed `qkv` projection and output projection: 2-D GEMMs around one
+/// attention kernel.
+fn attention<B: FusedOps>(
+    t: Tensor<B, 3>,
+    params: &NodeParams<B>,
+    heads: usize,
+    qkv_bias: bool,
+    k: Kernels,
+) -> OpResult<Tensor<B, 3>> {
+    let [b, n, d] = t.dims();
+    let wqkv = params.get::<2>(suffix::QKV_WEIGHT)?;
+    let bqkv = params.optional::<1>(qkv_bias, suffix::QKV_BIAS)?;
+    let qkv = k.linear(t.reshape([b * n, d]), wqkv, bqkv);
+    let o = k.attention(qkv, b, heads);
+    let wp = params.get::<2>(suffix::PROJ_WEIGHT)?;
+    let bp = params.get::<1>(suffix::PROJ_BIAS)?;
+    Ok(k.linear(o, wp, Some(bp)).reshape([b, n, d]))
+}
+
+/// `len` entries of `v` from `start` along `axis`.
+fn narrow<B: Backend>(v: Value<B>, axis: usize, start: usize, len: usize) -> OpResult<Value<B>> {
+    Ok(match v {
+        Value::F1(t) => Value::F1(t.narrow(axis, start, len)),
+        Value::F2(t) => Value::F2(t.narrow(axis, start, len)),
+        Value::F3(t) => Value::F3(t.narrow(axis, start, len)),
+        Value::F4(t) => Value::F4(t.narrow(axis, start, len)),
+        Value::I2(t) => Value::I2(t.narrow(axis, start, len)),
+        v => return Err(format!("a slice of a rank-{} value", v.rank())),
+    })
+}
+
+/// The float values `vs` (all of one rank) joined along `axis`.
+fn concat<B: Backend>(vs: Vec<Value<B>>, axis: usize) -> OpResult<Value<B>> {
+    Ok(match vs[0].rank() {
+        2 => Value::F2(Tensor::cat(
+            vs.into_iter().map(Value::f2).collect::<OpResult<_>>()?,
+            axis,
+        )),
+        3 => Value::F3(Tensor::cat(
+            vs.into_iter().map(Value::f3).collect::<OpResult<_>>()?,
+            axis,
+        )),
+        4 => Value::F4(Tensor::cat(
+            vs.into_iter().map(Value::f4).collect::<OpResult<_>>()?,
+            axis,
+        )),
+        r => return Err(format!("concat of rank {r}")),
+    })
+}
+
+/// The kept positions `idx [B, K]` of a stream inside its token axis: the `before` tokens
+/// ahead of it and the `after` behind it (other streams, never routed) are always kept.
+fn stream_indices<B: Backend>(
+    idx: Tensor<B, 2, Int>,
+    [before, tokens, after]: [i64; 3],
+    device: &B::Device,
+) -> Tensor<B, 2, Int> {
+    let [b, _] = idx.dims();
+    let all = |range: std::ops::Range<i64>| {
+        Tensor::<B, 1, Int>::arange(range, device)
+            .unsqueeze::<2>()
+            .repeat_dim(0, b)
+    };
+    let mut parts = vec![];
+    if before > 0 {
+        parts.push(all(0..before));
+    }
+    parts.push(idx + before);
+    if after > 0 {
+        let from = before + tokens;
+        parts.push(all(from..from + after));
+    }
+    Tensor::cat(parts, 1)
+}
+
+/// numpy-broadcasting addition.
+fn add<B: Backend>(a: Value<B>, b: Value<B>) -> OpResult<Value<B>> {
+    binary(a, b, |a, b| a + b, |a, b| a + b, |a, b| a + b, |a, b| a + b)
+}
+
+/// Attention of `q` on `k`, `v` with an optional key mask: through the attention kernels when
+/// the keys and values pack beside each other (self-attention, joint attention's concatenated
+/// streams, cross-attention to text), else the general decomposition [`sdpa`].
+fn sdpa_op<B: FusedOps>(
+    q: Tensor<B, 3>,
+    k: Tensor<B, 3>,
+    v: Tensor<B, 3>,
+    mask: Option<Tensor<B, 2>>,
+    heads: usize,
+    kernels: Kernels,
+) -> Tensor<B, 3> {
+    let ([b, _, d], kd) = (q.dims(), k.dims());
+    let packable = kd == v.dims() && kd[0] == b && kd[2] == d && d.is_multiple_of(heads);
+    match mask {
+        None if packable && q.dims() == kd => sdpa_self(q, k, v, heads, kernels),
+        mask if packable => sdpa_cross(q, k, v, mask, heads, kernels),
+        mask => sdpa(q, k, v, mask, heads),
+    }
 }
 
 /// A key mask (1 = attend, 0 = padding) as the additive bias attention adds to its scores:
@@ -484,35 +470,38 @@ pub fn sdpa<B: Backend>(
     probs.matmul(v).swap_dims(1, 2).reshape([b, tq, dv])
 }
 
-/// Unmasked self-attention of same-shaped `q`, `k`, `v` through the fused attention kernel:
-/// packed side by side as the `[B·N, 3·D]` projection it reads (joint attention's concatenated
-/// streams take this path).
-pub fn sdpa_fused<B: FusedOps>(
+/// Unmasked self-attention of same-shaped `q`, `k`, `v` through the attention kernel: packed
+/// side by side as the `[B·N, 3·D]` projection it reads.
+pub fn sdpa_self<B: FusedOps>(
     q: Tensor<B, 3>,
     k: Tensor<B, 3>,
     v: Tensor<B, 3>,
     heads: usize,
+    kernels: Kernels,
 ) -> Tensor<B, 3> {
     let [b, n, d] = q.dims();
     let qkv = Tensor::cat(vec![q, k, v], 2).reshape([b * n, 3 * d]);
-    B::fused_attention(qkv, b, heads).reshape([b, n, d])
+    kernels.attention(qkv, b, heads).reshape([b, n, d])
 }
 
 /// Attention of `q [B, N, D]` on other keys `k`, `v` (`[B, M, D]`: cross-attention to text),
-/// or with a key mask `[B or 1, M]`, through the fused cross-attention kernel: `k` and `v`
-/// packed side by side as `[B·M, 2·D]`, the mask as [`sdpa`]'s additive key bias.
-pub fn sdpa_cross_fused<B: FusedOps>(
+/// or with a key mask `[B or 1, M]`, through the cross-attention kernel: `k` and `v` packed
+/// side by side as `[B·M, 2·D]`, the mask as [`sdpa`]'s additive key bias.
+pub fn sdpa_cross<B: FusedOps>(
     q: Tensor<B, 3>,
     k: Tensor<B, 3>,
     v: Tensor<B, 3>,
     mask: Option<Tensor<B, 2>>,
     heads: usize,
+    kernels: Kernels,
 ) -> Tensor<B, 3> {
     let [b, n, d] = q.dims();
     let [_, m, _] = k.dims();
     let kv = Tensor::cat(vec![k, v], 2).reshape([b * m, 2 * d]);
     let bias = mask.map(|mk| key_bias(mk).expand([b, m]));
-    B::fused_cross_attention(q.reshape([b * n, d]), kv, bias, b, heads).reshape([b, n, d])
+    kernels
+        .cross_attention(q.reshape([b * n, d]), kv, bias, b, heads)
+        .reshape([b, n, d])
 }
 
 /// Rotary position embedding: each head's pairs `(2i, 2i+1)` turned by the angles
@@ -522,18 +511,14 @@ pub fn rope<B: FusedOps>(
     pos: Tensor<B, 3>,
     freqs: Tensor<B, 2>,
     heads: usize,
-    fused: bool,
+    kernels: Kernels,
 ) -> Tensor<B, 3> {
     let [_, _, d] = x.dims();
     let [bp, _, axes] = pos.dims();
     let half = d / heads / 2;
     let angles = pos.matmul(freqs.unsqueeze::<3>().expand([bp, axes, half]));
     let (cos, sin) = (angles.clone().cos(), angles.sin());
-    if fused {
-        B::fused_rope(x, cos, sin, heads)
-    } else {
-        super::fused::reference::rope(x, cos, sin, heads)
-    }
+    kernels.rope(x, cos, sin, heads)
 }
 
 /// A per-sample `[B, 1, D]` vector (the fusion pass checked the shape) as `[B, D]`.
@@ -570,10 +555,17 @@ fn map_float<B: Backend>(
     })
 }
 
+/// Applies a row-wise op to a `[R, F]` value, or to `[B, N, F]` as one `[B·N, F]` matrix.
+fn on_rows<B: Backend>(
+    v: Value<B>,
+    f: impl Fn(Tensor<B, 2>) -> Tensor<B, 2>,
+) -> OpResult<Value<B>> {
+    map_float(v, &f, |t| per_row(t, &f))
+}
+
 /// Applies a last-axis op to `[B, N, F]` as one `[B·N, F]` matrix. Why: burn-flex 0.21 has fast
 /// paths for contiguous and 2-D broadcasting element-wise ops but walks 3-D broadcasts element
-/// by element (measured: the largest cost of a training step), and a 3-D linear does a batched
-/// matmul plus a batch reduction in its weight gradient instead of one GEMM.
+/// by element, and a 3-D linear does a batched matmul plus a batch reduction in its weight gradient instead of one GEMM.
 fn per_row<B: Backend>(
     t: Tensor<B, 3>,
     f: impl FnOnce(Tensor<B, 2>) -> Tensor<B, 2>,

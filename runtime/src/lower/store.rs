@@ -20,8 +20,8 @@ pub struct ParamStore<B: Backend> {
     pub tensors: Vec<Tensor<B, 1>>,
     index: HashMap<String, usize>,
     fixed: HashMap<String, Tensor<B, 2>>,
-    /// Lower attention, norms and tanh-GELU to the fused kernels (the default) or to burn
-    /// decompositions (see `ops::OpCtx::fused`).
+    /// Lower the fused ops to the backend's kernels (the default) or to their burn
+    /// decompositions (see [`super::fused::choice::Kernels`]).
     pub fused: bool,
 }
 

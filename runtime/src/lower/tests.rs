@@ -413,7 +413,7 @@ fn attention_matches_naive() {
             params: &p,
             routes: &mut rs,
             device: &dev,
-            fused,
+            kernels: super::fused::choice::Kernels::from_fused(fused),
             input_types: vec![],
         };
         let op = g.node(attn).op.clone();
@@ -492,7 +492,7 @@ fn elementwise_ops_match_naive() {
         params: &p,
         routes: &mut rs,
         device: &dev,
-        fused: true,
+        kernels: super::fused::choice::Kernels::Fused,
         input_types: vec![],
     };
     let x = seq(2 * 4 * 3, 2.0);
@@ -541,7 +541,7 @@ fn timestep_and_class_embeddings_match_naive() {
         params: &p,
         routes: &mut rs,
         device: &dev,
-        fused: true,
+        kernels: super::fused::choice::Kernels::Fused,
         input_types: vec![],
     };
     let t = vec![0.25f32, -1.5];

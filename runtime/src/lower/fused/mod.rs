@@ -1,10 +1,11 @@
 //! The fused engine's ops as a burn backend extension.
 //!
-//! [`FusedOps`] has one method per fused op. Its default bodies are the decompositions into
-//! burn tensor ops (the engine as it was before fusion), so every backend is correct through
-//! them: ndarray and cuda use the defaults. burn-flex implements the trait with the native
-//! kernels of [`crate::kernels`] (`flex.rs`), and `Autodiff<Flex>` with the same kernels plus
-//! a hand-written backward for each op (`autodiff.rs`), so training under autodiff runs one
+//! [`FusedOps`] has one method per fused op. Its default bodies are the decompositions into burn
+//! tensor ops ([`reference`]), so every backend is correct through them: ndarray, cuda and wgpu use
+//! the defaults. [`choice::Kernels`] picks the fused ops or those decompositions for a whole
+//! lowered graph (`treadc bench --no-fuse` runs the latter). burn-flex implements the trait with
+//! the native kernels of [`crate::kernels`] (`flex.rs`), and `Autodiff<Flex>` with the same kernels
+//! plus a hand-written backward for each op (`autodiff.rs`), so training under autodiff runs one
 //! node per fused op instead of the 7–26 nodes of its decomposition.
 //!
 //! [`Engine`] ties a base backend to the autodiff backend training uses, so that generic code
@@ -12,6 +13,7 @@
 
 mod args;
 mod autodiff;
+pub mod choice;
 mod flex;
 pub mod reference;
 

@@ -7,6 +7,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use proptest::prelude::*;
 
+use super::choice::Kernels;
 use super::{reference, FusedOps, NormKind};
 
 type Ad = Autodiff<Flex>;
@@ -394,7 +395,7 @@ proptest! {
 /// batch 1.
 #[test]
 fn sdpa_through_the_fused_kernel_equals_the_decomposition() {
-    use crate::lower::ops::{sdpa, sdpa_fused};
+    use crate::lower::ops::{sdpa, sdpa_self};
     for (b, n, heads, dh) in [(2, 72, 4, 16), (1, 40, 2, 8), (3, 5, 1, 4)] {
         let d = heads * dh;
         let make = |seed: u64| -> Vec<Tensor<Ad, 3>> {
@@ -407,7 +408,13 @@ fn sdpa_through_the_fused_kernel_equals_the_decomposition() {
                 .collect()
         };
         let (xa, xb) = (make(1), make(1));
-        let ya = sdpa_fused(xa[0].clone(), xa[1].clone(), xa[2].clone(), heads);
+        let ya = sdpa_self(
+            xa[0].clone(),
+            xa[1].clone(),
+            xa[2].clone(),
+            heads,
+            Kernels::Fused,
+        );
         let yb = sdpa(xb[0].clone(), xb[1].clone(), xb[2].clone(), None, heads);
         let name = format!("sdpa b {b} n {n} heads {heads}");
         assert!(
@@ -471,7 +478,7 @@ fn rope_through_the_fused_kernel_equals_the_decomposition() {
 /// all masked (the null text of guidance), routed query counts and batch 1.
 #[test]
 fn cross_attention_through_the_fused_kernel_equals_the_decomposition() {
-    use crate::lower::ops::{sdpa, sdpa_cross_fused};
+    use crate::lower::ops::{sdpa, sdpa_cross};
     // (batch, queries, keys, heads, head width, mask: none / per sample / shared)
     for (b, n, m, heads, dh, mask) in [
         (2, 64, 8, 4, 16, 1),
@@ -509,12 +516,13 @@ fn cross_attention_through_the_fused_kernel_equals_the_decomposition() {
                 )
             })
         };
-        let ya = sdpa_cross_fused(
+        let ya = sdpa_cross(
             xa[0].clone(),
             xa[1].clone(),
             xa[2].clone(),
             mask_of(),
             heads,
+            Kernels::Fused,
         );
         let yb = sdpa(
             xb[0].clone(),
@@ -523,12 +531,13 @@ fn cross_attention_through_the_fused_kernel_equals_the_decomposition() {
             mask_of(),
             heads,
         );
-        let yf = sdpa_cross_fused::<Flex>(
+        let yf = sdpa_cross::<Flex>(
             xa[0].clone().inner(),
             xa[1].clone().inner(),
             xa[2].clone().inner(),
             mask_of().map(|t| t.inner()),
             heads,
+            Kernels::Fused,
         );
         let name = format!("cross b {b} n {n} m {m} heads {heads} mask {mask}");
         assert!(
