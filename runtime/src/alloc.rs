@@ -1,7 +1,7 @@
 //! Allocator settings for training. A training step allocates and frees the same large
 //! activation buffers every step; glibc serves blocks above its mmap threshold (128 KiB at
 //! start) with fresh `mmap`s, so each step pays page faults and zeroing of new pages for all of
-//! them (measured with `perf`: page faults, `clear_page` and memset were ~10% of a step).
+//! them.
 //! Raising the threshold to glibc's maximum and keeping freed memory (no trimming) lets every
 //! step reuse the previous step's pages.
 

@@ -1,5 +1,5 @@
 //! The burn backends treadc can run on, and the one place that names them. CPU: `flex` (the
-//! default: burn's recommended CPU backend, measured faster than `ndarray` here) and `ndarray`;
+//! default: burn's recommended CPU backend) and `ndarray`;
 //! GPU: `cuda` and `wgpu` (Vulkan, Metal, DX12) behind the crate features of the same names.
 
 use tread_compiler::diag::{Diagnostic, Location};

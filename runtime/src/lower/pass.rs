@@ -7,12 +7,11 @@
 //! so a part draws exactly what it drew inside the whole batch.
 //!
 //! Each part runs on its own thread and rayon pool ([`PartPools`], the caller's threads divided
-//! between the parts), never as a task of a shared pool: with the parts as tasks of the global
-//! pool, two tests stepping at once hung (2 of 16 runs), likely because burn-autodiff holds a graph's lock for
-//! the whole backward pass, a worker waiting inside a kernel's `join` runs other queued tasks,
-//! and a part picked up that way ends its backward by locking every graph, the one held further
-//! up its own stack included. A part's pool only ever holds that part's kernel tasks, which take
-//! no lock.
+//! between the parts), never as a task of a shared pool, which can deadlock: burn-autodiff holds
+//! a graph's lock for the whole backward pass, a worker waiting inside a kernel's `join` runs
+//! other queued tasks, and a part picked up that way ends its backward by locking every graph,
+//! the one held further up its own stack included. A part's pool only ever holds that part's
+//! kernel tasks, which take no lock.
 
 use burn::tensor::{ElementConversion, Tensor, TensorData};
 use rand_chacha::ChaCha8Rng;

@@ -51,8 +51,8 @@ pub struct SampleSpec {
     pub null_label: i64,
 }
 
-/// Samples per dense denoiser call (measured: sampling 500 MNIST digits in one batch took
-/// 86 s, in chunks of 100 see the README's figure).
+/// Samples per dense denoiser call: bounds one call's activations, which for hundreds of samples
+/// outgrow the caches and make each sample slower.
 const SAMPLE_CHUNK: usize = 100;
 
 /// Draws samples with `dense` (routes stripped) and returns them row-major `[n, C, H, W]`.
