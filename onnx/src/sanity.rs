@@ -45,12 +45,34 @@ fn check_graph(g: &pb::GraphProto) -> Result<(), String> {
                     node.name, node.op_type
                 ));
             }
+            if name == "perm" && !is_permutation(&a.ints) {
+                return Err(format!(
+                    "node `{}` ({}): attribute `perm` is {:?}, expected a permutation of 0..{}",
+                    node.name,
+                    node.op_type,
+                    a.ints,
+                    a.ints.len()
+                ));
+            }
             for sub in a.g.iter().chain(&a.graphs) {
                 check_graph(sub)?;
             }
         }
     }
     Ok(())
+}
+
+/// Whether `perm` holds each of `0..perm.len()` once (tract indexes the input's shape with it
+/// unchecked).
+fn is_permutation(perm: &[i64]) -> bool {
+    let mut seen = vec![false; perm.len()];
+    perm.iter().all(|&p| {
+        let fresh = usize::try_from(p).is_ok_and(|i| i < seen.len() && !seen[i]);
+        if fresh {
+            seen[p as usize] = true;
+        }
+        fresh
+    })
 }
 
 #[cfg(test)]
@@ -100,6 +122,22 @@ mod tests {
             ..Default::default()
         };
         assert!(check_attributes(&model("Transpose", perm)).is_err());
+        // In range, but not a permutation: tract would index past the input's rank.
+        for ints in [vec![0, 2, 5], vec![0, 1, 1], vec![-1, 0]] {
+            let perm = pb::AttributeProto {
+                name: "perm".into(),
+                ints,
+                ..Default::default()
+            };
+            let e = check_attributes(&model("Transpose", perm)).expect_err("not a permutation");
+            assert!(e.contains("expected a permutation"), "{e}");
+        }
+        let perm = pb::AttributeProto {
+            name: "perm".into(),
+            ints: vec![0, 2, 1, 3],
+            ..Default::default()
+        };
+        assert!(check_attributes(&model("Transpose", perm)).is_ok());
         assert!(check_attributes(&model("Attention", int("q_num_heads", 0))).is_err());
         assert!(check_attributes(&model("Attention", int("q_num_heads", 4))).is_ok());
         let nested = pb::AttributeProto {

@@ -206,3 +206,116 @@ pub fn analyse(proto: &pb::ModelProto, dir: &Path) -> Result<HashMap<String, Val
     }
     Ok(facts)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use prost::Message;
+    use tread_compiler::compile::{compile_file, CompileOptions};
+    use tread_compiler::config::Objective;
+    use tread_compiler::params::param_specs;
+
+    use super::TractModel;
+    use crate::export::{export, ExportOptions, Weights};
+    use crate::pb;
+
+    /// How long one load may take before it counts as a hang: far above a tiny model's load in
+    /// a debug build, far below the minutes tract spins on an absurd attribute.
+    const HANG: Duration = Duration::from_secs(20);
+    /// One-bit mutations tried per exported file.
+    const MUTATIONS: usize = 40;
+
+    /// A test model of `tests/models/` exported at `opset` with zero weights.
+    fn exported(name: &str, opset: i64) -> pb::ModelProto {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/models")
+            .join(name);
+        let c = compile_file(&p, &CompileOptions::default()).unwrap();
+        let weights = Weights {
+            source: "test".into(),
+            tensors: param_specs(&c.routed)
+                .into_iter()
+                .map(|s| (s.name.clone(), vec![0.0; s.numel()]))
+                .collect(),
+        };
+        let opts = ExportOptions {
+            opset,
+            ..Default::default()
+        };
+        export(&c.routed, Objective::Edm, &weights, &opts).unwrap()
+    }
+
+    /// Loads `path` on a thread of its own; `None` when it is still loading after [`HANG`].
+    fn load_within_bound(path: PathBuf, proto: pb::ModelProto) -> Option<Result<(), String>> {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let r = std::panic::catch_unwind(|| TractModel::load(&path, &proto, 1).map(|_| ()));
+            let _ = tx.send(r.unwrap_or_else(|_| Err("panicked".into())));
+        });
+        rx.recv_timeout(HANG).ok()
+    }
+
+    /// splitmix64: a fixed sequence of mutation sites, the same on every run.
+    fn next(state: &mut u64) -> u64 {
+        *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = *state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// One bit flipped in the encoding of one node attribute of exported files (every op
+    /// treadc writes, opsets 17 and 23): each file still decodes, and tract then loads it or
+    /// refuses it, never spinning past [`HANG`] and never panicking. A flipped bit is how an
+    /// axis of -536870913 once made `treadc run` spin for minutes.
+    #[test]
+    fn one_bit_attribute_mutations_load_or_fail_promptly() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut state = 7u64;
+        let mut tried = 0;
+        for (file, opset) in [("all-ops.json", 17), ("all-stream-ops.json", 23)] {
+            let model = exported(file, opset);
+            let clean = tmp.path().join("clean.onnx");
+            std::fs::write(&clean, model.encode_to_vec()).unwrap();
+            let loaded = load_within_bound(clean, model.clone());
+            assert!(matches!(loaded, Some(Ok(()))), "{file}: {loaded:?}");
+            let sites: Vec<(usize, usize)> = model
+                .graph
+                .as_ref()
+                .unwrap()
+                .node
+                .iter()
+                .enumerate()
+                .flat_map(|(n, node)| (0..node.attribute.len()).map(move |a| (n, a)))
+                .collect();
+            let mut done = 0;
+            while done < MUTATIONS {
+                let (n, a) = sites[next(&mut state) as usize % sites.len()];
+                let mut m = model.clone();
+                let node = &mut m.graph.as_mut().unwrap().node[n];
+                let mut bytes = node.attribute[a].encode_to_vec();
+                let bit = next(&mut state) as usize % (bytes.len() * 8);
+                bytes[bit / 8] ^= 1 << (bit % 8);
+                // A flip that breaks the encoding is refused by the reader (tested there).
+                let Ok(attr) = pb::AttributeProto::decode(bytes.as_slice()) else {
+                    continue;
+                };
+                let what = format!("{file}: node `{}` attribute {attr:?}", node.name);
+                node.attribute[a] = attr;
+                let path = tmp.path().join(format!("mutated-{done}.onnx"));
+                std::fs::write(&path, m.encode_to_vec()).unwrap();
+                match load_within_bound(path, m) {
+                    None => panic!("{what}: still loading after {HANG:?}"),
+                    Some(Err(e)) if e == "panicked" => panic!("{what}: tract panicked"),
+                    Some(_) => {}
+                }
+                done += 1;
+            }
+            tried += done;
+        }
+        assert_eq!(tried, 2 * MUTATIONS);
+    }
+}
