@@ -623,7 +623,8 @@ pub enum XArg {
 pub enum YArg {
     /// Training loss (moving mean of 25 steps).
     Loss,
-    /// Fréchet distance to held-out digits (`--eval-every` runs).
+    /// Fréchet distance to held-out images: the digits, or the set of the classifier the run
+    /// was scored with (`--eval-every` runs).
     Fd,
     /// Class accuracy (`--eval-every` runs).
     Accuracy,

@@ -38,7 +38,7 @@ pub enum XAxis {
 pub enum YAxis {
     /// Training loss (a moving mean over 25 steps; log scale).
     Loss,
-    /// Fréchet distance to held-out digits (log scale).
+    /// Fréchet distance to the held-out reference images (log scale).
     Fd,
     /// Class accuracy (%).
     Accuracy,
@@ -48,7 +48,7 @@ impl YAxis {
     fn label(self) -> &'static str {
         match self {
             YAxis::Loss => "training loss (mean of 25 steps)",
-            YAxis::Fd => "FD to held-out digits (lower is better)",
+            YAxis::Fd => "FD to held-out images (lower is better)",
             YAxis::Accuracy => "class accuracy, %",
         }
     }
